@@ -1,0 +1,131 @@
+"""Load a study config, fill defaults from the schema, and check it before any job runs.
+
+The JSON schema (config/schema.yaml, shipped in the package too) checks types and ranges;
+`check_cross_fields` checks what a schema cannot say. Every error names the key, the bad
+value and what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A study config is wrong; the message names the key and what was expected."""
+
+
+def schema() -> dict:
+    text = resources.files("skillscale").joinpath("schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _fill_defaults(node: dict, sch: dict) -> None:
+    """Fill defaults depth-first (jsonschema validates but never fills)."""
+    for key, sub in sch.get("properties", {}).items():
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if isinstance(node.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(node[key], sub)
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def validate(cfg: dict | None, source: str = "config") -> dict:
+    """Return a validated copy of ``cfg`` with every default filled in."""
+    cfg = copy.deepcopy(cfg or {})
+    sch = schema()
+    _fill_defaults(cfg, sch)
+    errors = sorted(
+        jsonschema.Draft202012Validator(sch).iter_errors(cfg), key=lambda e: list(e.path)
+    )
+    if errors:
+        lines = []
+        for e in errors:
+            if e.validator == "additionalProperties":
+                allowed = sorted(
+                    _subschema(sch, e.absolute_schema_path).get("properties", {})
+                )
+                lines.append(f"{_key(e.path)}: {e.message}; allowed keys: {', '.join(allowed)}")
+            else:
+                expected = _subschema(sch, list(e.absolute_schema_path)[:-1]).get(
+                    "description", ""
+                )
+                lines.append(
+                    f"{_key(e.path)}: {e.message}" + (f" (expected: {expected})" if expected else "")
+                )
+        raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(lines))
+    check_cross_fields(cfg, source)
+    return cfg
+
+
+def _subschema(sch: dict, path) -> dict:
+    node = sch
+    for p in path:
+        if isinstance(node, dict) and p in node:
+            node = node[p]
+        elif isinstance(node, list) and isinstance(p, int):
+            node = node[p]
+    return node if isinstance(node, dict) else {}
+
+
+def check_cross_fields(cfg: dict, source: str = "config") -> None:
+    problems = []
+    budgets = cfg["grid"]["budgets"]
+    if any(b2 <= b1 for b1, b2 in zip(budgets, budgets[1:])):
+        problems.append(f"grid.budgets: {budgets} must be strictly increasing")
+    fracs = cfg["mix"]["code_fractions"]
+    if len(set(fracs)) != len(fracs):
+        problems.append(f"mix.code_fractions: {fracs} has duplicates")
+    if len(set(cfg["seeds"])) != len(cfg["seeds"]):
+        problems.append(f"seeds: {cfg['seeds']} has duplicates")
+    ladder = cfg["grid"]["ladder"]
+    for i, s in enumerate(ladder):
+        if s["d_model"] % s["n_heads"] or (s["d_model"] // s["n_heads"]) % 2:
+            problems.append(
+                f"grid.ladder.{i}: d_model={s['d_model']} must split into n_heads={s['n_heads']}"
+                " heads of even width (rotary embeddings rotate pairs)"
+            )
+    if len({(s["d_model"], s["n_layers"], s["n_heads"]) for s in ladder}) != len(ladder):
+        problems.append("grid.ladder: has duplicate shapes")
+    if cfg["grid"]["sizes_per_budget"] > len(ladder):
+        problems.append(
+            f"grid.sizes_per_budget: {cfg['grid']['sizes_per_budget']} is more than the"
+            f" {len(ladder)} shapes in grid.ladder"
+        )
+    if problems:
+        raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(problems))
+
+
+def load(path: str | Path, overrides: dict | None = None) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    raw = deep_merge(raw, overrides or {})
+    return validate(raw, str(path))
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def digest(obj) -> str:
+    """Short stable hash of a JSON-able object (config sections, provenance)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]

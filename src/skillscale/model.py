@@ -1,0 +1,154 @@
+"""A small Llama-style decoder in plain torch, with exact parameter and FLOP counts.
+
+RMSNorm, rotary positions, SwiGLU MLP, no biases, `scaled_dot_product_attention`, untied
+input embedding and output head. The parameter conventions matter for the science
+(published exponents move by 0.1-0.3 with them), so they are computed here from the shape
+and checked against the module's real tensors in the tests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    d_model: int
+    n_layers: int
+    n_heads: int
+    vocab_size: int
+    seq_len: int
+    ffn_mult: float = 8 / 3  # SwiGLU hidden = ffn_mult * d_model, rounded up to 8
+
+    @property
+    def d_ff(self) -> int:
+        return int(math.ceil(self.ffn_mult * self.d_model / 8) * 8)
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def param_counts(shape: ModelShape) -> dict[str, int]:
+    """Parameters under each counting convention.
+
+    - ``standard`` (Porian et al. 2024, the default N): every weight matrix that does work
+      per token, output head included, input embedding lookup excluded. Norm gains count.
+    - ``nonembed`` (Kaplan et al. 2020): also excludes the output head.
+    - ``total``: every tensor in the module.
+    """
+    d, L, v = shape.d_model, shape.n_layers, shape.vocab_size
+    attn = 4 * d * d
+    mlp = 3 * d * shape.d_ff
+    norms = 2 * d
+    blocks = L * (attn + mlp + norms) + d  # + final norm
+    head = v * d
+    embed = v * d
+    return {"standard": blocks + head, "nonembed": blocks, "total": blocks + head + embed}
+
+
+def flops_per_token(shape: ModelShape) -> dict[str, float]:
+    """Training FLOPs per token: ``approx`` = 6·N (N standard), ``exact`` adds attention.
+
+    Exact = 3 × forward, forward = 2 × (matmul weights, head included) + attention scores and
+    values: 2 · 2 · L · seq · d per token averaged over a causal sequence (no causal saving
+    counted, as in Chinchilla's appendix F), norms and activations ignored.
+    """
+    n = param_counts(shape)["standard"]
+    attn_fwd = 2 * 2 * shape.n_layers * shape.seq_len * shape.d_model
+    return {"approx": 6.0 * n, "exact": 3.0 * (2.0 * n + attn_fwd)}
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (x32 * self.weight).type_as(x)
+
+
+def rotary_tables(seq_len: int, d_head: int, base: float = 10000.0):
+    inv = 1.0 / base ** (torch.arange(0, d_head, 2).float() / d_head)
+    freqs = torch.outer(torch.arange(seq_len).float(), inv)  # (T, d_head/2)
+    return torch.cos(freqs), torch.sin(freqs)
+
+
+def apply_rotary(x, cos, sin):
+    # x: (B, H, T, d_head); rotate pairs (x1, x2) of the two halves
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos[: x.shape[-2]].to(x.dtype), sin[: x.shape[-2]].to(x.dtype)
+    cos = torch.cat([cos, cos], dim=-1)
+    sin = torch.cat([sin, sin], dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+class Block(nn.Module):
+    def __init__(self, s: ModelShape):
+        super().__init__()
+        d = s.d_model
+        self.n_heads = s.n_heads
+        self.attn_norm = RMSNorm(d)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.proj = nn.Linear(d, d, bias=False)
+        self.mlp_norm = RMSNorm(d)
+        self.gate_up = nn.Linear(d, 2 * s.d_ff, bias=False)
+        self.down = nn.Linear(s.d_ff, d, bias=False)
+
+    def forward(self, x, cos, sin):
+        B, T, d = x.shape
+        q, k, v = self.qkv(self.attn_norm(x)).split(d, dim=-1)
+        q, k, v = (t.view(B, T, self.n_heads, -1).transpose(1, 2) for t in (q, k, v))
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, T, d))
+        gate, up = self.gate_up(self.mlp_norm(x)).chunk(2, dim=-1)
+        return x + self.down(F.silu(gate) * up)
+
+
+class Decoder(nn.Module):
+    def __init__(self, shape: ModelShape):
+        super().__init__()
+        if shape.d_model % shape.n_heads or shape.d_head % 2:
+            raise ValueError(
+                f"model shape {shape}: d_model must split into n_heads heads of even width"
+            )
+        self.shape = shape
+        self.embed = nn.Embedding(shape.vocab_size, shape.d_model)
+        self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.n_layers))
+        self.norm = RMSNorm(shape.d_model)
+        self.head = nn.Linear(shape.d_model, shape.vocab_size, bias=False)
+        cos, sin = rotary_tables(shape.seq_len, shape.d_head)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        self.apply(self._init)
+        # GPT-2 style: scale residual-branch outputs by depth so deeper ladders start stable
+        for name, p in self.named_parameters():
+            if name.endswith(("proj.weight", "down.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * shape.n_layers))
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def forward(self, idx):
+        x = self.embed(idx)
+        for blk in self.blocks:
+            x = blk(x, self.cos, self.sin)
+        return self.head(self.norm(x))
+
+    def loss(self, idx, targets):
+        logits = self(idx)
+        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))

@@ -1,0 +1,110 @@
+"""The grid of cells: code fraction x budget x model size x seed.
+
+For each budget C the plan trains a window of `sizes_per_budget` consecutive ladder shapes
+centred (in log N) on the expected optimum N_e = sqrt(C / (6 * tokens_per_param)), so the
+IsoFLOP minimum has sizes on both sides; D = C / (6 N). Cells whose run would take fewer
+than `train.min_steps` optimizer steps are dropped and listed as such.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from .model import ModelShape, flops_per_token, param_counts
+
+
+@dataclass(frozen=True)
+class Cell:
+    cell: str
+    code_frac: float
+    budget: float
+    size: str
+    seed: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    n_params: int  # standard convention (head included, input embedding excluded)
+    n_params_nonembed: int
+    n_params_total: int
+    tokens: int  # D = C / (6 N), rounded down to whole optimizer steps
+    steps: int
+    flops: float  # 6 N D actually trained
+    flops_exact: float  # with attention
+
+    def shape(self, cfg: dict) -> ModelShape:
+        return shape_of(cfg, self.d_model, self.n_layers, self.n_heads)
+
+
+def shape_of(cfg: dict, d_model: int, n_layers: int, n_heads: int) -> ModelShape:
+    return ModelShape(
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        vocab_size=cfg["data"]["tokenizer"]["vocab_size"],
+        seq_len=cfg["model"]["seq_len"],
+        ffn_mult=cfg["model"]["ffn_mult"],
+    )
+
+
+def size_name(s: dict) -> str:
+    return f"d{s['d_model']}L{s['n_layers']}h{s['n_heads']}"
+
+
+def cell_id(code_frac: float, budget: float, size: str, seed: int) -> str:
+    return f"code{code_frac:.2f}_C{budget:.1e}_{size}_seed{seed}".replace("+", "")
+
+
+def ladder(cfg: dict) -> list[tuple[str, ModelShape, dict]]:
+    """Ladder shapes sorted by standard parameter count."""
+    rows = []
+    for s in cfg["grid"]["ladder"]:
+        shape = shape_of(cfg, s["d_model"], s["n_layers"], s["n_heads"])
+        rows.append((size_name(s), shape, param_counts(shape)))
+    return sorted(rows, key=lambda r: r[2]["standard"])
+
+
+def window(n_params: list[int], budget: float, k: int, tokens_per_param: float) -> range:
+    """Indices of the k consecutive ladder sizes centred on the expected optimum."""
+    n_e = math.sqrt(budget / (6 * tokens_per_param))
+    centre = min(range(len(n_params)), key=lambda i: abs(math.log(n_params[i] / n_e)))
+    lo = max(0, min(centre - k // 2, len(n_params) - k))
+    return range(lo, lo + k)
+
+
+def build(cfg: dict) -> tuple[list[Cell], list[dict]]:
+    """Return (cells to train, cells dropped with the reason)."""
+    lad = ladder(cfg)
+    tokens_per_step = cfg["train"]["batch_size"] * cfg["model"]["seq_len"]
+    k = cfg["grid"]["sizes_per_budget"]
+    cells, dropped = [], []
+    for frac in cfg["mix"]["code_fractions"]:
+        for budget in cfg["grid"]["budgets"]:
+            idx = window([p["standard"] for _, _, p in lad], budget, k, cfg["grid"]["tokens_per_param"])
+            for i in idx:
+                name, shape, counts = lad[i]
+                n = counts["standard"]
+                steps = int(budget / (6 * n) // tokens_per_step)
+                for seed in cfg["seeds"]:
+                    cid = cell_id(frac, budget, name, seed)
+                    if steps < cfg["train"]["min_steps"]:
+                        dropped.append({"cell": cid, "reason": f"{steps} steps < train.min_steps={cfg['train']['min_steps']}"})
+                        continue
+                    tokens = steps * tokens_per_step
+                    cells.append(
+                        Cell(
+                            cell=cid, code_frac=float(frac), budget=float(budget), size=name,
+                            seed=int(seed), d_model=shape.d_model, n_layers=shape.n_layers,
+                            n_heads=shape.n_heads, n_params=n,
+                            n_params_nonembed=counts["nonembed"], n_params_total=counts["total"],
+                            tokens=tokens, steps=steps, flops=6.0 * n * tokens,
+                            flops_exact=flops_per_token(shape)["exact"] * tokens,
+                        )
+                    )
+    return cells, dropped
+
+
+def to_frame(cells: list[Cell]) -> pd.DataFrame:
+    return pd.DataFrame([asdict(c) for c in cells])

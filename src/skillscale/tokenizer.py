@@ -1,0 +1,69 @@
+"""One byte-level BPE tokenizer per study, trained on a fixed sample of both sources.
+
+Byte-level means every string encodes (no unknown tokens), and bits per byte computed from
+token log-likelihoods do not depend on the vocabulary. `ByteTokenizer` (256 ids, one per
+byte) is the vocabulary-free reference used in tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EOS = "<|endoftext|>"
+
+
+class BPETokenizer:
+    def __init__(self, tok):
+        self._tok = tok
+        self.eos_id = tok.token_to_id(EOS)
+        self.vocab_size = tok.get_vocab_size()
+
+    @classmethod
+    def train(cls, texts, vocab_size: int) -> "BPETokenizer":
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=[EOS],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tok.train_from_iterator(texts, trainer)
+        return cls(tok)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "BPETokenizer":
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_file(str(path)))
+
+    def save(self, path: str | Path) -> None:
+        self._tok.save(str(path))
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(texts)]
+
+    def decode(self, ids) -> str:
+        return self._tok.decode(list(ids))
+
+
+class ByteTokenizer:
+    """One token per UTF-8 byte; id 0 (NUL) doubles as the document separator."""
+
+    vocab_size = 256
+    eos_id = 0
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def encode_batch(self, texts):
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids) -> str:
+        return bytes(ids).decode("utf-8", errors="replace")
