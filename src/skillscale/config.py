@@ -129,3 +129,7 @@ def deep_merge(base: dict, over: dict) -> dict:
 def digest(obj) -> str:
     """Short stable hash of a JSON-able object (config sections, provenance)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def dump(cfg: dict) -> str:
+    return "# validated study config with every default filled in (written by the Snakefile)\n" + yaml.safe_dump(cfg, sort_keys=False)

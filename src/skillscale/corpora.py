@@ -144,9 +144,11 @@ def knowledge_qa_items(facts: list[Fact], limit: int, seed: int) -> list[dict]:
 _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "lib2to3"}
 
 
-def stdlib_files(max_bytes: int | None = None) -> list[Doc]:
+def stdlib_files(max_bytes: int | None = None, seed: int = 0) -> list[Doc]:
+    """Non-test stdlib modules; with max_bytes, a seeded random subset of whole files
+    (not the alphabetically first ones, which would all be private helpers)."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    docs, total = [], 0
+    docs = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
         for fn in sorted(filenames):
@@ -160,11 +162,17 @@ def stdlib_files(max_bytes: int | None = None) -> list[Doc]:
             if not text.strip():
                 continue
             docs.append(Doc(f"py:{path.relative_to(root)}", text))
-            total += len(text.encode())
-            if max_bytes and total >= max_bytes:
-                return docs
     if not docs:
         raise DataError(f"{root}: no Python standard library source found")
+    if max_bytes:
+        random.Random(seed).shuffle(docs)
+        total, keep = 0, []
+        for d in docs:
+            keep.append(d)
+            total += len(d.text.encode())
+            if total >= max_bytes:
+                break
+        docs = sorted(keep, key=lambda d: d.id)
     return docs
 
 

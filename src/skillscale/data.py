@@ -93,7 +93,7 @@ def prepare(cfg: dict, out: Path) -> dict:
     kc = dc["knowledge"]
     facts = corpora.city_facts(kc["n_facts"], kc["min_population"], kc["qa_train_fraction"], seed)
     fact_docs = corpora.fact_training_docs(facts)
-    code = corpora.stdlib_files(dc["code"]["max_bytes"])
+    code = corpora.stdlib_files(dc["code"]["max_bytes"], seed)
     code_train, code_held = corpora.split(code, frac, seed)
     for name, held in (("knowledge", wiki_held), ("code", code_held)):
         if not held:
@@ -134,6 +134,12 @@ def prepare(cfg: dict, out: Path) -> dict:
         "knowledge_text": corpora.text_sample(wiki_held, ev["text_bytes"], seed),
         "code_text": corpora.text_sample(code_held, ev["text_bytes"], seed),
     }
+    for name, rows in eval_sets.items():
+        if not rows:
+            raise corpora.DataError(
+                f"eval set {name} is empty: too few held-out documents; raise data.heldout_fraction,"
+                " data.code.max_bytes or data.knowledge.n_facts"
+            )
     check_no_leakage(know_docs + code_train, eval_sets, facts)
     evals = {k: write_jsonl(out / "eval" / f"{k}.jsonl", v) for k, v in eval_sets.items()}
 

@@ -21,12 +21,16 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+# per-task progress bars of lm-eval only clutter job logs (tqdm reads this at import)
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from . import io
-from .model import Decoder, ModelShape
-from .tokenizer import BPETokenizer
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from . import io  # noqa: E402
+from .model import Decoder, ModelShape  # noqa: E402
+from .tokenizer import BPETokenizer  # noqa: E402
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 METRICS = {  # cells.csv metric -> (lm-eval task, skill it measures)
@@ -167,10 +171,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     # lm-eval warns once per task that custom_dataset takes metadata (that is how we pass
-    # the eval folder) and draws progress bars per task; neither helps in a job log
+    # the eval folder); it does not help in a job log
     logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         r = evaluate_cell(a.cell_dir, a.data, a.batch_size, a.threads)
     except (FileNotFoundError, ValueError) as e:

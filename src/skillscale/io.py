@@ -91,3 +91,11 @@ def package_versions() -> dict[str, str]:
 
 def provenance(**extra) -> dict:
     return {"code_version": code_version(), "packages": package_versions(), **extra}
+
+
+def write_text_if_changed(path: str | Path, text: str) -> None:
+    """Atomic write that leaves the file (and its mtime) alone when nothing changed."""
+    path = Path(path)
+    if path.exists() and path.read_text() == text:
+        return
+    write_text(path, text)

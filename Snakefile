@@ -1,0 +1,54 @@
+"""skillscale: datamix ablation study of skill-dependent compute-optimal scaling.
+
+    snakemake --cores all                       # the whole study in config/config.yaml
+    snakemake --cores all --configfile config/studies/test.yaml
+    snakemake tables --cores 1                  # tables + figures from whatever cells exist
+
+config -> plan -> data -> train -> evaluate -> aggregate -> fit -> report
+"""
+
+from dataclasses import asdict
+
+from skillscale import config as study_config
+from skillscale import io as study_io
+from skillscale import plan as study_plan
+
+
+configfile: "config/config.yaml"
+
+
+# Validate before any job is scheduled: a typo must not cost GPU-hours.
+_validated = study_config.validate(dict(config), "config (config/config.yaml + --configfile/--config)")
+config.clear()
+config.update(_validated)
+
+STUDY = config["study"]
+R = f"results/{STUDY}"
+CELLS, DROPPED = study_plan.build(config)
+CELL = {c.cell: c for c in CELLS}
+
+# Jobs re-read the validated config from here (command-line overrides included). The file
+# is not an input of any rule: what each job depends on is passed as params, so editing one
+# key re-runs only the jobs that use it.
+study_io.write_text_if_changed(f"{R}/config.yaml", study_config.dump(config))
+
+
+wildcard_constraints:
+    cell=r"code[0-9.]+_C[^/]+_seed[0-9]+",
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analysis.smk"
+
+
+localrules: all, plan, tables
+
+
+rule all:
+    input:
+        f"{R}/plan.csv",
+        rules.analyze.output,
+    default_target: True

@@ -1,0 +1,85 @@
+"""The `skillscale` command: plan a study, analyse its cells, fit any points file.
+
+    skillscale plan --config config/config.yaml [--out plan.csv]
+    skillscale analyze --config results/<study>/config.yaml --study-dir results/<study>
+    skillscale fit POINTS.csv --approach isoflop|parametric --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import config as cfgmod
+
+
+def cmd_plan(a) -> int:
+    from . import io, plan
+
+    cfg = cfgmod.load(a.config)
+    cells, dropped = plan.build(cfg)
+    df = plan.to_frame(cells)
+    if a.out:
+        with io.atomic_path(Path(a.out)) as tmp:
+            df.to_csv(tmp, index=False)
+    print(f"study {cfg['study']}: {len(cells)} cells = {len(cfg['mix']['code_fractions'])} code fractions"
+          f" x {len(cfg['grid']['budgets'])} budgets x {cfg['grid']['sizes_per_budget']} sizes x {len(cfg['seeds'])} seeds"
+          f"; {df.flops.sum():.3g} training FLOPs in all")
+    summary = df.groupby("budget").agg(sizes=("size", "nunique"), n_min=("n_params", "min"),
+                                       n_max=("n_params", "max"), steps_min=("steps", "min"))
+    print(summary.to_string())
+    for d in dropped:
+        print(f"dropped {d['cell']}: {d['reason']}")
+    return 0
+
+
+def cmd_analyze(a) -> int:
+    from . import report
+
+    cfg = cfgmod.load(a.config)
+    try:
+        r = report.analyze(cfg, Path(a.study_dir), allow_missing=a.allow_missing)
+    except report.IncompleteStudy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    n_cells = r["cells"]["cell"].nunique()
+    print(f"{n_cells} cells analysed ({len(r['missing'])} missing, {len(r['diverged'])} diverged)")
+    o = r["optima"]
+    print(o[["code_frac", "metric", "budget", "n_opt", "n_opt_lo", "n_opt_hi", "loss_opt", "status"]]
+          .to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(f"tables: {Path(a.study_dir) / 'tables'}  figures: {Path(a.study_dir) / 'figures'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="skillscale", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("plan", help="list the cells of a study config")
+    sp.add_argument("--config", required=True)
+    sp.add_argument("--out", help="write plan.csv here")
+    sp.set_defaults(func=cmd_plan)
+    sa = sub.add_parser("analyze", help="aggregate cells, fit, write tables and figures")
+    sa.add_argument("--config", required=True)
+    sa.add_argument("--study-dir", required=True)
+    sa.add_argument("--allow-missing", action="store_true", help="analyse whatever cells exist")
+    sa.set_defaults(func=cmd_analyze)
+    try:
+        from . import fitcli
+
+        fitcli.add_parser(sub)
+    except ImportError:
+        pass
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        return a.func(a)
+    except cfgmod.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

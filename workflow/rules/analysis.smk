@@ -1,0 +1,33 @@
+# Aggregate -> fits -> tables -> figures. Cheap, and re-runnable alone: `snakemake tables`.
+
+ANALYSIS_OUT = {
+    "cells": f"{R}/cells.csv",
+    "optima": f"{R}/tables/optima.csv",
+    "optima_md": f"{R}/tables/optima.md",
+    "scaling": f"{R}/tables/scaling.csv",
+}
+FIGURES = {
+    "isoflop": f"{R}/figures/isoflop.png",
+    "optimum_vs_mix": f"{R}/figures/optimum_vs_code_fraction.png",
+}
+
+
+rule analyze:
+    input:
+        all_cell_evals(),
+    output:
+        **ANALYSIS_OUT,
+        isoflop=report(FIGURES["isoflop"], caption="../report/isoflop.rst", category="IsoFLOP"),
+        optimum_vs_mix=report(FIGURES["optimum_vs_mix"], caption="../report/optimum_vs_code_fraction.rst", category="Datamix"),
+    params:
+        fit=config["fit"],
+    log:
+        f"{R}/logs/analyze.log",
+    shell:
+        "skillscale analyze --config {R}/config.yaml --study-dir {R} > {log} 2>&1"
+
+
+rule tables:
+    # No inputs on purpose: rebuilds from the cells that exist and trains nothing.
+    shell:
+        "skillscale analyze --config {R}/config.yaml --study-dir {R} --allow-missing"

@@ -1,0 +1,21 @@
+# Each trained cell scored per skill through lm-evaluation-harness (bits per byte).
+
+
+rule evaluate_cell:
+    input:
+        model=f"{R}/cells/{{cell}}/model.safetensors",
+        record=f"{R}/cells/{{cell}}/train.json",
+        evals=EVAL_FILES,
+    output:
+        f"{R}/cells/{{cell}}/eval.json",
+    params:
+        batch_size=config["eval"]["batch_size"],
+    log:
+        f"{R}/logs/evaluate/{{cell}}.log",
+    threads: config["resources"]["train_threads"]
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    shell:
+        "python -m skillscale.evaluate --cell-dir {R}/cells/{wildcards.cell} --data {DATA}"
+        " --batch-size {params.batch_size} --threads {threads} > {log} 2>&1"
