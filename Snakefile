@@ -7,6 +7,7 @@
 config -> plan -> data -> train -> evaluate -> aggregate -> fit -> report
 """
 
+import os
 from dataclasses import asdict
 
 from skillscale import config as study_config
@@ -30,7 +31,8 @@ CELL = {c.cell: c for c in CELLS}
 # Jobs re-read the validated config from here (command-line overrides included). The file
 # is not an input of any rule: what each job depends on is passed as params, so editing one
 # key re-runs only the jobs that use it.
-study_io.write_text_if_changed(f"{R}/config.yaml", study_config.dump(config))
+CONFIG_FILE = f"{R}/config.yaml"
+study_io.write_text_if_changed(CONFIG_FILE, study_config.dump(config))
 
 
 wildcard_constraints:

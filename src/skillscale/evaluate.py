@@ -46,15 +46,15 @@ except ImportError:  # keep the module importable for scoring helpers without lm
     LM = object
 
 
-def prediction_windows(n_tokens: int, first: int, seq_len: int) -> list[tuple[int, int]]:
-    """Windows (start, end) over a token list such that the model fed tokens[start:end-1]
-    predicts tokens[max(first, ...):end]; together they score tokens[first:] exactly once,
-    each with at most seq_len inputs. Requires first >= 1 (the first token needs context)."""
+def prediction_windows(n_tokens: int, first: int, seq_len: int) -> list[tuple[int, int, int]]:
+    """Windows (start, scored_from, end): the model fed tokens[start:end-1] scores
+    tokens[scored_from:end]. Together they score tokens[first:] exactly once, each token
+    with as much context as fits in seq_len inputs. Needs first >= 1 (token 0 has no context)."""
     assert first >= 1
     out, pos = [], first
     while pos < n_tokens:
         end = min(pos + seq_len, n_tokens)
-        out.append((max(0, end - 1 - seq_len), end))
+        out.append((max(0, end - 1 - seq_len), pos, end))
         pos = end
     return out
 
@@ -86,8 +86,9 @@ class SkillscaleLM(LM):
     def _score(self, seqs: list[tuple[list[int], int]]) -> list[tuple[float, bool]]:
         jobs = []  # (request index, tokens of window, index of first scored target in window)
         for r, (tokens, first) in enumerate(seqs):
-            for start, end in prediction_windows(len(tokens), first, self.seq_len):
-                jobs.append((r, tokens[start:end], max(first, start + 1) - start - 1))
+            for start, scored_from, end in prediction_windows(len(tokens), first, self.seq_len):
+                # k: position in the window's logits that predicts the first scored token
+                jobs.append((r, tokens[start:end], scored_from - start - 1))
         order = sorted(range(len(jobs)), key=lambda j: -len(jobs[j][1]))
         ll = [0.0] * len(seqs)
         greedy = [True] * len(seqs)

@@ -20,14 +20,25 @@ rule analyze:
         isoflop=report(FIGURES["isoflop"], caption="../report/isoflop.rst", category="IsoFLOP"),
         optimum_vs_mix=report(FIGURES["optimum_vs_mix"], caption="../report/optimum_vs_code_fraction.rst", category="Datamix"),
     params:
+        config=CONFIG_FILE,
+        study=lambda w, output: os.path.dirname(output.cells),
         fit=config["fit"],
+    conda:
+        "../../envs/skillscale.yaml"
     log:
         f"{R}/logs/analyze.log",
     shell:
-        "skillscale analyze --config {R}/config.yaml --study-dir {R} > {log} 2>&1"
+        "skillscale analyze --config {params.config} --study-dir {params.study} > {log} 2>&1"
 
 
 rule tables:
-    # No inputs on purpose: rebuilds from the cells that exist and trains nothing.
+    # No inputs or outputs on purpose: runs whenever asked, from the cells that exist,
+    # and trains nothing. No log directive on purpose either (snakemake --lint notes it):
+    # the user asked for this table and wants it on the terminal.
+    params:
+        config=CONFIG_FILE,
+        study=R,
+    conda:
+        "../../envs/skillscale.yaml"
     shell:
-        "skillscale analyze --config {R}/config.yaml --study-dir {R} --allow-missing"
+        "skillscale analyze --config {params.config} --study-dir {params.study} --allow-missing"

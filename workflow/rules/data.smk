@@ -9,11 +9,14 @@ rule plan:
     output:
         f"{R}/plan.csv",
     params:
+        config=CONFIG_FILE,
         grid=study_config.digest([asdict(c) for c in CELLS]),
+    conda:
+        "../../envs/skillscale.yaml"
     log:
         f"{R}/logs/plan.log",
     shell:
-        "skillscale plan --config {R}/config.yaml --out {output} > {log} 2>&1"
+        "skillscale plan --config {params.config} --out {output} > {log} 2>&1"
 
 
 rule prepare_data:
@@ -23,7 +26,11 @@ rule prepare_data:
         shards=SHARDS,
         evals=EVAL_FILES,
     params:
+        config=CONFIG_FILE,
+        out=lambda w, output: os.path.dirname(output.manifest),
         data=config["data"],
+    conda:
+        "../../envs/skillscale.yaml"
     log:
         f"{R}/logs/prepare_data.log",
     threads: 2
@@ -31,4 +38,4 @@ rule prepare_data:
         mem_mb=4000,
         runtime=30,
     shell:
-        "python -m skillscale.data --config {R}/config.yaml --out {DATA} > {log} 2>&1"
+        "python -m skillscale.data --config {params.config} --out {params.out} > {log} 2>&1"

@@ -1,0 +1,20 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo():
+    return REPO
+
+
+@pytest.fixture()
+def workflow_copy(tmp_path):
+    """The workflow files in a scratch folder, so a run writes its results/ there."""
+    for name in ("Snakefile", "workflow", "config", "profiles"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    return tmp_path

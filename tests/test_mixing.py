@@ -1,0 +1,54 @@
+import json
+
+import numpy as np
+import pytest
+
+from skillscale.mixing import Mixture, Shard, code_mask, n_code
+
+
+def make_shard(path, values, n):
+    arr = np.full(n, values, dtype=np.uint16)
+    arr.tofile(path)
+    path.with_suffix(".json").write_text(json.dumps({"n_tokens": n}))
+    return path
+
+
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.25, 1 / 3, 0.5, 0.8, 1.0])
+def test_code_fraction_is_exact(tmp_path, p):
+    code = Shard(make_shard(tmp_path / "code.bin", 1, 5000), seq_len=16)
+    know = Shard(make_shard(tmp_path / "know.bin", 2, 7000), seq_len=16)
+    mix = Mixture(code, know, p, batch_size=8, seed=0)
+    steps = 50
+    tokens = np.concatenate([mix.batch(s) for s in range(steps)])
+    frac = (tokens == 1).mean()
+    assert frac == pytest.approx(n_code(steps * 8, p) / (steps * 8))
+    assert abs(frac - p) <= 1 / (steps * 8)
+    assert mix.summary(steps)["code_token_fraction"] == pytest.approx(frac)
+
+
+def test_prefix_of_any_length_stays_within_one_sequence_of_p():
+    m = code_mask(0, 1000, 0.3)
+    assert np.all(np.abs(np.cumsum(m) - 0.3 * np.arange(1, 1001)) <= 1)
+
+
+def test_batches_are_deterministic_and_wrap_with_epochs(tmp_path):
+    code = Shard(make_shard(tmp_path / "c.bin", 1, 17 * 10), seq_len=16)  # 10 sequences
+    np.arange(170, dtype=np.uint16).tofile(tmp_path / "c.bin")
+    code = Shard(tmp_path / "c.bin", seq_len=16)
+    know = Shard(make_shard(tmp_path / "k.bin", 2, 17 * 10), seq_len=16)
+    a = Mixture(code, know, 1.0, batch_size=4, seed=3)
+    b = Mixture(code, know, 1.0, batch_size=4, seed=3)
+    assert all(np.array_equal(a.batch(s), b.batch(s)) for s in range(6))
+    assert a.summary(5)["epochs"]["code"] == pytest.approx(2.0)
+
+
+def test_truncated_shard_is_detected(tmp_path):
+    p = make_shard(tmp_path / "c.bin", 1, 1000)
+    p.write_bytes(p.read_bytes()[:1000])  # half the tokens
+    with pytest.raises(ValueError, match="truncated"):
+        Shard(p, seq_len=16)
+
+
+def test_missing_shard_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.bin"):
+        Shard(tmp_path / "missing.bin", seq_len=16)
