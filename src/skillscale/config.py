@@ -35,6 +35,25 @@ def _fill_defaults(node: dict, sch: dict) -> None:
             _fill_defaults(node[key], sub)
 
 
+def _coerce_numbers(node, sch: dict):
+    """YAML 1.1 reads 1e12 (no dot) as a string; accept it where the schema wants a number."""
+    types = sch.get("type")
+    types = types if isinstance(types, list) else [types]
+    if isinstance(node, str) and ("number" in types or "integer" in types):
+        try:
+            num = float(node)
+        except ValueError:
+            return node
+        return int(num) if "number" not in types and num.is_integer() else num
+    if isinstance(node, dict):
+        for k, sub in sch.get("properties", {}).items():
+            if k in node:
+                node[k] = _coerce_numbers(node[k], sub)
+    if isinstance(node, list) and isinstance(sch.get("items"), dict):
+        return [_coerce_numbers(x, sch["items"]) for x in node]
+    return node
+
+
 def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
@@ -44,6 +63,7 @@ def validate(cfg: dict | None, source: str = "config") -> dict:
     cfg = copy.deepcopy(cfg or {})
     sch = schema()
     _fill_defaults(cfg, sch)
+    cfg = _coerce_numbers(cfg, sch)
     errors = sorted(
         jsonschema.Draft202012Validator(sch).iter_errors(cfg), key=lambda e: list(e.path)
     )
@@ -52,7 +72,7 @@ def validate(cfg: dict | None, source: str = "config") -> dict:
         for e in errors:
             if e.validator == "additionalProperties":
                 allowed = sorted(
-                    _subschema(sch, e.absolute_schema_path).get("properties", {})
+                    _subschema(sch, list(e.absolute_schema_path)[:-1]).get("properties", {})
                 )
                 lines.append(f"{_key(e.path)}: {e.message}; allowed keys: {', '.join(allowed)}")
             else:
