@@ -1,0 +1,432 @@
+"""The paper's analyses on a study's tidy `cells` table (Roberts et al. 2025).
+
+- `validation_mix`: bits/byte of a validation set mixing held-out knowledge and code text.
+- `ape_residuals`: ln N*(skill) - ln N*(validation mix); > 0 capacity-hungry, < 0 data-hungry.
+- `datamix_slopes`: d ln N* / d (share of the skill's own data) per skill metric and budget.
+- `validation_composition`: how far N* moves as the validation mix goes from code to knowledge.
+- `heldout_budget_prediction`: fit on all budgets but the largest, predict the largest.
+
+Conventions: N is `n_params` (Porian "standard"); ln is natural; every N* is the vertex of a
+parabola of bits/byte in ln N (fit.fit_parabola) over the cells of one (code_frac, budget).
+Intervals are percentile bootstraps over cells; when two optima are compared (skill vs mix,
+or one mix weight vs another) they are computed on the same resample of cells, so the
+noise they share cancels. Diverged cells are excluded from every fit and listed in an
+`excluded_cells` column (and in `DataFrame.attrs["excluded_cells"]`). A group that cannot be
+fitted gets a `status` of "failed: <why>", never an exception that loses the table.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import fit
+
+SKILL_METRICS = ("knowledge_qa", "code_fn", "knowledge_text", "code_text")
+CELL_COLUMNS = ("cell", "code_frac", "budget", "size", "seed", "n_params", "n_params_total",
+                "n_params_nonembed", "tokens", "flops", "diverged")
+MIX = "val_mix"
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+def _as_bool(s: pd.Series) -> pd.Series:
+    if s.dtype == bool:
+        return s
+    return s.map(lambda v: str(v).strip().lower() in ("true", "1", "yes")).astype(bool)
+
+
+def _split(cells: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Usable rows and the ids of diverged cells (excluded from all fits)."""
+    need = ["cell", "code_frac", "budget", "n_params", "metric", "value"]
+    missing = [c for c in need if c not in cells.columns]
+    if missing:
+        raise ValueError(f"cells table lacks column(s) {missing}; have {list(cells.columns)}")
+    div = _as_bool(cells["diverged"]) if "diverged" in cells.columns else pd.Series(False, index=cells.index)
+    excluded = sorted(cells.loc[div, "cell"].astype(str).unique())
+    return cells.loc[~div], excluded
+
+
+def _excluded_by_group(cells: pd.DataFrame, keys: Sequence[str]) -> dict:
+    if "diverged" not in cells.columns:
+        return {}
+    d = cells[_as_bool(cells["diverged"])]
+    return {k if isinstance(k, tuple) else (k,): sorted(g["cell"].astype(str).unique())
+            for k, g in d.groupby(list(keys))}
+
+
+def _wide(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: its cell-level columns and one column per metric."""
+    per_cell = [c for c in CELL_COLUMNS if c in cells.columns and c != "cell"]
+    meta = cells.groupby("cell", sort=False)[per_cell].first()
+    vals = cells.pivot_table(index="cell", columns="metric", values="value", aggfunc="mean", dropna=False)
+    return meta.join(vals).reset_index()
+
+
+def _skills(cells: pd.DataFrame) -> dict:
+    if "skill" not in cells.columns:
+        return {}
+    return cells.groupby("metric")["skill"].first().to_dict()
+
+
+def _skill_of(metric: str, skills: dict) -> str:
+    if metric in skills:
+        return skills[metric]
+    return "code" if metric.startswith("code") else "knowledge" if metric.startswith("knowledge") else "mix"
+
+
+class _Opt(NamedTuple):
+    log_n: float
+    loss: float
+    edge: bool
+    draws: np.ndarray  # bootstrap ln N*, aligned with the resamples (NaN where unusable)
+    loss_draws: np.ndarray
+    status: str
+    n_points: int
+
+
+def _optimum(x, y, counts, label: str, window: float | None = None) -> _Opt:
+    """Vertex of loss in ln N for one set of cells, with draws on the given resamples.
+
+    `counts` (n_boot x n_cells) is shared between the optima being compared, so their
+    draws are paired replicate by replicate.
+    """
+    y = np.asarray(y, float)
+    fin = np.isfinite(x) & np.isfinite(y)
+    nan = np.full(len(counts), np.nan)
+    if not fin.any():
+        return _Opt(np.nan, np.nan, False, nan, nan, f"failed: {label}: no values in these cells", 0)
+    try:
+        keep = fin.copy()
+        if window is not None and len(np.unique(x[fin])) >= 3:
+            keep[fin] = fit._window(x[fin], y[fin], window)
+        p = fit.fit_parabola(x[keep], y[keep], label=label)
+    except fit.FitError as e:
+        return _Opt(np.nan, np.nan, False, nan, nan, f"failed: {e}", int(fin.sum()))
+    bx, bl = (fit.batch_vertices(x, np.where(keep, y, np.nan), counts) if len(counts) else (nan, nan))
+    return _Opt(p.log_n_opt, p.loss_opt, p.edge, bx, bl, "edge" if p.edge else "ok", p.n_points)
+
+
+def _counts(n: int, n_boot: int, rng) -> np.ndarray:
+    return fit.boot_counts(n, n_boot, rng) if n_boot > 0 and n > 0 else np.zeros((0, n))
+
+
+def _ci(draws, ci):
+    d = np.asarray(draws, float)
+    d = d[np.isfinite(d)]
+    return fit._interval(d, ci) if d.size >= 2 else (np.nan, np.nan)
+
+
+def _frac(draws) -> float:
+    d = np.asarray(draws, float)
+    return float(np.isfinite(d).mean()) if d.size else np.nan
+
+
+def _finish(rows: list[dict], columns: list[str], excluded: list[str]) -> pd.DataFrame:
+    out = pd.DataFrame(rows, columns=columns)
+    out.attrs["excluded_cells"] = excluded
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# validation mix
+# --------------------------------------------------------------------------------------
+
+def validation_mix(cells: pd.DataFrame, w: float, knowledge_metric: str = "knowledge_text",
+                   code_metric: str = "code_text") -> pd.DataFrame:
+    """Per-cell bits/byte of a validation set that is a share w knowledge text, 1 - w code.
+
+    Bits per byte of a concatenated set = total bits / total bytes, which is exactly
+    w * bpb_knowledge + (1 - w) * bpb_code when w is the share of *bytes* that are
+    knowledge text; so w is a byte share. Returns rows shaped like `cells` (metric
+    "val_mix", skill "mix", plus the column w) so they can be concatenated to it; a cell
+    lacking either metric gets NaN. Diverged cells pass through with their flag.
+    """
+    if not 0 <= w <= 1:
+        raise ValueError(f"validation_mix: weight w={w} is outside [0, 1]")
+    if "cell" not in cells.columns or "metric" not in cells.columns:
+        raise ValueError("validation_mix: cells table needs 'cell' and 'metric' columns")
+    wide = _wide(cells)
+    for m in (knowledge_metric, code_metric):
+        if m not in wide.columns:
+            wide[m] = np.nan
+    out = wide[[c for c in CELL_COLUMNS if c in wide.columns]].copy()
+    out["metric"], out["skill"], out["w"] = MIX, "mix", float(w)
+    out["value"] = w * wide[knowledge_metric].to_numpy(float) + (1 - w) * wide[code_metric].to_numpy(float)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# skill vs aggregate optimum
+# --------------------------------------------------------------------------------------
+
+def ape_residuals(cells: pd.DataFrame, w: float = 0.5, metrics: Sequence[str] = SKILL_METRICS,
+                  knowledge_metric: str = "knowledge_text", code_metric: str = "code_text",
+                  n_boot: int = 200, seed: int = 0, ci: float = 0.9,
+                  window: float | None = None) -> pd.DataFrame:
+    """ln N*(skill metric) - ln N*(validation mix w), per code_frac x budget x metric.
+
+    Positive: the skill wants a bigger model than the aggregate validation loss picks
+    (capacity-hungry); negative: data-hungry. The interval is a paired bootstrap over cells
+    (both optima refitted on the same resample). `hungry` is "capacity" / "data" when the
+    interval excludes 0, else "undetermined". A row with an edge optimum (either side) has
+    status "edge: ..." and should not be read as a measurement.
+    """
+    usable, excluded = _split(cells)
+    exg = _excluded_by_group(cells, ["code_frac", "budget"])
+    skills = _skills(cells)
+    mix = validation_mix(usable, w, knowledge_metric, code_metric)
+    wide = _wide(usable)
+    wide = wide.merge(mix[["cell", "value"]].rename(columns={"value": MIX}), on="cell", how="left")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (cf, b), g in wide.groupby(["code_frac", "budget"], sort=True):
+        base = fit.group_label({"code_frac": cf, "budget": b})
+        x = np.log(g["n_params"].to_numpy(float))
+        counts = _counts(len(g), n_boot, rng)
+        ape = _optimum(x, g[MIX], counts, f"{base}, validation mix w={w:g}", window)
+        for m in metrics:
+            row = dict(code_frac=cf, budget=b, metric=m, skill=_skill_of(m, skills), w=w, n_cells=len(g),
+                       excluded_cells=",".join(exg.get((cf, b), [])))
+            if m not in g.columns:
+                sk = _Opt(np.nan, np.nan, False, np.full(len(counts), np.nan), None,
+                          f"failed: {base}, metric={m}: no values in these cells", 0)
+            else:
+                sk = _optimum(x, g[m], counts, f"{base}, metric={m}", window)
+            r = sk.log_n - ape.log_n
+            dr = sk.draws - ape.draws
+            lo, hi = _ci(dr, ci)
+            if sk.status.startswith("failed"):
+                status = sk.status
+            elif ape.status.startswith("failed"):
+                status = ape.status
+            elif sk.edge or ape.edge:
+                which = [n for n, o in (("skill", sk), ("validation mix", ape)) if o.edge]
+                status = f"edge: {' and '.join(which)} optimum outside the sampled sizes"
+            else:
+                status = "ok"
+            hungry = ("capacity" if lo > 0 else "data" if hi < 0 else "undetermined") if status == "ok" else ""
+            row.update(n_opt_skill=np.exp(sk.log_n), n_opt_ape=np.exp(ape.log_n), residual=r,
+                       residual_lo=lo, residual_hi=hi, boot_frac=_frac(dr), edge_skill=sk.edge,
+                       edge_ape=ape.edge, hungry=hungry, status=status)
+            rows.append(row)
+    cols = ["code_frac", "budget", "metric", "skill", "w", "n_opt_skill", "n_opt_ape", "residual", "residual_lo",
+            "residual_hi", "boot_frac", "edge_skill", "edge_ape", "hungry", "n_cells", "excluded_cells", "status"]
+    return _finish(rows, cols, excluded)
+
+
+# --------------------------------------------------------------------------------------
+# per-metric optima over the grid (shared by slopes and held-out prediction)
+# --------------------------------------------------------------------------------------
+
+def _metric_optima(usable: pd.DataFrame, metric: str, n_boot: int, rng, window) -> list[dict]:
+    """One entry per (code_frac, budget) for one metric, with its own cell resamples."""
+    g_all = usable[usable["metric"] == metric]
+    out = []
+    for (cf, b), g in g_all.groupby(["code_frac", "budget"], sort=True):
+        x = np.log(g["n_params"].to_numpy(float))
+        o = _optimum(x, g["value"].to_numpy(float), _counts(len(g), n_boot, rng),
+                     fit.group_label({"code_frac": cf, "budget": b, "metric": metric}), window)
+        out.append(dict(code_frac=cf, budget=b, opt=o))
+    return out
+
+
+def _line_with_draws(xs, ys, draws, n_boot, rng, ci):
+    """Least-squares slope/intercept and their intervals, propagating per-point draws."""
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    slope, icpt = fit._line(xs, ys)
+    if n_boot <= 0:
+        return slope, icpt, (np.nan, np.nan), (np.nan, np.nan), None, None
+    dr = [d[np.isfinite(d)] if np.isfinite(d).any() else np.array([y]) for d, y in zip(draws, ys)]
+    A, B = fit.line_draws(xs, dr, n_boot, rng)
+    return slope, icpt, _ci(A, ci), _ci(B, ci), A, B
+
+
+def datamix_slopes(cells: pd.DataFrame, metrics: Sequence[str] = SKILL_METRICS, n_boot: int = 200,
+                   seed: int = 0, ci: float = 0.9, window: float | None = None,
+                   exclude_edge: bool = True) -> pd.DataFrame:
+    """d ln N* / d fraction of the skill's own data, per metric x budget.
+
+    The fraction is code_frac for code metrics and 1 - code_frac for knowledge metrics
+    (the `skill` column of cells decides). Least squares of ln N* on the fraction over the
+    code fractions whose optimum is interior (edge optima are left out unless
+    exclude_edge=False); the interval propagates each optimum's bootstrap over its cells.
+    Positive: giving the skill more of its data moves its optimum to bigger models.
+    """
+    usable, excluded = _split(cells)
+    exg = _excluded_by_group(cells, ["budget"])
+    skills = _skills(cells)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for m in metrics:
+        skill = _skill_of(m, skills)
+        per = _metric_optima(usable, m, n_boot, rng, window)
+        budgets = sorted({p["budget"] for p in per})
+        if not per:
+            rows.append(dict(metric=m, skill=skill, budget=np.nan, status=f"failed: metric={m}: no cells"))
+        for b in budgets:
+            ps = [p for p in per if p["budget"] == b]
+            label = fit.group_label({"metric": m, "budget": b})
+            frac = [(p["code_frac"] if skill == "code" else 1 - p["code_frac"]) for p in ps]
+            use = [p["opt"].status == "ok" or (p["opt"].status == "edge" and not exclude_edge) for p in ps]
+            row = dict(metric=m, skill=skill, budget=b, n_fractions=int(sum(use)),
+                       n_edge=sum(p["opt"].edge for p in ps),
+                       n_failed=sum(p["opt"].status.startswith("failed") for p in ps),
+                       fractions=",".join(f"{f:g}" for f, u in zip(frac, use) if u),
+                       n_opt_by_fraction=",".join(f"{f:g}:{np.exp(p['opt'].log_n):.4g}"
+                                                  for f, p in zip(frac, ps) if np.isfinite(p["opt"].log_n)),
+                       edge_excluded=exclude_edge, excluded_cells=",".join(exg.get((b,), [])))
+            xs = np.array([f for f, u in zip(frac, use) if u])
+            if len(np.unique(xs)) < 2:
+                why = "; ".join(p["opt"].status for p in ps if p["opt"].status != "ok") or "only one data fraction"
+                row.update(slope=np.nan, slope_lo=np.nan, slope_hi=np.nan, intercept=np.nan,
+                           status=f"failed: {label}: {len(np.unique(xs))} data fraction(s) with an interior"
+                                  f" optimum; a slope needs >= 2 ({why})")
+            else:
+                sel = [p["opt"] for p, u in zip(ps, use) if u]
+                s, i, (lo, hi), _, _, _ = _line_with_draws(xs, [o.log_n for o in sel], [o.draws for o in sel],
+                                                           n_boot, rng, ci)
+                row.update(slope=s, slope_lo=lo, slope_hi=hi, intercept=i, status="ok")
+            rows.append(row)
+    cols = ["metric", "skill", "budget", "slope", "slope_lo", "slope_hi", "intercept", "n_fractions", "n_edge",
+            "n_failed", "fractions", "n_opt_by_fraction", "edge_excluded", "excluded_cells", "status"]
+    return _finish(rows, cols, excluded)
+
+
+# --------------------------------------------------------------------------------------
+# validation-set composition
+# --------------------------------------------------------------------------------------
+
+class ValidationComposition(NamedTuple):
+    curve: pd.DataFrame  # one row per code_frac x budget x w: N* picked by that validation mix
+    summary: pd.DataFrame  # one row per code_frac x budget: max/min - 1 of N* over w
+
+
+def validation_composition(cells: pd.DataFrame, ws: Sequence[float] = tuple(np.linspace(0, 1, 11)),
+                           knowledge_metric: str = "knowledge_text", code_metric: str = "code_text",
+                           n_boot: int = 200, seed: int = 0, ci: float = 0.9,
+                           window: float | None = None) -> ValidationComposition:
+    """N* picked by the validation mix as its knowledge weight w goes over `ws`.
+
+    Summary per code_frac x budget: the largest relative change of N*, rel_change =
+    max_w N* / min_w N* - 1, over the weights with an interior optimum, with a paired
+    bootstrap interval (every weight refitted on the same resample of cells). Status "ok"
+    when every weight gave an interior optimum, "partial: ..." when some did not (they are
+    left out of the max/min), "failed: ..." when fewer than 2 did.
+    """
+    usable, excluded = _split(cells)
+    exg = _excluded_by_group(cells, ["code_frac", "budget"])
+    wide = _wide(usable)
+    for m in (knowledge_metric, code_metric):
+        if m not in wide.columns:
+            wide[m] = np.nan
+    ws = [float(w) for w in ws]
+    rng = np.random.default_rng(seed)
+    curve, summary = [], []
+    for (cf, b), g in wide.groupby(["code_frac", "budget"], sort=True):
+        base = fit.group_label({"code_frac": cf, "budget": b})
+        ex = ",".join(exg.get((cf, b), []))
+        x = np.log(g["n_params"].to_numpy(float))
+        k, c = g[knowledge_metric].to_numpy(float), g[code_metric].to_numpy(float)
+        counts = _counts(len(g), n_boot, rng)
+        opts = [_optimum(x, w * k + (1 - w) * c, counts, f"{base}, validation mix w={w:g}", window) for w in ws]
+        for w, o in zip(ws, opts):
+            lo, hi = _ci(o.draws, ci)
+            curve.append(dict(code_frac=cf, budget=b, w=w, n_opt=np.exp(o.log_n), n_opt_lo=np.exp(lo),
+                              n_opt_hi=np.exp(hi), loss_opt=o.loss, edge=o.edge, excluded_cells=ex,
+                              status=o.status))
+        good = [i for i, o in enumerate(opts) if o.status == "ok"]
+        row = dict(code_frac=cf, budget=b, n_w=len(ws), n_w_ok=len(good), excluded_cells=ex)
+        if len(good) < 2:
+            why = next((o.status for o in opts if o.status != "ok"), "")
+            row.update(n_opt_min=np.nan, n_opt_max=np.nan, w_at_min=np.nan, w_at_max=np.nan, rel_change=np.nan,
+                       rel_change_lo=np.nan, rel_change_hi=np.nan,
+                       status=f"failed: {base}: {len(good)} of {len(ws)} weights gave an interior optimum ({why})")
+        else:
+            ln = np.array([opts[i].log_n for i in good])
+            i_min, i_max = int(np.argmin(ln)), int(np.argmax(ln))
+            rel = float(np.exp(ln.max() - ln.min()) - 1)
+            D = np.column_stack([opts[i].draws for i in good]) if len(counts) else np.zeros((0, len(good)))
+            full = np.isfinite(D).all(axis=1)
+            rd = np.exp(D[full].max(axis=1) - D[full].min(axis=1)) - 1 if full.any() else np.array([])
+            lo, hi = _ci(rd, ci)
+            bad = [f"{ws[i]:g}" for i, o in enumerate(opts) if o.status != "ok"]
+            row.update(n_opt_min=float(np.exp(ln.min())), n_opt_max=float(np.exp(ln.max())),
+                       w_at_min=ws[good[i_min]], w_at_max=ws[good[i_max]], rel_change=rel,
+                       rel_change_lo=lo, rel_change_hi=hi,
+                       status="ok" if not bad else f"partial: no interior optimum at w={','.join(bad)}"
+                                                   " (left out of max/min)")
+        summary.append(row)
+    ccols = ["code_frac", "budget", "w", "n_opt", "n_opt_lo", "n_opt_hi", "loss_opt", "edge", "excluded_cells",
+             "status"]
+    scols = ["code_frac", "budget", "n_opt_min", "n_opt_max", "w_at_min", "w_at_max", "rel_change",
+             "rel_change_lo", "rel_change_hi", "n_w", "n_w_ok", "excluded_cells", "status"]
+    return ValidationComposition(_finish(curve, ccols, excluded), _finish(summary, scols, excluded))
+
+
+# --------------------------------------------------------------------------------------
+# extrapolation check
+# --------------------------------------------------------------------------------------
+
+def heldout_budget_prediction(cells: pd.DataFrame, metric: str, n_boot: int = 200, seed: int = 0,
+                              ci: float = 0.9, window: float | None = None, mix_w: float = 0.5,
+                              knowledge_metric: str = "knowledge_text",
+                              code_metric: str = "code_text") -> pd.DataFrame:
+    """Fit on every budget but the largest, predict the largest; one row per code_frac.
+
+    N*: ln N* = a ln C + b over the fit budgets with an interior optimum (>= 2 needed).
+    Optimal loss: ln loss* = p ln C + q, a pure power law (with 2-4 budgets a saturating
+    E + A C^-alpha is not identifiable). Reports predicted vs observed at the held-out
+    budget and the relative error pred/obs - 1; the predicted interval propagates the
+    fit budgets' cell bootstraps. metric="val_mix" uses validation_mix(cells, mix_w).
+    """
+    usable, excluded = _split(cells)
+    if metric == MIX and MIX not in set(usable["metric"]):
+        usable = pd.concat([usable, validation_mix(usable, mix_w, knowledge_metric, code_metric)],
+                           ignore_index=True)
+    exg = _excluded_by_group(cells, ["code_frac"])
+    rng = np.random.default_rng(seed)
+    per = _metric_optima(usable, metric, n_boot, rng, window)
+    rows = []
+    if not per:
+        rows.append(dict(metric=metric, status=f"failed: metric={metric}: no cells with this metric"))
+    for cf in sorted({p["code_frac"] for p in per}):
+        ps = sorted((p for p in per if p["code_frac"] == cf), key=lambda p: p["budget"])
+        label = fit.group_label({"code_frac": cf, "metric": metric})
+        held, train = ps[-1], [p for p in ps[:-1] if p["opt"].status == "ok"]
+        ho = held["opt"]
+        row = dict(code_frac=cf, metric=metric, heldout_budget=held["budget"],
+                   fit_budgets=",".join(f"{p['budget']:g}" for p in train), excluded_cells=",".join(exg.get((cf,), [])))
+        nan = dict(a=np.nan, n_opt_pred=np.nan, n_opt_pred_lo=np.nan, n_opt_pred_hi=np.nan, loss_pred=np.nan,
+                   loss_pred_lo=np.nan, loss_pred_hi=np.nan)
+        row.update(nan)
+        lo, hi = _ci(ho.draws, ci)
+        row.update(n_opt_obs=np.exp(ho.log_n), n_opt_obs_lo=np.exp(lo), n_opt_obs_hi=np.exp(hi), loss_obs=ho.loss)
+        if len(ps) < 3 or len(train) < 2:
+            row.update(status=f"failed: {label}: {len(train)} budget(s) below the held-out {held['budget']:g} with an"
+                              f" interior optimum ({len(ps)} budgets in all); need >= 2 to fit and 1 to hold out")
+        else:
+            lc = np.log([p["budget"] for p in train])
+            lch = np.log(held["budget"])
+            a, b_, _, _, A, B = _line_with_draws(lc, [p["opt"].log_n for p in train],
+                                                 [p["opt"].draws for p in train], n_boot, rng, ci)
+            pl, ql, _, _, PL, QL = _line_with_draws(lc, np.log([p["opt"].loss for p in train]),
+                                                    [np.log(p["opt"].loss_draws) for p in train], n_boot, rng, ci)
+            row.update(a=a, n_opt_pred=np.exp(a * lch + b_), loss_pred=np.exp(pl * lch + ql))
+            if A is not None:
+                row["n_opt_pred_lo"], row["n_opt_pred_hi"] = np.exp(_ci(A * lch + B, ci))
+                row["loss_pred_lo"], row["loss_pred_hi"] = np.exp(_ci(PL * lch + QL, ci))
+            row["status"] = ("ok" if ho.status == "ok" else
+                             f"edge: {label}: held-out optimum at {held['budget']:g} is outside the sampled sizes"
+                             if ho.edge else ho.status)
+        row["n_opt_rel_err"] = row["n_opt_pred"] / row["n_opt_obs"] - 1
+        row["loss_rel_err"] = row["loss_pred"] / row["loss_obs"] - 1
+        rows.append(row)
+    cols = ["code_frac", "metric", "heldout_budget", "fit_budgets", "a", "n_opt_pred", "n_opt_pred_lo",
+            "n_opt_pred_hi", "n_opt_obs", "n_opt_obs_lo", "n_opt_obs_hi", "n_opt_rel_err", "loss_pred",
+            "loss_pred_lo", "loss_pred_hi", "loss_obs", "loss_rel_err", "excluded_cells", "status"]
+    return _finish(rows, cols, excluded)
