@@ -14,7 +14,7 @@ def repo():
 @pytest.fixture()
 def workflow_copy(tmp_path):
     """The workflow files in a scratch folder, so a run writes its results/ there."""
-    for name in ("Snakefile", "workflow", "config", "profiles"):
+    for name in ("Snakefile", "workflow", "config", "profiles", "envs"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
     return tmp_path

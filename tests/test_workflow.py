@@ -26,7 +26,7 @@ def study(tmp_path_factory, request):
     import shutil
 
     wd = tmp_path_factory.mktemp("wf")
-    for name in ("Snakefile", "workflow", "config", "profiles"):
+    for name in ("Snakefile", "workflow", "config", "profiles", "envs"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / name)
     smk(wd, *TEST)
