@@ -11,10 +11,9 @@ def repo():
     return REPO
 
 
-@pytest.fixture()
-def workflow_copy(tmp_path):
+def copy_workflow(dest: Path) -> Path:
     """The workflow files in a scratch folder, so a run writes its results/ there."""
     for name in ("Snakefile", "workflow", "config", "profiles", "envs"):
         src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    return tmp_path
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest

@@ -22,13 +22,9 @@ def smk(cwd, *args, check=True):
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, request):
-    from conftest import REPO
-    import shutil
+    from conftest import copy_workflow
 
-    wd = tmp_path_factory.mktemp("wf")
-    for name in ("Snakefile", "workflow", "config", "profiles", "envs"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / name)
+    wd = copy_workflow(tmp_path_factory.mktemp("wf"))
     smk(wd, *TEST)
     return wd
 

@@ -148,7 +148,3 @@ class Decoder(nn.Module):
         for blk in self.blocks:
             x = blk(x, self.cos, self.sin)
         return self.head(self.norm(x))
-
-    def loss(self, idx, targets):
-        logits = self(idx)
-        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))

@@ -93,7 +93,7 @@ def train(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: int = 
             g["lr"] = lr_at(step, cell.steps, warmup, peak, tc["min_lr_ratio"])
         batch = torch.from_numpy(mix.batch(step)).to(device, non_blocking=True)
         with autocast:
-            loss = fwd.loss(batch[:, :-1], batch[:, 1:]) if fwd is model else _compiled_loss(fwd, batch)
+            loss = next_token_loss(fwd, batch)
         loss.backward()
         if tc["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
@@ -148,7 +148,8 @@ def train(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: int = 
     return result
 
 
-def _compiled_loss(fwd, batch):
+def next_token_loss(fwd, batch):
+    """Mean cross-entropy of each token given the ones before it (fwd: eager or compiled)."""
     logits = fwd(batch[:, :-1])
     return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
 
