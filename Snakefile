@@ -27,6 +27,9 @@ STUDY = config["study"]
 R = f"results/{STUDY}"
 CELLS, DROPPED = study_plan.build(config)
 CELL = {c.cell: c for c in CELLS}
+# warmup-stable-decay: cells of one (code fraction, size, seed) branch off one shared trunk
+WSD = config["train"]["schedule"] == "wsd"
+RUN = {r.run: r for r in study_plan.stable_runs(config, CELLS)} if WSD else {}
 
 # Jobs re-read the validated config from here (command-line overrides included). The file
 # is not an input of any rule: what each job depends on is passed as params, so editing one
@@ -37,6 +40,7 @@ study_io.write_text_if_changed(CONFIG_FILE, study_config.dump(config))
 
 wildcard_constraints:
     cell=r"code[0-9.]+_C[^/]+_seed[0-9]+",
+    run=r"code[0-9.]+_d[0-9]+L[0-9]+h[0-9]+_seed[0-9]+",
 
 
 include: "workflow/rules/common.smk"

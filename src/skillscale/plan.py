@@ -4,6 +4,11 @@ For each budget C the plan trains a window of `sizes_per_budget` consecutive lad
 centred (in log N) on the expected optimum N_e = sqrt(C / (6 * tokens_per_param)), so the
 IsoFLOP minimum has sizes on both sides; D = C / (6 N). Cells whose run would take fewer
 than `train.min_steps` optimizer steps are dropped and listed as such.
+
+Under `train.schedule: wsd` (warmup-stable-decay, Hagele et al. 2024) the cells of one
+(code fraction, size, seed) share a *stable run*: one constant-LR run as long as the
+largest of them needs, from which each cell branches at step `steps - cooldown` and decays
+over its last `cooldown_fraction` of tokens. `sweep_cost` says what that saves.
 """
 
 from __future__ import annotations
@@ -104,6 +109,64 @@ def build(cfg: dict) -> tuple[list[Cell], list[dict]]:
                         )
                     )
     return cells, dropped
+
+
+def warmup_steps(cfg: dict, n_params: int, steps: int) -> int:
+    """Warmup grows with the model (tokens = warmup_tokens_per_param x N), capped at 20% of the run."""
+    tc = cfg["train"]
+    tokens_per_step = tc["batch_size"] * cfg["model"]["seq_len"]
+    return min(int(0.2 * steps), max(1, round(tc["warmup_tokens_per_param"] * n_params / tokens_per_step)))
+
+
+def cooldown_steps(cfg: dict, steps: int) -> int:
+    return max(1, round(cfg["train"]["cooldown_fraction"] * steps))
+
+
+@dataclass(frozen=True)
+class StableRun:
+    """The constant-LR trunk shared by the cells of one (code fraction, size, seed) under WSD."""
+
+    run: str
+    code_frac: float
+    size: str
+    seed: int
+    n_params: int
+    steps: int  # the last branch point
+    warmup: int
+    branches: tuple[tuple[str, int], ...]  # (cell id, step it branches at), by step
+    flops: float
+
+
+def run_id(cell: Cell) -> str:
+    return f"code{cell.code_frac:.2f}_{cell.size}_seed{cell.seed}"
+
+
+def stable_runs(cfg: dict, cells: list[Cell]) -> list[StableRun]:
+    tokens_per_step = cfg["train"]["batch_size"] * cfg["model"]["seq_len"]
+    groups: dict[str, list[Cell]] = {}
+    for c in cells:
+        groups.setdefault(run_id(c), []).append(c)
+    runs = []
+    for rid, members in groups.items():
+        branches = sorted(((c.cell, c.steps - cooldown_steps(cfg, c.steps)) for c in members), key=lambda b: b[1])
+        c0 = members[0]
+        steps = branches[-1][1]
+        runs.append(StableRun(
+            run=rid, code_frac=c0.code_frac, size=c0.size, seed=c0.seed, n_params=c0.n_params,
+            steps=steps, warmup=warmup_steps(cfg, c0.n_params, min(c.steps for c in members)),
+            branches=tuple(branches), flops=6.0 * c0.n_params * steps * tokens_per_step,
+        ))
+    return runs
+
+
+def sweep_cost(cfg: dict, cells: list[Cell]) -> dict:
+    """Training FLOPs (6ND) of the grid trained cell by cell vs as WSD trunks + cooldowns."""
+    per_cell = sum(c.flops for c in cells)
+    trunks = sum(r.flops for r in stable_runs(cfg, cells))
+    cooldowns = sum(c.flops * cooldown_steps(cfg, c.steps) / c.steps for c in cells)
+    return {"per_cell_flops": per_cell, "wsd_flops": trunks + cooldowns,
+            "wsd_trunk_flops": trunks, "wsd_cooldown_flops": cooldowns,
+            "wsd_over_per_cell": (trunks + cooldowns) / per_cell if per_cell else float("nan")}
 
 
 def to_frame(cells: list[Cell]) -> pd.DataFrame:

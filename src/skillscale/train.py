@@ -1,25 +1,36 @@
-"""Train one cell of the grid: read top to bottom.
+"""Train one cell of the grid (or one WSD trunk): read top to bottom.
 
-    python -m skillscale.train --config config/config.yaml --cell <id> \
+    python -m skillscale.train --config results/<study>/config.yaml --cell <id> \
         --data results/<study>/data --out results/<study>/cells/<id>
+    python -m skillscale.train ... --run <code_frac_size_seed> --out results/<study>/stable/<run>
 
-The learning rate warms up over a number of tokens proportional to N, then decays by a
-cosine to `min_lr_ratio` exactly at the end of *this cell's* token budget (a schedule fixed
-to a longer horizon is the known Kaplan error). Peak LR follows a width rule
-lr * lr_ref_width / d_model (Adam's muP scaling for hidden matrices). Writes
-model.safetensors and train.json (loss curve, tokens, FLOPs, wall time, every parameter
-convention, provenance); train.json is written last, so its presence means "finished".
+Schedules (`train.schedule`):
+- ``cosine``: warmup over a number of tokens proportional to N, then a cosine to
+  `min_lr_ratio` exactly at the end of *this cell's* budget (a schedule fixed to a longer
+  horizon is the known Kaplan error).
+- ``wsd``: warmup-stable-decay. A trunk (``--run``) trains at constant peak LR and saves a
+  branch state at each of its cells' branch steps; each cell (``--cell``) starts from its
+  branch and decays with a 1-sqrt shape over its last `cooldown_fraction` of tokens.
+
+Peak LR follows a width rule lr * lr_ref_width / d_model (Adam's muP scaling for hidden
+matrices). Every job writes a resume checkpoint (model + optimizer + curve) atomically at
+log steps at most every `checkpoint_seconds`; a killed job started again continues from it
+and, on the same CPU and thread count, finishes bit-identical to an uninterrupted run
+(batches depend only on the step). train.json is written last: its presence means
+"finished".
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
 import torch
 
 from . import config as cfgmod
@@ -27,18 +38,273 @@ from . import io, plan
 from .mixing import Mixture, Shard
 from .model import Decoder, param_counts
 
+# train keys that do not change the trajectory: a checkpoint stays valid when they change
+NOT_TRAJECTORY = ("log_every", "checkpoint_seconds", "min_steps", "device")
 
-def lr_at(step: int, steps: int, warmup: int, peak: float, min_ratio: float) -> float:
+
+# -- learning-rate schedules ------------------------------------------------------------------
+def lr_cosine(step: int, steps: int, warmup: int, peak: float, min_ratio: float) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def lr_wsd(step: int, warmup: int, branch: int | None, steps: int, peak: float, min_ratio: float) -> float:
+    """Warmup, constant peak, then from `branch` a 1-sqrt decay to min_ratio at `steps`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if branch is None or step < branch:
+        return peak
+    t = (step - branch + 1) / max(1, steps - branch)
+    return peak * (min_ratio + (1 - min_ratio) * (1 - math.sqrt(min(1.0, t))))
+
+
+# -- the pieces of one optimizer step (the benchmark reuses them) -------------------------------
+def build_optimizer(model: torch.nn.Module, tc: dict, peak: float, device: str) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not norms, not the embedding); fused kernel."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "embed" not in name else no_decay).append(p)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=peak, betas=(tc["beta1"], tc["beta2"]), fused=True,
+    )
+
+
+def next_token_loss(fwd, batch):
+    """Mean cross-entropy of each token given the ones before it (fwd: eager or compiled)."""
+    logits = fwd(batch[:, :-1])
+    return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+
+
+def train_step(fwd, model, opt, batch, tc: dict, lr: float):
+    """One AdamW step at learning rate `lr`; returns the (detached) loss."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    autocast = torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=tc["precision"] == "bf16")
+    with autocast:
+        loss = next_token_loss(fwd, batch)
+    loss.backward()
+    if tc["grad_clip"] > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
 def pick_device(want: str) -> str:
     if want == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device=cuda but no CUDA device is visible")
     return "cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu"
+
+
+def fmt_time(s: float) -> str:
+    return f"{int(s // 60)}m{int(s % 60):02d}s" if s >= 60 else f"{s:.0f}s"
+
+
+# -- the loop -----------------------------------------------------------------------------------
+@dataclass
+class Job:
+    """A stretch of training: steps [start, end) of one (code fraction, size, seed) stream."""
+
+    name: str
+    shape: object
+    code_frac: float
+    seed: int
+    end: int
+    lr: Callable[[int], float]
+    fingerprint: dict
+    peak: float
+    branches: dict[int, Path] = field(default_factory=dict)  # step -> where to save state
+
+
+def save_state(path: Path, step, model, opt, curve, wall, fingerprint, diverged_at=None) -> None:
+    with io.atomic_path(path) as tmp:
+        torch.save({"step": step, "model": model.state_dict(), "opt": opt.state_dict(),
+                    "curve": curve, "wall": wall, "fingerprint": fingerprint,
+                    "diverged_at": diverged_at}, tmp)
+
+
+def load_state(path: Path, what: str) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a torn or foreign file: say which and what to do
+        raise ValueError(f"{path}: {what} cannot be read ({e}); delete it and rerun") from None
+
+
+def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict:
+    tc = cfg["train"]
+    torch.set_num_threads(threads)
+    torch.manual_seed(job.seed)
+    device = pick_device(tc["device"])
+    seq_len, bs = job.shape.seq_len, tc["batch_size"]
+    mix = Mixture(Shard(data_dir / "shards" / "code.bin", seq_len),
+                  Shard(data_dir / "shards" / "knowledge.bin", seq_len), job.code_frac, bs, job.seed)
+    model = Decoder(job.shape).to(device)
+    opt = build_optimizer(model, tc, job.lr(0), device)
+    fwd = torch.compile(model) if device == "cuda" else model
+
+    step, curve, wall, diverged_at = 0, [], 0.0, None
+    if resume.exists():
+        state = load_state(resume, "resume checkpoint")
+        if state["fingerprint"] != job.fingerprint:  # stale: left by a job of another config
+            print(f"[{job.name}] ignoring {resume}: written for another config or job", flush=True)
+        else:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            step, curve, wall, diverged_at = state["step"], state["curve"], state["wall"], state["diverged_at"]
+            print(f"[{job.name}] resumed from {resume} at step {step}", flush=True)
+
+    print(f"[{job.name}] N={param_counts(job.shape)['standard']:,} steps {step}..{job.end} "
+          f"peak lr={job.peak:.2e} device={device} threads={threads}", flush=True)
+    window, t0, t_ckpt, first = [], time.time() - wall, time.time(), step
+    while step < job.end and diverged_at is None:
+        batch = torch.from_numpy(mix.batch(step)).to(device, non_blocking=True)
+        window.append(train_step(fwd, model, opt, batch, tc, job.lr(step)))
+        step += 1
+        if step % tc["log_every"] and step != job.end and step not in job.branches:
+            continue
+        mean = torch.stack(window).float().mean().item()
+        window, elapsed = [], time.time() - t0
+        curve.append({"step": step, "tokens": step * bs * seq_len, "loss": mean,
+                      "lr": job.lr(step - 1), "seconds": round(elapsed, 2)})
+        if not math.isfinite(mean) or mean > 2 * math.log(job.shape.vocab_size):
+            diverged_at = step
+            print(f"[{job.name}] diverged at step {step}: loss {mean}", flush=True)
+        else:
+            rate = (step - first) * bs * seq_len / max(1e-9, elapsed - wall)
+            eta = (job.end - step) * bs * seq_len / rate
+            print(f"[{job.name}] step {step}/{job.end} loss {mean:.4f} {rate:,.0f} tok/s "
+                  f"eta {fmt_time(eta)}", flush=True)
+        for b in [b for b in job.branches if b == step or (diverged_at and b > step)]:
+            save_state(job.branches[b], step, model, opt, curve, elapsed, job.fingerprint | {"branch": b}, diverged_at)
+        if step < job.end and time.time() - t_ckpt >= tc["checkpoint_seconds"]:
+            save_state(resume, step, model, opt, curve, elapsed, job.fingerprint)
+            t_ckpt = time.time()
+    return {"model": model, "curve": curve, "wall": time.time() - t0, "diverged_at": diverged_at,
+            "device": device, "steps_here": step - first, "mix": mix}
+
+
+# -- the two kinds of job ------------------------------------------------------------------------
+def fingerprint(cfg: dict, manifest: dict, name: str) -> dict:
+    tc = {k: v for k, v in cfg["train"].items() if k not in NOT_TRAJECTORY}
+    return {"job": name, "config": cfgmod.digest({"model": cfg["model"], "train": tc}),
+            "data": manifest["data_config_hash"]}
+
+
+def peak_lr(cfg: dict, shape) -> float:
+    return cfg["train"]["lr"] * cfg["train"]["lr_ref_width"] / shape.d_model
+
+
+def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: int = 1,
+               resume: Path | None = None, stable_dir: Path | None = None) -> dict:
+    tc = cfg["train"]
+    manifest = io.read_json(data_dir / "manifest.json", "data manifest")
+    shape = cell.shape(cfg)
+    peak = peak_lr(cfg, shape)
+    resume = resume or out / "resume.pt"
+    if tc["schedule"] == "wsd":
+        if stable_dir is None:
+            raise ValueError(f"cell {cell.cell}: train.schedule=wsd needs --stable (the trunk's folder)")
+        branch, warmup = cell.steps - plan.cooldown_steps(cfg, cell.steps), _trunk_warmup(cfg, cell)
+        lr = lambda s: lr_wsd(s, warmup, branch, cell.steps, peak, tc["min_lr_ratio"])  # noqa: E731
+    else:
+        branch, warmup = 0, plan.warmup_steps(cfg, cell.n_params, cell.steps)
+        lr = lambda s: lr_cosine(s, cell.steps, warmup, peak, tc["min_lr_ratio"])  # noqa: E731
+    job = Job(cell.cell, shape, cell.code_frac, cell.seed, cell.steps, lr,
+              fingerprint(cfg, manifest, cell.cell), peak)
+    if branch and not _resumable(resume, job.fingerprint):  # start the cooldown at the trunk's state
+        start = stable_dir / f"branch_{cell.cell}.pt"
+        if not start.exists():
+            raise FileNotFoundError(f"{start}: WSD branch state missing; rerun the train_stable rule")
+        state = load_state(start, "WSD branch state")
+        if state["fingerprint"] != fingerprint(cfg, manifest, plan.run_id(cell)) | {"branch": branch}:
+            raise ValueError(f"{start}: WSD branch state was written for another config or trunk; "
+                             "rerun the train_stable rule")
+        print(f"[{cell.cell}] cooldown from the trunk's state at step {branch}", flush=True)
+        with io.atomic_path(resume) as tmp:  # wall restarts: this job's own time is what it reports
+            torch.save(state | {"fingerprint": job.fingerprint, "wall": 0.0}, tmp)
+    res = run(job, cfg, data_dir, resume, threads)
+
+    from safetensors.torch import save_file
+
+    with io.atomic_path(out / "model.safetensors") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in res["model"].state_dict().items()}, str(tmp))
+    curve, diverged_at = res["curve"], res["diverged_at"]
+    steps_here = cell.steps - branch
+    result = {
+        "cell": cell.__dict__ | {"shape": shape.to_dict()},
+        "params": param_counts(shape),
+        "tokens": cell.tokens,
+        "flops": cell.flops,
+        "flops_exact": cell.flops_exact,
+        # what this job itself trained (a WSD cooldown reuses its trunk's first steps)
+        "flops_spent": cell.flops * steps_here / cell.steps,
+        "final_loss": curve[-1]["loss"] if curve else float("nan"),
+        "diverged": diverged_at is not None,
+        "diverged_step": diverged_at,
+        "wall_seconds": round(res["wall"], 2),
+        "tokens_per_second": round(res["steps_here"] * tc["batch_size"] * shape.seq_len / res["wall"], 1)
+        if diverged_at is None and res["steps_here"] else None,
+        "hyper": {"peak_lr": peak, "warmup_steps": warmup, "batch_size": tc["batch_size"], "seq_len": shape.seq_len,
+                  "schedule": "cosine-to-own-budget" if tc["schedule"] == "cosine" else f"wsd branch at step {branch}",
+                  **{k: tc[k] for k in ("min_lr_ratio", "weight_decay", "beta1", "beta2", "grad_clip", "precision")}},
+        "mixture": res["mix"].summary(cell.steps),
+        "curve": curve,
+        "provenance": io.provenance(
+            config_hash=job.fingerprint["config"],
+            data_config_hash=manifest["data_config_hash"],
+            tokenizer_sha256=manifest["tokenizer"]["sha256"],
+            shard_sha256={k: v["sha256"] for k, v in manifest["shards"].items()},
+            seed=cell.seed, device=res["device"], threads=threads,
+        ),
+    }
+    io.write_json(out / "train.json", result)
+    resume.unlink(missing_ok=True)
+    print(f"[{cell.cell}] done in {fmt_time(res['wall'])}: final loss {result['final_loss']:.4f}", flush=True)
+    return result
+
+
+def _resumable(path: Path, fp: dict) -> bool:
+    return path.exists() and load_state(path, "resume checkpoint")["fingerprint"] == fp
+
+
+def _trunk_warmup(cfg: dict, cell: plan.Cell) -> int:
+    """A trunk's warmup is shared by its cells; every cell of the grid needs the same number."""
+    cells, _ = plan.build(cfg)
+    trunk = next(r for r in plan.stable_runs(cfg, cells) if r.run == plan.run_id(cell))
+    return trunk.warmup
+
+
+def train_stable(cfg: dict, trunk: plan.StableRun, data_dir: Path, out: Path, threads: int = 1,
+                 resume: Path | None = None) -> dict:
+    tc = cfg["train"]
+    manifest = io.read_json(data_dir / "manifest.json", "data manifest")
+    cells, _ = plan.build(cfg)
+    shape = next(c for c in cells if plan.run_id(c) == trunk.run).shape(cfg)
+    peak = peak_lr(cfg, shape)
+    fp = fingerprint(cfg, manifest, trunk.run)
+    job = Job(trunk.run, shape, trunk.code_frac, trunk.seed, trunk.steps,
+              lambda s: lr_wsd(s, trunk.warmup, None, trunk.steps, peak, tc["min_lr_ratio"]), fp, peak,
+              branches={step: out / f"branch_{cid}.pt" for cid, step in trunk.branches})
+    out.mkdir(parents=True, exist_ok=True)
+    resume = resume or out / "resume.pt"
+    res = run(job, cfg, data_dir, resume, threads)
+    # a branch state for each cell: several cells may branch at one step
+    for cid, step in trunk.branches:
+        src = job.branches[step]
+        dst = out / f"branch_{cid}.pt"
+        if src != dst and not dst.exists():
+            with io.atomic_path(dst) as tmp:
+                tmp.write_bytes(src.read_bytes())
+    info = {"run": trunk.__dict__, "peak_lr": peak, "wall_seconds": round(res["wall"], 2),
+            "diverged_step": res["diverged_at"], "flops_spent": trunk.flops, "curve": res["curve"],
+            "provenance": io.provenance(config_hash=fp["config"], data_config_hash=manifest["data_config_hash"],
+                                        seed=trunk.seed, device=res["device"], threads=threads)}
+    io.write_json(out / "stable.json", info)
+    resume.unlink(missing_ok=True)
+    return info
 
 
 def find_cell(cfg: dict, cell_id: str) -> plan.Cell:
@@ -50,126 +316,36 @@ def find_cell(cfg: dict, cell_id: str) -> plan.Cell:
     raise KeyError(f"cell {cell_id!r}: {why}")
 
 
-def fmt_time(s: float) -> str:
-    return f"{int(s // 60)}m{int(s % 60):02d}s" if s >= 60 else f"{s:.0f}s"
-
-
-def train(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: int = 1) -> dict:
-    tc = cfg["train"]
-    torch.set_num_threads(threads)
-    torch.manual_seed(cell.seed)
-    device = pick_device(tc["device"])
-    shape = cell.shape(cfg)
-    manifest = io.read_json(data_dir / "manifest.json", "data manifest")
-
-    seq_len, bs = shape.seq_len, tc["batch_size"]
-    mix = Mixture(
-        Shard(data_dir / "shards" / "code.bin", seq_len),
-        Shard(data_dir / "shards" / "knowledge.bin", seq_len),
-        cell.code_frac, bs, cell.seed,
-    )
-    model = Decoder(shape).to(device)
-    n_real = sum(p.numel() for p in model.parameters())
-    assert n_real == cell.n_params_total, (n_real, cell.n_params_total)
-    fwd = torch.compile(model) if device == "cuda" else model
-
-    peak = tc["lr"] * tc["lr_ref_width"] / shape.d_model
-    warmup = min(int(0.2 * cell.steps), max(1, round(tc["warmup_tokens_per_param"] * cell.n_params / (bs * seq_len))))
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and "embed" not in name else no_decay).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tc["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=peak, betas=(tc["beta1"], tc["beta2"]), fused=device == "cuda",
-    )
-    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=tc["precision"] == "bf16")
-
-    print(f"[{cell.cell}] N={cell.n_params:,} D={cell.tokens:,} steps={cell.steps} "
-          f"lr={peak:.2e} warmup={warmup} device={device} threads={threads}", flush=True)
-    curve, window, diverged_at = [], [], None
-    t0 = time.time()
-    for step in range(cell.steps):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cell.steps, warmup, peak, tc["min_lr_ratio"])
-        batch = torch.from_numpy(mix.batch(step)).to(device, non_blocking=True)
-        with autocast:
-            loss = next_token_loss(fwd, batch)
-        loss.backward()
-        if tc["grad_clip"] > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        window.append(loss.detach())
-        if (step + 1) % tc["log_every"] == 0 or step + 1 == cell.steps:
-            mean = torch.stack(window).float().mean().item()
-            window = []
-            elapsed = time.time() - t0
-            curve.append({"step": step + 1, "tokens": (step + 1) * bs * seq_len, "loss": mean,
-                          "lr": opt.param_groups[0]["lr"], "seconds": round(elapsed, 2)})
-            if not math.isfinite(mean) or mean > 2 * math.log(shape.vocab_size):
-                diverged_at = step + 1
-                print(f"[{cell.cell}] diverged at step {step + 1}: loss {mean}", flush=True)
-                break
-            rate = (step + 1) * bs * seq_len / elapsed
-            eta = (cell.steps - step - 1) * elapsed / (step + 1)
-            print(f"[{cell.cell}] step {step + 1}/{cell.steps} loss {mean:.4f} "
-                  f"{rate:,.0f} tok/s eta {fmt_time(eta)}", flush=True)
-    wall = time.time() - t0
-
-    from safetensors.torch import save_file
-
-    with io.atomic_path(out / "model.safetensors") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    result = {
-        "cell": cell.__dict__ | {"shape": shape.to_dict()},
-        "params": param_counts(shape),
-        "tokens": cell.tokens,
-        "flops": cell.flops,
-        "flops_exact": cell.flops_exact,
-        "final_loss": curve[-1]["loss"] if curve else float("nan"),
-        "diverged": diverged_at is not None,
-        "diverged_step": diverged_at,
-        "wall_seconds": round(wall, 2),
-        "tokens_per_second": round(cell.tokens / wall, 1) if diverged_at is None else None,
-        "hyper": {"peak_lr": peak, "warmup_steps": warmup, "batch_size": bs, "seq_len": seq_len,
-                  "schedule": "cosine-to-own-budget", **{k: tc[k] for k in ("min_lr_ratio", "weight_decay", "beta1", "beta2", "grad_clip", "precision")}},
-        "mixture": mix.summary(cell.steps),
-        "curve": curve,
-        "provenance": io.provenance(
-            config_hash=cfgmod.digest({k: cfg[k] for k in ("data", "model", "train")}),
-            data_config_hash=manifest["data_config_hash"],
-            tokenizer_sha256=manifest["tokenizer"]["sha256"],
-            shard_sha256={k: v["sha256"] for k, v in manifest["shards"].items()},
-            seed=cell.seed, device=device, threads=threads,
-        ),
-    }
-    io.write_json(out / "train.json", result)
-    print(f"[{cell.cell}] done in {fmt_time(wall)}: final loss {result['final_loss']:.4f}", flush=True)
-    return result
-
-
-def next_token_loss(fwd, batch):
-    """Mean cross-entropy of each token given the ones before it (fwd: eager or compiled)."""
-    logits = fwd(batch[:, :-1])
-    return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+def find_run(cfg: dict, run_id: str) -> plan.StableRun:
+    cells, _ = plan.build(cfg)
+    for r in plan.stable_runs(cfg, cells):
+        if r.run == run_id:
+            return r
+    raise KeyError(f"stable run {run_id!r}: not in this config's grid")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m skillscale.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True)
-    p.add_argument("--cell", required=True)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cell", help="train this cell (cosine) or its cooldown branch (wsd)")
+    which.add_argument("--run", help="train this WSD trunk (code fraction, size, seed)")
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--stable", type=Path, help="wsd: the trunk's folder holding branch states")
+    p.add_argument("--resume", type=Path, help="resume checkpoint path (default: inside --out)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     cfg = cfgmod.load(a.config)
     try:
-        cell = find_cell(cfg, a.cell)
-    except KeyError as e:
-        print(f"error: {e.args[0]}", file=sys.stderr)
+        if a.run:
+            train_stable(cfg, find_run(cfg, a.run), a.data, a.out, a.threads, a.resume)
+        else:
+            train_cell(cfg, find_cell(cfg, a.cell), a.data, a.out, a.threads, a.resume, a.stable)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
-    train(cfg, cell, a.data, a.out, a.threads)
     return 0
 
 

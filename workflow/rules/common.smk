@@ -9,7 +9,6 @@ def all_cell_evals():
     return [f"{cell_dir(c)}/eval.json" for c in CELL]
 
 
-def train_runtime_min(wildcards):
-    """Slurm runtime request, scaled from the cell's FLOPs at a conservative throughput."""
-    flops = CELL[wildcards.cell].flops
+def runtime_min(flops):
+    """Slurm runtime request, scaled from a job's FLOPs at a conservative throughput."""
     return max(10, int(3 * flops / 1e10 / 60))  # 1e10 FLOP/s: a slow CPU core, 3x margin

@@ -1,0 +1,137 @@
+"""The trainer: schedules, the WSD sweep's cost, and kill-and-resume giving the same run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from skillscale import config as cfgmod
+from skillscale import plan
+from skillscale.data import prepare
+from skillscale.train import lr_cosine, lr_wsd
+
+from conftest import REPO
+
+
+def test_wsd_schedule_shape():
+    peak, warm, branch, end = 1.0, 10, 80, 100
+    lrs = [lr_wsd(s, warm, branch, end, peak, 0.1) for s in range(end)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[warm - 1] == peak
+    assert set(lrs[warm:branch]) == {peak}  # stable
+    cool = lrs[branch:]
+    assert all(a > b for a, b in zip(cool, cool[1:]))  # strictly decaying
+    assert cool[-1] == pytest.approx(0.1)  # reaches min_lr_ratio at the last step
+    # 1-sqrt shape: half way through the cooldown the LR has lost 1-sqrt(.5) of its range
+    assert lrs[branch + 9] == pytest.approx(0.1 + 0.9 * (1 - 0.5**0.5))
+    assert lr_wsd(500, warm, None, end, peak, 0.1) == peak  # a trunk never decays
+    assert lr_cosine(99, 100, 10, 1.0, 0.1) == pytest.approx(0.1, abs=1e-3)
+
+
+def test_wsd_trunks_branch_at_each_cells_cooldown_start():
+    cfg = cfgmod.load(REPO / "config" / "studies" / "test.yaml", {"train": {"schedule": "wsd"}})
+    cells, _ = plan.build(cfg)
+    runs = plan.stable_runs(cfg, cells)
+    assert sum(len(r.branches) for r in runs) == len(cells)
+    by_id = {c.cell: c for c in cells}
+    for r in runs:
+        for cid, step in r.branches:
+            c = by_id[cid]
+            assert plan.run_id(c) == r.run
+            assert step == c.steps - round(0.2 * c.steps)
+        assert r.steps == max(s for _, s in r.branches)
+    cost = plan.sweep_cost(cfg, cells)
+    assert cost["wsd_flops"] == pytest.approx(cost["wsd_trunk_flops"] + cost["wsd_cooldown_flops"])
+    # every size that appears at both budgets saves its smaller budget's first 80%
+    assert 0.5 < cost["wsd_over_per_cell"] < 1
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Prepared data and a config file for a one-cell study."""
+    d = tmp_path_factory.mktemp("train")
+    over = {"train": {"checkpoint_seconds": 0, "log_every": 5}}
+    cfg = cfgmod.load(REPO / "config" / "studies" / "test.yaml", over)
+    (d / "config.yaml").write_text(cfgmod.dump(cfg))
+    prepare(cfg, d / "data")
+    cells, _ = plan.build(cfg)
+    cell = max(cells, key=lambda c: c.steps * c.n_params)  # the longest run of the grid
+    return d, cell
+
+
+def train_cmd(d, cell, out, *extra):
+    return [sys.executable, "-m", "skillscale.train", "--config", str(d / "config.yaml"), "--cell", cell.cell,
+            "--data", str(d / "data"), "--out", str(out), "--threads", "1", *extra]
+
+
+def test_killed_run_resumes_to_the_identical_result(tiny):
+    d, cell = tiny
+    subprocess.run(train_cmd(d, cell, d / "whole"), check=True, capture_output=True)
+
+    # SIGKILL once a checkpoint from well into the run exists, then start the same command again
+    proc = subprocess.Popen(train_cmd(d, cell, d / "killed"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ckpt = d / "killed" / "resume.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if ckpt.exists() and torch.load(ckpt, weights_only=False)["step"] >= cell.steps // 3:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(ckpt, weights_only=False)["step"]
+    assert 0 < killed_at < cell.steps, "the run must be killed mid-way"
+    assert not (d / "killed" / "train.json").exists()
+
+    log = subprocess.run(train_cmd(d, cell, d / "killed"), check=True, capture_output=True, text=True).stdout
+    assert f"resumed from {ckpt} at step" in log
+    assert not ckpt.exists()  # a finished job leaves no checkpoint behind
+
+    a, b = (json.loads((d / k / "train.json").read_text()) for k in ("whole", "killed"))
+    assert b["final_loss"] == a["final_loss"]  # bit-identical: same batches, same ops, same thread count
+    assert [p["loss"] for p in b["curve"]] == [p["loss"] for p in a["curve"]]
+    wa, wb = (load_file(d / k / "model.safetensors") for k in ("whole", "killed"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_checkpoint_from_another_config_is_not_resumed(tiny):
+    d, cell = tiny
+    out = d / "stale"
+    out.mkdir()
+    other = cfgmod.load(d / "config.yaml", {"train": {"lr": 0.001}})
+    (d / "other.yaml").write_text(cfgmod.dump(other))
+    cmd = train_cmd(d, cell, out)
+    proc = subprocess.Popen(cmd[:4] + [str(d / "other.yaml")] + cmd[5:])
+    while not (out / "resume.pt").exists():
+        assert proc.poll() is None, "the other-config run ended before its first checkpoint"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    log = subprocess.run(train_cmd(d, cell, out), check=True, capture_output=True, text=True).stdout
+    assert "ignoring" in log and "another config" in log
+    assert "resumed" not in log
+
+
+def test_wsd_cells_cool_down_from_their_trunk(tiny):
+    from skillscale.train import train_cell, train_stable
+
+    d, _ = tiny
+    cfg = cfgmod.load(d / "config.yaml", {"train": {"schedule": "wsd"}})
+    cells, _ = plan.build(cfg)
+    trunk = min((r for r in plan.stable_runs(cfg, cells) if len(r.branches) > 1), key=lambda r: r.flops)
+    info = train_stable(cfg, trunk, d / "data", d / "stable" / trunk.run)
+    assert info["curve"][-1]["step"] == trunk.steps
+    assert all(p["lr"] == info["peak_lr"] for p in info["curve"] if p["step"] > trunk.warmup)
+    for cid, branch in trunk.branches:
+        cell = next(c for c in cells if c.cell == cid)
+        rec = train_cell(cfg, cell, d / "data", d / "cells" / cid, stable_dir=d / "stable" / trunk.run)
+        steps = [p["step"] for p in rec["curve"]]
+        assert steps[-1] == cell.steps and branch in steps
+        trunk_part = [p for p in info["curve"] if p["step"] <= branch]
+        assert rec["curve"][: len(trunk_part)] == trunk_part  # the trunk's history, then its own cooldown
+        assert rec["curve"][-1]["lr"] == pytest.approx(info["peak_lr"] * cfg["train"]["min_lr_ratio"])
+        assert rec["flops_spent"] == pytest.approx(rec["flops"] * (cell.steps - branch) / cell.steps)
