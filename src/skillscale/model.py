@@ -1,9 +1,10 @@
 """A small Llama-style decoder in plain torch, with exact parameter and FLOP counts.
 
-RMSNorm, rotary positions, SwiGLU MLP, no biases, `scaled_dot_product_attention`, untied
-input embedding and output head. The parameter conventions matter for the science
-(published exponents move by 0.1-0.3 with them), so they are computed here from the shape
-and checked against the module's real tensors in the tests.
+RMSNorm, rotary positions, SwiGLU MLP, no biases, `scaled_dot_product_attention` (bf16 on
+CPU: batched matmuls, see `causal_attention`), untied input embedding and output head. The
+parameter conventions matter for the science (published exponents move by 0.1-0.3 with
+them), so they are computed here from the shape and checked against the module's real
+tensors in the tests.
 """
 
 from __future__ import annotations
@@ -80,18 +81,37 @@ class RMSNorm(nn.Module):
 
 
 def rotary_tables(seq_len: int, d_head: int, base: float = 10000.0):
+    """cos and sign-folded sin, (T, d_head) each, so that rotating is x * cos + swap(x) * sin."""
     inv = 1.0 / base ** (torch.arange(0, d_head, 2).float() / d_head)
     freqs = torch.outer(torch.arange(seq_len).float(), inv)  # (T, d_head/2)
-    return torch.cos(freqs), torch.sin(freqs)
+    cos, sin = torch.cos(freqs), torch.sin(freqs)
+    return torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1)
 
 
 def apply_rotary(x, cos, sin):
-    # x: (B, H, T, d_head); rotate pairs (x1, x2) of the two halves
+    """Rotate the pairs (x1, x2) of the two halves of the last dim: (x1 c - x2 s, x2 c + x1 s).
+
+    x: (B, T, ..., d_head); cos, sin: (T, ..., d_head) from `rotary_tables`, cut to T. The sign
+    lives in the sin table, so this is x * cos + (x2, x1) * sin: one copy, two products, a sum.
+    """
     x1, x2 = x.chunk(2, dim=-1)
-    cos, sin = cos[: x.shape[-2]].to(x.dtype), sin[: x.shape[-2]].to(x.dtype)
-    cos = torch.cat([cos, cos], dim=-1)
-    sin = torch.cat([sin, sin], dim=-1)
-    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+    return x * cos + torch.cat([x2, x1], dim=-1) * sin
+
+
+def causal_attention(q, k, v):
+    """softmax(q k^T / sqrt(d_head) + causal mask) v for (B, H, T, d_head) inputs.
+
+    `scaled_dot_product_attention`, except in bf16 on CPU: there torch's flash kernel's
+    backward is ~5x slower than two batched matmuls around a softmax (torch 2.13, d_head 20).
+    That path rounds scores to bf16 as any unfused attention does; logits and gradients stay
+    as close to the fp32 model's as the flash kernel's (checked at the default largest cell).
+    """
+    if q.dtype != torch.bfloat16 or q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    B, H, T, D = q.shape
+    mask = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu(1)
+    scores = torch.baddbmm(mask, q.reshape(B * H, T, D), k.reshape(B * H, T, D).transpose(1, 2), alpha=D**-0.5)
+    return torch.bmm(scores.softmax(dim=-1), v.reshape(B * H, T, D)).view(B, H, T, D)
 
 
 class Block(nn.Module):
@@ -108,10 +128,10 @@ class Block(nn.Module):
 
     def forward(self, x, cos, sin):
         B, T, d = x.shape
-        q, k, v = self.qkv(self.attn_norm(x)).split(d, dim=-1)
-        q, k, v = (t.view(B, T, self.n_heads, -1).transpose(1, 2) for t in (q, k, v))
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        # q and k rotated together, in the (B, T, 2, H, d_head) layout the fused qkv gives
+        qk, v = self.qkv(self.attn_norm(x)).view(B, T, 3, self.n_heads, -1).split([2, 1], dim=2)
+        q, k = apply_rotary(qk, cos.to(qk.dtype), sin.to(qk.dtype)).transpose(1, 3).unbind(2)
+        y = causal_attention(q, k, v.squeeze(2).transpose(1, 2))
         x = x + self.proj(y.transpose(1, 2).reshape(B, T, d))
         gate, up = self.gate_up(self.mlp_norm(x)).chunk(2, dim=-1)
         return x + self.down(F.silu(gate) * up)
@@ -145,6 +165,8 @@ class Decoder(nn.Module):
 
     def forward(self, idx):
         x = self.embed(idx)
+        T = idx.shape[1]
+        cos, sin = self.cos[:T, None, None, :], self.sin[:T, None, None, :]  # (T, 1, 1, d_head)
         for blk in self.blocks:
-            x = blk(x, self.cos, self.sin)
+            x = blk(x, cos, sin)
         return self.head(self.norm(x))
