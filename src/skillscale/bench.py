@@ -1,0 +1,219 @@
+"""Training throughput: our trainer vs Hugging Face Llama vs this machine's matmul peak.
+
+    python -m skillscale.bench train [--json] [--precision fp32|bf16|both] [--threads N]
+        [--config config/config.yaml] [--d-model D --n-layers L --n-heads H]
+
+In one process, at one model shape (default: the largest cell of the study in --config,
+at its train.batch_size and model.seq_len), it measures
+
+- ours: tokens/s of `model.Decoder` trained by `train.build_optimizer` + `train.train_step`,
+  the very code a workflow cell trains with (fused AdamW, grad clip, bf16 autocast if asked);
+- hf: tokens/s of `transformers.LlamaForCausalLM` with the same shape (d_model, layers, heads,
+  intermediate_size = our d_ff, vocab, untied head, seq len, batch), SDPA attention, driven
+  by the same `train_step` and optimizer; both parameter counts are reported, they must match;
+- peak: the best FLOP/s of `torch.matmul` on large square matrices in fp32 and bf16, with the
+  same thread count: what this machine can do at best in its densest kernel.
+
+How to read it: `ours/hf` > 1 means our trainer is faster than the reference implementation.
+`mfu` (model-FLOPs utilisation) = tokens/s x `flops_per_token(shape)["exact"]` (3 x forward:
+every weight matmul, the head included, plus causal attention counted as full, no causal
+saving) / the measured peak of the precision trained in. Norms, activations, the loss and the
+optimizer are not counted as work, so small widths, where they dominate, have low MFU.
+Timing: `--warmup-steps` untimed steps, then `--repeats` runs of `--steps` steps, ours and hf
+interleaved so load from other processes hits both alike; the median run is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+from . import config as cfgmod
+from . import plan
+from .model import Decoder, ModelShape, flops_per_token, param_counts
+from .train import build_optimizer, train_step
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(dtype: torch.dtype, device: str, n: int, reps: int = 5) -> float:
+    """Best FLOP/s of n x n @ n x n matmuls (2 n^3 FLOPs each) over `reps` timed runs."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    calls = max(1, int(4e9 // (2 * n**3)))  # a few GFLOPs per run, so small n times something
+    torch.matmul(a, b)  # warm the kernel
+    best = float("inf")
+    for _ in range(reps):
+        sync(device)
+        t = time.perf_counter()
+        for _ in range(calls):
+            torch.matmul(a, b)
+        sync(device)
+        best = min(best, (time.perf_counter() - t) / calls)
+    return 2 * n**3 / best
+
+
+def peaks(device: str, n: int) -> dict[str, float]:
+    return {p: matmul_peak(dt, device, n) for p, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+
+
+def default_shape(cfg: dict, d_model=None, n_layers=None, n_heads=None) -> ModelShape:
+    """The largest cell of the study (by standard N), with any dimension overridden."""
+    cells, _ = plan.build(cfg)
+    big = max(cells, key=lambda c: c.n_params)
+    return plan.shape_of(cfg, d_model or big.d_model, n_layers or big.n_layers, n_heads or big.n_heads)
+
+
+def hf_llama(shape: ModelShape):
+    """LlamaForCausalLM with our shape, or None if transformers is not installed."""
+    try:
+        from transformers import LlamaConfig, LlamaForCausalLM
+    except ImportError:
+        return None
+    hc = LlamaConfig(vocab_size=shape.vocab_size, hidden_size=shape.d_model, intermediate_size=shape.d_ff,
+                     num_hidden_layers=shape.n_layers, num_attention_heads=shape.n_heads,
+                     num_key_value_heads=shape.n_heads, max_position_embeddings=shape.seq_len,
+                     rms_norm_eps=1e-6, tie_word_embeddings=False, attention_bias=False, mlp_bias=False,
+                     attn_implementation="sdpa")
+    return LlamaForCausalLM(hc)
+
+
+def trainer(model, tc: dict, batch: torch.Tensor, device: str, compile_: bool, hf: bool):
+    """A zero-argument function doing one optimizer step of `model` on `batch`."""
+    model = model.to(device).train()
+    opt = build_optimizer(model, tc, 1e-3, device)
+    fwd = torch.compile(model) if compile_ else model
+    call = (lambda x: fwd(input_ids=x, use_cache=False).logits) if hf else fwd
+    return lambda: train_step(call, model, opt, batch, tc, 1e-3)
+
+
+def time_runs(steps: dict, n_steps: int, warmup: int, repeats: int, device: str) -> dict[str, float]:
+    """Median seconds per step of each trainer; runs interleaved so machine load hits all alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    runs = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            sync(device)
+            t = time.perf_counter()
+            for _ in range(n_steps):
+                loss = step()
+            loss.item()  # waits for the device
+            runs[name].append((time.perf_counter() - t) / n_steps)
+    return {name: statistics.median(r) for name, r in runs.items()}
+
+
+def time_precision(prec: str, shape: ModelShape, cfg: dict, batch, hf_state, a, device, compile_) -> dict:
+    """Seconds per step of ours (and hf, if `hf_state`), both from fresh weights, in `prec`."""
+    tc = cfg["train"] | {"precision": prec}
+    torch.manual_seed(0)
+    steps = {"ours": trainer(Decoder(shape), tc, batch, device, compile_, hf=False)}
+    if hf_state is not None:
+        hf = hf_llama(shape)
+        hf.load_state_dict(hf_state)
+        steps["hf"] = trainer(hf, tc, batch, device, compile_, hf=True)
+    return time_runs(steps, a.steps, a.warmup_steps, a.repeats, device)
+
+
+def bench_train(a) -> dict:
+    torch.set_num_threads(a.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg = cfgmod.load(a.config)
+    shape = default_shape(cfg, a.d_model, a.n_layers, a.n_heads)
+    bs = a.batch_size or cfg["train"]["batch_size"]
+    tokens = bs * shape.seq_len  # per step: rows of seq_len + 1 tokens, seq_len of them predicted
+    fpt = flops_per_token(shape)["exact"]
+    compile_ = a.compile or device == "cuda"  # the workflow compiles on CUDA only
+    n_peak = a.peak_size or (8192 if device == "cuda" else 2048)
+    load = os.getloadavg()[0]
+    peak = peaks(device, n_peak)
+    torch.manual_seed(0)
+    batch = torch.randint(0, shape.vocab_size, (bs, shape.seq_len + 1), device=device)
+    hf = None if a.no_hf else hf_llama(shape)
+    params = {"ours": param_counts(shape)["total"]}
+    if hf is not None:
+        params |= {"hf": sum(p.numel() for p in hf.parameters())}
+        params |= {"match": params["hf"] == params["ours"]}
+    hf_state = None if hf is None else hf.state_dict()
+    sec = {p: time_precision(p, shape, cfg, batch, hf_state, a, device, compile_)
+           for p in (["fp32", "bf16"] if a.precision == "both" else [a.precision])}
+    # peak again after training: the best of the two, so a busy moment does not lower it
+    peak = {p: max(v, w) for (p, v), w in zip(peak.items(), peaks(device, n_peak).values())}
+    results = {}
+    for prec, s in sec.items():
+        row = {name: {"tokens_per_s": tokens / t, "step_ms": 1e3 * t, "mfu": tokens / t * fpt / peak[prec]}
+               for name, t in s.items()}
+        if "hf" in row:
+            row["ours_over_hf"] = row["ours"]["tokens_per_s"] / row["hf"]["tokens_per_s"]
+        results[prec] = row
+    out = {"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+           "shape": shape.to_dict() | {"d_ff": shape.d_ff}, "batch_size": bs, "tokens_per_step": tokens,
+           "flops_per_token": fpt, "compiled": compile_, "steps": a.steps, "repeats": a.repeats,
+           "params": params, "peak_flops": peak, "results": results,
+           "load_average": [load, os.getloadavg()[0]]}
+    if hf is None:
+        out["hf_skipped"] = "skipped: --no-hf" if a.no_hf else "skipped: pip install transformers"
+    return out
+
+
+def table(r: dict) -> str:
+    s, p = r["shape"], r["params"]
+    hf = f", hf {p['hf']:,} ({'match' if p['match'] else 'MISMATCH'})" if "hf" in p else f"; hf {r['hf_skipped']}"
+    lines = [f"shape d_model={s['d_model']} n_layers={s['n_layers']} n_heads={s['n_heads']} d_ff={s['d_ff']} "
+             f"vocab={s['vocab_size']} seq_len={s['seq_len']}, batch {r['batch_size']} = {r['tokens_per_step']} "
+             "tokens/step",
+             f"device {r['device']}, {r['threads']} threads, torch {r['torch']}, compiled={r['compiled']}, "
+             f"load average {r['load_average'][0]:.2f} -> {r['load_average'][1]:.2f}",
+             f"params (total): ours {p['ours']:,}{hf}",
+             f"FLOPs/token (exact: 3 x forward, attention counted in full) {r['flops_per_token']:,.0f}",
+             "matmul peak: " + ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in r["peak_flops"].items()),
+             "", f"{'precision':<10}{'trainer':<8}{'tokens/s':>11}{'ms/step':>10}{'MFU':>8}{'ours/hf':>9}"]
+    for prec, row in r["results"].items():
+        for name in [n for n in ("ours", "hf") if n in row]:
+            x = row[name]
+            ratio = f"{row['ours_over_hf']:.2f}x" if name == "ours" and "hf" in row else ""
+            lines.append(f"{prec:<10}{name:<8}{x['tokens_per_s']:>11,.0f}{x['step_ms']:>10.1f}"
+                         f"{100 * x['mfu']:>7.1f}%{ratio:>9}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m skillscale.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("train", help="tokens/s and MFU of our trainer vs HF Llama vs matmul peak")
+    t.add_argument("--config", default="config/config.yaml")
+    t.add_argument("--d-model", type=int)
+    t.add_argument("--n-layers", type=int)
+    t.add_argument("--n-heads", type=int)
+    t.add_argument("--batch-size", type=int, help="default: the config's train.batch_size")
+    t.add_argument("--threads", type=int, default=cores(), help="default: all cores this process may use")
+    t.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both")
+    t.add_argument("--steps", type=int, default=20, help="timed steps per run")
+    t.add_argument("--warmup-steps", type=int, default=5)
+    t.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
+    t.add_argument("--peak-size", type=int, help="matmul side for the peak (default 2048 CPU, 8192 CUDA)")
+    t.add_argument("--compile", action="store_true", help="torch.compile both models (always on CUDA)")
+    t.add_argument("--no-hf", action="store_true", help="skip the Hugging Face comparison")
+    t.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    a = p.parse_args(argv)
+    r = bench_train(a)
+    print(json.dumps(r, indent=2) if a.json else table(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+import json
+
+import torch
+
+from skillscale import bench
+
+
+def test_bench_train_json_on_a_tiny_shape(repo, capsys):
+    # the HF side is left out here: importing transformers alone takes ~6 s
+    argv = ["train", "--json", "--config", str(repo / "config" / "config.yaml"), "--d-model", "32",
+            "--n-layers", "1", "--n-heads", "2", "--batch-size", "2", "--steps", "3", "--warmup-steps", "1",
+            "--repeats", "1", "--peak-size", "128", "--no-hf", "--threads", str(torch.get_num_threads())]
+    assert bench.main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["shape"]["d_model"] == 32 and r["shape"]["n_layers"] == 1
+    assert r["params"]["ours"] > 0 and r["hf_skipped"].startswith("skipped")
+    assert set(r["results"]) == {"fp32", "bf16"}
+    assert r["tokens_per_step"] == 2 * r["shape"]["seq_len"]
+    for prec, row in r["results"].items():
+        assert r["peak_flops"][prec] > 0
+        assert row["ours"]["tokens_per_s"] > 0 and row["ours"]["step_ms"] > 0 and row["ours"]["mfu"] > 0
