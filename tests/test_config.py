@@ -20,7 +20,7 @@ def test_unknown_key_lists_the_allowed_ones():
     with pytest.raises(config.ConfigError) as e:
         config.validate({"train": {"learning_rate": 1e-3}})
     msg = str(e.value)
-    assert "train" in msg and "learning_rate" in msg and "allowed keys" in msg and "lr" in msg
+    assert "train.learning_rate: unknown key" in msg and "allowed keys here" in msg and "lr" in msg
 
 
 def test_missing_file_and_bad_yaml_name_the_file(tmp_path):
@@ -37,3 +37,47 @@ def test_overrides_merge_deeply(tmp_path):
     p.write_text("study: s\ntrain: {lr: 0.01}\n")
     cfg = config.load(p, {"train": {"batch_size": 4}})
     assert cfg["train"]["lr"] == 0.01 and cfg["train"]["batch_size"] == 4
+
+
+LADDER_ODD_HEADS = [{"d_model": 30, "n_layers": 1, "n_heads": 4}] * 3
+
+
+# Each kind of mistake a user makes, and the key its message must name. A bad config stops
+# before any job runs (the Snakefile validates at parse time; test_workflow checks the exit).
+@pytest.mark.parametrize(
+    "bad, key, expected",
+    [
+        ({"trian": {}}, "trian", "allowed keys"),  # misspelt section
+        ({"train": {"learning_rate": 1e-3}}, "train.learning_rate", "unknown key"),  # misspelt key
+        ({"study": "../escape"}, "study", "does not match"),  # path traversal out of results/
+        ({"study": "a/b"}, "study", "does not match"),
+        ({"train": {"lr": -1}}, "train.lr", "Peak AdamW"),  # out of range
+        ({"train": {"batch_size": "sixteen"}}, "train.batch_size", "not of type 'integer'"),  # wrong type
+        ({"train": {"precision": "fp16"}}, "train.precision", "fp32"),  # not one of the choices
+        ({"train": {"schedule": "linear"}}, "train.schedule", "wsd"),
+        ({"train": {"beta2": 1.0}}, "train.beta2", "1.0"),
+        ({"mix": {"code_fractions": [1.5]}}, "mix.code_fractions.0", "1.5"),
+        ({"mix": {"code_fractions": []}}, "mix.code_fractions", "should be non-empty"),
+        ({"mix": {"code_fractions": [0.5, 0.5]}}, "mix.code_fractions", "duplicates"),
+        ({"seeds": [0, 0]}, "seeds", "duplicates"),
+        ({"grid": {"budgets": [1e12, 1e11]}}, "grid.budgets", "strictly increasing"),
+        ({"grid": {"budgets": [-1e12]}}, "grid.budgets.0", "-1"),
+        ({"grid": {"budgets": [2e9]}}, "grid.budgets", "keeps 0 sizes"),  # too small to train 3 sizes
+        ({"grid": {"budgets": [1e16]}}, "grid.budgets", "grid.ladder spans"),  # optimum beyond the ladder
+        ({"grid": {"sizes_per_budget": 2}}, "grid.sizes_per_budget", "minimum of 3"),
+        ({"grid": {"sizes_per_budget": 11}}, "grid.sizes_per_budget", "more than the 10 shapes"),
+        ({"grid": {"ladder": LADDER_ODD_HEADS}}, "grid.ladder.0", "heads of even width"),
+        ({"grid": {"ladder": [{"d_model": 32, "n_layers": 2}] * 3}}, "grid.ladder.0", "n_heads"),
+        ({"data": {"tokenizer": {"vocab_size": 100}}}, "data.tokenizer.vocab_size", "minimum of 260"),
+        ({"data": {"eval": {"knowledge_qa_items": 5000}}}, "data.eval.knowledge_qa_items", "held-out questions"),
+        ({"model": {"seq_len": 4}}, "model.seq_len", "minimum of 8"),
+        ({"fit": {"ci": 1.5}}, "fit.ci", "1.5"),
+    ],
+)
+def test_bad_config_names_the_key(bad, key, expected):
+    with pytest.raises(config.ConfigError) as e:
+        config.validate(bad, "study.yaml")
+    msg = str(e.value)
+    assert msg.startswith("study.yaml: invalid config")
+    assert f"\n  {key}:" in msg, msg  # the key leads its line
+    assert expected in msg, msg

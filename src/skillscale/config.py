@@ -74,7 +74,8 @@ def validate(cfg: dict | None, source: str = "config") -> dict:
                 allowed = sorted(
                     _subschema(sch, list(e.absolute_schema_path)[:-1]).get("properties", {})
                 )
-                lines.append(f"{_key(e.path)}: {e.message}; allowed keys: {', '.join(allowed)}")
+                for k in sorted(set(e.instance) - set(allowed)):
+                    lines.append(f"{_key([*e.path, k])}: unknown key; allowed keys here: {', '.join(allowed)}")
             else:
                 expected = _subschema(sch, list(e.absolute_schema_path)[:-1]).get(
                     "description", ""
@@ -121,8 +122,49 @@ def check_cross_fields(cfg: dict, source: str = "config") -> None:
             f"grid.sizes_per_budget: {cfg['grid']['sizes_per_budget']} is more than the"
             f" {len(ladder)} shapes in grid.ladder"
         )
+    kc, ev = cfg["data"]["knowledge"], cfg["data"]["eval"]
+    from .corpora import QUESTIONS
+
+    held_out_questions = (kc["n_facts"] - round(kc["qa_train_fraction"] * kc["n_facts"])) * len(QUESTIONS)
+    if ev["knowledge_qa_items"] > held_out_questions:
+        problems.append(
+            f"data.eval.knowledge_qa_items: {ev['knowledge_qa_items']} asked for, but data.knowledge.n_facts="
+            f"{kc['n_facts']} with qa_train_fraction={kc['qa_train_fraction']} leaves {held_out_questions}"
+            " held-out questions; lower it or add facts"
+        )
+    if not problems:  # the grid itself, once the shapes are sound
+        problems += _grid_problems(cfg)
     if problems:
         raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(problems))
+
+
+def _grid_problems(cfg: dict) -> list[str]:
+    """Every budget must keep >= 3 trainable sizes and expect its optimum inside the ladder."""
+    import math
+
+    from . import plan
+
+    out = []
+    lad = plan.ladder(cfg)
+    n_lo, n_hi = lad[0][2]["standard"], lad[-1][2]["standard"]
+    cells, _ = plan.build(cfg)
+    tpp = cfg["grid"]["tokens_per_param"]
+    for b in cfg["grid"]["budgets"]:
+        n_e = math.sqrt(b / (6 * tpp))
+        if not n_lo <= n_e <= n_hi:
+            out.append(
+                f"grid.budgets: {b:.3g} expects its optimum near N={n_e:,.0f} (sqrt(C / (6 x grid.tokens_per_param)))"
+                f" but grid.ladder spans N={n_lo:,}..{n_hi:,}; the IsoFLOP minimum could not be inside the sizes"
+                " sampled — extend grid.ladder or change the budget"
+            )
+        sizes = {c.size for c in cells if c.budget == b}
+        if len(sizes) < 3:
+            out.append(
+                f"grid.budgets: {b:.3g} keeps {len(sizes)} sizes with >= train.min_steps="
+                f"{cfg['train']['min_steps']} steps (a parabola needs 3); raise the budget, lower"
+                " train.min_steps or train.batch_size"
+            )
+    return out
 
 
 def load(path: str | Path, overrides: dict | None = None) -> dict:
