@@ -30,6 +30,10 @@ def cmd_plan(a) -> int:
     summary = df.groupby("budget").agg(sizes=("size", "nunique"), n_min=("n_params", "min"),
                                        n_max=("n_params", "max"), steps_min=("steps", "min"))
     print(summary.to_string())
+    cost = plan.sweep_cost(cfg, cells)
+    print(f"schedule {cfg['train']['schedule']}: cell by cell (cosine) {cost['per_cell_flops']:.3g} FLOPs;"
+          f" warmup-stable-decay {cost['wsd_flops']:.3g} FLOPs = {cost['wsd_over_per_cell']:.0%} of that"
+          f" ({len(plan.stable_runs(cfg, cells))} trunks + {len(cells)} cooldowns of {cfg['train']['cooldown_fraction']:.0%})")
     for d in dropped:
         print(f"dropped {d['cell']}: {d['reason']}")
     return 0
