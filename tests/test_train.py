@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from skillscale import config as cfgmod
 from skillscale import plan
 from skillscale.data import prepare
+from skillscale.evaluate import evaluate_cell
 from skillscale.train import lr_cosine, lr_wsd
 
 from conftest import REPO
@@ -96,6 +97,9 @@ def test_killed_run_resumes_to_the_identical_result(tiny):
     assert [p["loss"] for p in b["curve"]] == [p["loss"] for p in a["curve"]]
     wa, wb = (load_file(d / k / "model.safetensors") for k in ("whole", "killed"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # and so the skill metrics through lm-eval are identical too
+    ea, eb = (evaluate_cell(d / k, d / "data", batch_size=16) for k in ("whole", "killed"))
+    assert ea["bits_per_byte"] == eb["bits_per_byte"]
 
 
 def test_checkpoint_from_another_config_is_not_resumed(tiny):
