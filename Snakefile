@@ -27,9 +27,12 @@ STUDY = config["study"]
 R = f"results/{STUDY}"
 CELLS, DROPPED = study_plan.build(config)
 CELL = {c.cell: c for c in CELLS}
+CELL_PARAMS = {c.cell: asdict(c) for c in CELLS}  # once here, not once per job (5,000-cell grids)
 # warmup-stable-decay: cells of one (code fraction, size, seed) branch off one shared trunk
 WSD = config["train"]["schedule"] == "wsd"
 RUN = {r.run: r for r in study_plan.stable_runs(config, CELLS)} if WSD else {}
+RUN_PARAMS = {k: asdict(r) for k, r in RUN.items()}
+RUN_OF = {c.cell: study_plan.run_id(c) for c in CELLS}
 
 # Jobs re-read the validated config from here (command-line overrides included). The file
 # is not an input of any rule: what each job depends on is passed as params, so editing one

@@ -19,7 +19,7 @@ rule train_stable:
         config=CONFIG_FILE,
         data=lambda w, input: os.path.dirname(input.manifest),
         out=lambda w, output: os.path.dirname(output.record),
-        run=lambda w: asdict(RUN[w.run]),
+        run=lambda w: RUN_PARAMS[w.run],
         train=TRAIN_PARAMS,
         model=config["model"],
     conda:
@@ -38,7 +38,7 @@ rule train_stable:
 def train_cell_inputs(w):
     inputs = {"manifest": f"{DATA}/manifest.json", "shards": SHARDS}
     if WSD:
-        inputs["stable"] = f"{R}/stable/{study_plan.run_id(CELL[w.cell])}/stable.json"
+        inputs["stable"] = f"{R}/stable/{RUN_OF[w.cell]}/stable.json"
     return inputs
 
 
@@ -54,7 +54,7 @@ rule train_cell:
         out=lambda w, output: os.path.dirname(output.record),
         stable=lambda w, input: f"--stable {os.path.dirname(input.stable)}" if WSD else "",
         # a cell reruns when its own settings change, not when the grid grows
-        cell=lambda w: asdict(CELL[w.cell]),
+        cell=lambda w: CELL_PARAMS[w.cell],
         train=TRAIN_PARAMS,
         model=config["model"],
     conda:
