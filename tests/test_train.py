@@ -139,3 +139,15 @@ def test_wsd_cells_cool_down_from_their_trunk(tiny):
         assert rec["curve"][: len(trunk_part)] == trunk_part  # the trunk's history, then its own cooldown
         assert rec["curve"][-1]["lr"] == pytest.approx(info["peak_lr"] * cfg["train"]["min_lr_ratio"])
         assert rec["flops_spent"] == pytest.approx(rec["flops"] * (cell.steps - branch) / cell.steps)
+
+
+def test_divergence_is_recorded_with_its_step_not_hidden(tiny):
+    from skillscale.train import train_cell
+
+    d, cell = tiny
+    cfg = cfgmod.load(d / "config.yaml", {"train": {"lr": 50.0, "grad_clip": 0.0}})
+    rec = train_cell(cfg, cell, d / "data", d / "diverged")
+    assert rec["diverged"] and 0 < rec["diverged_step"] < cell.steps
+    assert rec["curve"][-1]["step"] == rec["diverged_step"]
+    ev = evaluate_cell(d / "diverged", d / "data", batch_size=16)
+    assert ev["diverged"] and all(v != v for v in ev["bits_per_byte"].values())  # NaN: listed, never scored
