@@ -1,0 +1,71 @@
+"""Compare two sweeps of the same grid: the WSD sweep against the cell-by-cell cosine sweep.
+
+    python -m skillscale.sweepcompare results/default results/default-cosine [--out FILE.md]
+
+Reads each study's tables/optima.csv and the FLOPs its jobs actually trained (train.json
+`flops_spent`, plus stable.json for WSD trunks), and reports the compute ratio and, per
+(code fraction, metric, budget), both N* and whether the first sweep's N* lies inside the
+second sweep's bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io
+
+KEY = ["code_frac", "metric", "budget"]
+
+
+def compute_spent(study: Path) -> float:
+    total = 0.0
+    for p in list(study.glob("cells/*/train.json")) + list(study.glob("stable/*/stable.json")):
+        rec = json.loads(p.read_text())
+        total += rec.get("flops_spent", rec.get("flops", 0.0))
+    return total
+
+
+def compare(a: Path, b: Path) -> tuple[pd.DataFrame, dict]:
+    oa = pd.read_csv(a / "tables" / "optima.csv")
+    ob = pd.read_csv(b / "tables" / "optima.csv")
+    m = oa[KEY + ["n_opt", "status"]].merge(ob[KEY + ["n_opt", "n_opt_lo", "n_opt_hi", "status"]],
+                                            on=KEY, suffixes=("_a", "_b"))
+    m["ratio"] = m.n_opt_a / m.n_opt_b
+    m["inside_b_ci"] = (m.n_opt_a >= m.n_opt_lo) & (m.n_opt_a <= m.n_opt_hi)
+    both = m[(m.status_a == "ok") & (m.status_b == "ok")]
+    ca, cb = compute_spent(a), compute_spent(b)
+    summary = {"compute_a": ca, "compute_b": cb, "compute_ratio": ca / cb if cb else np.nan,
+               "groups": len(m), "both_interior": len(both),
+               "inside_ci": int(both.inside_b_ci.sum()),
+               "median_abs_log_ratio": float(np.median(np.abs(np.log(both.ratio)))) if len(both) else np.nan}
+    return m, summary
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m skillscale.sweepcompare", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a", type=Path, help="study folder of the sweep under test (e.g. WSD)")
+    p.add_argument("b", type=Path, help="study folder of the reference sweep (e.g. cosine per cell)")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    m, s = compare(args.a, args.b)
+    text = (f"# {args.a.name} vs {args.b.name}\n\n"
+            f"- training FLOPs actually spent: {s['compute_a']:.3g} vs {s['compute_b']:.3g}"
+            f" = {s['compute_ratio']:.0%}\n"
+            f"- groups (code fraction x metric x budget) interior in both: {s['both_interior']} of {s['groups']};"
+            f" {args.a.name} N* inside {args.b.name}'s bootstrap interval in {s['inside_ci']} of them\n"
+            f"- median |ln(N*_a / N*_b)| = {s['median_abs_log_ratio']:.3f}\n\n"
+            + m.to_markdown(index=False, floatfmt=".4g") + "\n")
+    if args.out:
+        io.write_text(args.out, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
