@@ -45,3 +45,16 @@ def test_adding_a_fraction_keeps_existing_cell_ids():
     ids_b = {c.cell: c for c in b}
     assert set(ids_a) < set(ids_b)
     assert all(ids_a[k] == ids_b[k] for k in ids_a)
+
+
+def test_cost_plan_covers_every_training_job():
+    from skillscale import costplan
+
+    cfg = config.load("config/studies/test.yaml", {"train": {"schedule": "wsd"}})
+    cells, _ = plan.build(cfg)
+    jobs, s = costplan.estimate(cfg, threads=1, jobs=2)
+    assert set(jobs[jobs.kind == "cooldown"].job) == {c.cell for c in cells}
+    assert set(jobs[jobs.kind == "trunk"].job) == {r.run for r in plan.stable_runs(cfg, cells)}
+    assert (jobs.seconds > 0).all() and (jobs.tok_per_s > 0).all()
+    assert s["flops"] == pytest.approx(plan.sweep_cost(cfg, cells)["wsd_flops"])
+    assert s["wall_seconds"] >= s["cpu_seconds"] / 2

@@ -36,6 +36,19 @@ def cmd_plan(a) -> int:
           f" ({len(plan.stable_runs(cfg, cells))} trunks + {len(cells)} cooldowns of {cfg['train']['cooldown_fraction']:.0%})")
     for d in dropped:
         print(f"dropped {d['cell']}: {d['reason']}")
+    if a.estimate:
+        from . import costplan
+
+        threads = a.threads or cfg["resources"]["train_threads"]
+        jobs, s = costplan.estimate(cfg, threads, a.jobs)
+        print(f"\ncalibrated on this machine ({threads} thread(s) per job): training throughput per shape")
+        by_size = jobs.groupby(["kind", "size", "n_params"], sort=False).agg(
+            jobs=("job", "size"), tok_per_s=("tok_per_s", "first"), flops=("flops", "sum"), seconds=("seconds", "sum"))
+        print(by_size.sort_index(level="n_params").to_string(float_format=lambda x: f"{x:.3g}"))
+        print(f"total: {s['jobs']} training + {s['eval_jobs']} evaluation jobs, {s['flops']:.3g} FLOPs,"
+              f" {s['cpu_seconds'] / 60:.1f} job-minutes incl. {s['startup_seconds']:.1f} s startup per job"
+              " (evaluation's own scoring, a few seconds per cell, is not included);"
+              f" with {s['parallel_jobs']} jobs at a time about {s['wall_seconds'] / 60:.1f} minutes of wall time")
     return 0
 
 
@@ -64,6 +77,9 @@ def main(argv=None) -> int:
     sp = sub.add_parser("plan", help="list the cells of a study config")
     sp.add_argument("--config", required=True)
     sp.add_argument("--out", help="write plan.csv here")
+    sp.add_argument("--estimate", action="store_true", help="calibrate this machine and estimate wall time per job")
+    sp.add_argument("--threads", type=int, help="threads per training job (default: resources.train_threads)")
+    sp.add_argument("--jobs", type=int, help="jobs side by side (default: cores / threads)")
     sp.set_defaults(func=cmd_plan)
     sa = sub.add_parser("analyze", help="aggregate cells, fit, write tables and figures")
     sa.add_argument("--config", required=True)
