@@ -107,7 +107,10 @@ def _optimum(x, y, counts, label: str, window: float | None = None) -> _Opt:
         p = fit.fit_parabola(x[keep], y[keep], label=label)
     except fit.FitError as e:
         return _Opt(np.nan, np.nan, False, nan, nan, f"failed: {e}", int(fin.sum()))
-    bx, bl = (fit.batch_vertices(x, np.where(keep, y, np.nan), counts) if len(counts) else (nan, nan))
+    if len(counts) and p.n_points > 3:
+        bx, bl = fit.batch_vertices(x, np.where(keep, y, np.nan), counts)
+    else:  # three points fix the parabola: every resample repeats it, so no interval
+        bx, bl = nan, nan
     return _Opt(p.log_n_opt, p.loss_opt, p.edge, bx, bl, "edge" if p.edge else "ok", p.n_points)
 
 
@@ -239,7 +242,7 @@ def _line_with_draws(xs, ys, draws, n_boot, rng, ci):
     """Least-squares slope/intercept and their intervals, propagating per-point draws."""
     xs, ys = np.asarray(xs, float), np.asarray(ys, float)
     slope, icpt = fit._line(xs, ys)
-    if n_boot <= 0:
+    if n_boot <= 0 or not any(np.isfinite(d).any() for d in draws):  # no spread to propagate
         return slope, icpt, (np.nan, np.nan), (np.nan, np.nan), None, None
     dr = [d[np.isfinite(d)] if np.isfinite(d).any() else np.array([y]) for d, y in zip(draws, ys)]
     A, B = fit.line_draws(xs, dr, n_boot, rng)

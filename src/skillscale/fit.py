@@ -154,14 +154,32 @@ def _window(x: np.ndarray, y: np.ndarray, window: float | None, min_sizes: int =
     return d <= w + 1e-9
 
 
-def batch_vertices(x, y, W):
+# A bootstrap vertex further than this share of the sampled ln N range beyond the smallest
+# or largest size is not an estimate of an optimum but a nearly flat resample's runaway
+# extrapolation (vertices of 1e-15 parameters came out of such draws); it is dropped.
+MAX_EXTRAPOLATION = 0.5
+
+
+def vertex_limits(x, max_extrapolation: float | None = MAX_EXTRAPOLATION) -> tuple[float, float]:
+    """(lo, hi) in ln N outside which a vertex counts as a runaway extrapolation."""
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    if max_extrapolation is None or not x.size:
+        return -np.inf, np.inf
+    pad = max_extrapolation * float(np.ptp(x))
+    return float(x.min()) - pad, float(x.max()) + pad
+
+
+def batch_vertices(x, y, W, max_extrapolation: float | None = MAX_EXTRAPOLATION):
     """Parabola vertices (ln N*, loss*) for many weightings of the same points at once.
 
     W is (n_rep, n_points): e.g. bootstrap counts, since resampling with replacement is a
     multinomial count per point, i.e. a weight. Every replicate is then a weighted
     least-squares fit, and all of them solve as one batch of 3x3 normal equations.
     Points with non-finite y get weight 0. Replicates with < 3 distinct sizes of positive
-    weight, or a parabola that is not convex, give NaN.
+    weight, a parabola that is not convex, or a vertex more than `max_extrapolation` times
+    the sampled ln N range beyond the sampled sizes (see `vertex_limits`; None keeps every
+    vertex) give NaN.
     """
     x = np.asarray(x, float)
     y = np.asarray(y, float)
@@ -190,6 +208,9 @@ def batch_vertices(x, y, W):
     k2 = np.where(convex, k[:, 2], 1.0)
     x0 = np.where(convex, mid + half * (-k[:, 1] / (2 * k2)), np.nan)
     l0 = np.where(convex, k[:, 0] - k[:, 1] ** 2 / (4 * k2), np.nan)
+    lo, hi = vertex_limits(x[fin], max_extrapolation)
+    runaway = ~((x0 >= lo) & (x0 <= hi))
+    x0, l0 = np.where(runaway, np.nan, x0), np.where(runaway, np.nan, l0)
     out[0][usable], out[1][usable] = x0, l0
     return out
 
@@ -201,7 +222,7 @@ def boot_counts(n_points: int, n_boot: int, rng) -> np.ndarray:
 
 OPTIMA_COLUMNS = ["budget", "n_opt", "n_opt_lo", "n_opt_hi", "d_opt", "tokens_per_param", "loss_opt",
                   "loss_opt_lo", "loss_opt_hi", "n_points", "n_sizes", "residual_rms", "curvature",
-                  "boot_frac", "edge", "status", "note"]
+                  "n_fit_min", "n_fit_max", "boot_frac", "edge", "status", "note"]
 
 
 def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col, n_boot, seed, ci,
@@ -249,7 +270,14 @@ def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
                 row["note"] = "; ".join(filter(None, [row["note"], outside]))
             row.update(n_opt=p.n_opt, loss_opt=p.loss_opt, n_points=p.n_points, n_sizes=p.n_sizes,
                        residual_rms=p.residual_rms, curvature=p.curvature, edge=p.edge,
+                       n_fit_min=float(np.exp(p.log_n_range[0])), n_fit_max=float(np.exp(p.log_n_range[1])),
                        status="edge" if p.edge else "ok")
+            vlo, vhi = vertex_limits(x[keep])
+            if not vlo <= p.log_n_opt <= vhi:
+                row["note"] = "; ".join(filter(None, [row["note"], (
+                    f"vertex N={p.n_opt:.3g} lies far outside the fitted sizes"
+                    f" [{row['n_fit_min']:.3g}, {row['n_fit_max']:.3g}]: an extrapolation of a nearly flat"
+                    " curve, not an optimum")]))
             if tokens_col is not None:
                 # Tokens optimum from its own parabola in ln D (Porian's t*): equals
                 # C/(6 N*) only when every point sits exactly on C = 6 N D.
@@ -269,9 +297,19 @@ def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
                 row["note"] = "; ".join(filter(None, [row["note"], "3 points: no residual to resample, no interval"]))
             elif n_boot > 0:
                 counts = boot_counts(int(keep.sum()), n_boot, rng)
-                bx, bl = batch_vertices(x[keep], y[keep], counts * w[keep][None, :])
+                bx, bl = batch_vertices(x[keep], y[keep], counts * w[keep][None, :], max_extrapolation=None)
+                vlo, vhi = vertex_limits(x[keep])
+                runaway = np.isfinite(bx) & ~((bx >= vlo) & (bx <= vhi))
+                bx, bl = np.where(runaway, np.nan, bx), np.where(runaway, np.nan, bl)
                 good = np.isfinite(bx)
-                row["boot_frac"] = float(good.mean())
+                row["boot_frac"] = float(good.mean())  # share of resamples kept for the interval
+                if runaway.any():
+                    row["note"] = "; ".join(filter(None, [row["note"], (
+                        f"{int(runaway.sum())} of {n_boot} bootstrap vertices beyond the fitted ln N range"
+                        f" +- {MAX_EXTRAPOLATION:g} of it dropped")]))
+                if good.mean() < 0.5:
+                    row["note"] = "; ".join(filter(None, [row["note"], (
+                        f"only {good.mean():.0%} of bootstrap resamples usable: interval unreliable")]))
                 lo, hi = _interval(bx[good], ci)
                 row["n_opt_lo"], row["n_opt_hi"] = np.exp(lo), np.exp(hi)
                 row["loss_opt_lo"], row["loss_opt_hi"] = _interval(bl[good], ci)
@@ -295,9 +333,12 @@ def isoflop_optima(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str 
 
     One row per group x budget: n_opt with a `ci` bootstrap interval (n_opt_lo, n_opt_hi)
     from resampling that budget's points with replacement (resamples with < 3 distinct
-    sizes or a non-convex parabola are skipped; `boot_frac` is the share kept), d_opt
+    sizes, a non-convex parabola, or a vertex beyond the fitted ln N range +- half that
+    range are dropped, the last counted in `note`; `boot_frac` is the share kept), d_opt
     (C/(6 N*), or the vertex of a parabola in ln D when `tokens_col` is given),
-    loss_opt with its interval, n_points, residual_rms, edge, status ("ok", "edge" or
+    loss_opt with its interval, n_points, residual_rms, curvature (so loss = loss_opt +
+    curvature/2 (ln N - ln n_opt)^2), n_fit_min/n_fit_max (sizes the parabola was fitted
+    over, after the window), edge, status ("ok", "edge" or
     "failed: <why>") and a note (dropped points). Failed rows hold NaN; strict=True raises
     the FitError instead. `window` (in ln N) restricts each fit to sizes near the lowest
     observed loss (see `_window`); None fits every point.
@@ -326,12 +367,14 @@ class PowerLaw:
     ci_method: str  # "cells": per-budget bootstrap draws propagated; "budgets": budgets resampled
     boot_frac: float  # usable share of bootstrap resamples
     residual_rms: float  # of ln y about the line
+    # bootstrap replicates (a, b) of the line, for bands; not part of to_dict()
+    draws: tuple | None = field(default=None, repr=False, compare=False)
 
     def predict(self, budget):
         return np.exp(self.b + self.a * np.log(np.asarray(budget, float)))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "draws"}
 
 
 def _line(lx, ly, w=None):
@@ -393,11 +436,15 @@ def power_law_fit(budgets, n_opts, n_boot: int = 1000, seed: int = 0, ci: float 
     A = np.full(n_boot, np.nan)
     B = np.full(n_boot, np.nan)
     method = "cells" if log_draws is not None else "budgets"
-    if n_boot > 0 and method == "cells":
+    used = [d for d, k in zip(log_draws, ok) if k] if method == "cells" else []
+    if n_boot > 0 and method == "cells" and not any(np.isfinite(d).any() for d in used):
+        # No budget has bootstrap draws (e.g. 3 sizes each: exact parabolas): a propagated
+        # interval would have zero width and mean nothing, so there is none.
+        method = "none: no budget has bootstrap draws"
+    elif n_boot > 0 and method == "cells":
         # A budget whose resamples were all unusable keeps its point estimate as its only
         # draw (zero spread) rather than dropping out of the fit.
-        dr = [d[np.isfinite(d)] if np.isfinite(d).any() else np.array([v])
-              for d, v in zip([d for d, k in zip(log_draws, ok) if k], ly)]
+        dr = [d[np.isfinite(d)] if np.isfinite(d).any() else np.array([v]) for d, v in zip(used, ly)]
         A, B = line_draws(lc, dr, n_boot, rng, wk)
     elif n_boot > 0:
         m = lc.size
@@ -412,7 +459,7 @@ def power_law_fit(budgets, n_opts, n_boot: int = 1000, seed: int = 0, ci: float 
     b_lo, b_hi = _interval(B[good], ci)
     return PowerLaw(a=a, a_lo=a_lo, a_hi=a_hi, b=b, b_lo=b_lo, b_hi=b_hi, n_budgets=n_b, ci=ci,
                     ci_method=method, boot_frac=float(good.mean()) if n_boot > 0 else np.nan,
-                    residual_rms=rms)
+                    residual_rms=rms, draws=(A[good], B[good]) if n_boot > 0 and good.any() else None)
 
 
 class IsoflopScaling(NamedTuple):
@@ -437,7 +484,7 @@ def isoflop_scaling(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str
     group_cols = list(group_cols)
     optima, draws = _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
                             n_boot, seed, ci, window, strict=False)
-    rows = []
+    rows, line_draws = [], {}
     grouped = optima.groupby(group_cols, sort=True, dropna=False) if group_cols else [((), optima)]
     for key, g in grouped:
         key = key if isinstance(key, tuple) else (key,)
@@ -460,11 +507,17 @@ def isoflop_scaling(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str
                                label=group_label(kd) or "all points")
             row.update(a=pl.a, a_lo=pl.a_lo, a_hi=pl.a_hi, b=pl.b, b_lo=pl.b_lo, b_hi=pl.b_hi,
                        residual_rms=pl.residual_rms, ci_method=pl.ci_method, status="ok")
+            if pl.draws is not None:
+                line_draws[key] = pl.draws
         except FitError as e:
             row.update(a=np.nan, a_lo=np.nan, a_hi=np.nan, b=np.nan, b_lo=np.nan, b_hi=np.nan,
                        residual_rms=np.nan, ci_method="", status=f"failed: {e}")
         rows.append(row)
-    return IsoflopScaling(optima, pd.DataFrame(rows))
+    scaling = pd.DataFrame(rows)
+    # Bootstrap replicates (a, b) per fitted group (key: tuple of group values), for bands
+    # and for predictions at a reference compute with intervals.
+    scaling.attrs["line_draws"] = line_draws
+    return IsoflopScaling(optima, scaling)
 
 
 # --------------------------------------------------------------------------------------
