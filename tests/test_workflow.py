@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from skillscale import report
+
 pytestmark = pytest.mark.workflow
 TEST = ["--configfile", "config/studies/test.yaml"]
 
@@ -53,7 +55,19 @@ def test_outputs_have_the_right_content(study):
     assert len(optima) == 2 * 4 * 2  # code fraction x metric x budget
     assert {"n_opt", "n_opt_lo", "n_opt_hi", "d_opt", "loss_opt", "edge", "status"} <= set(optima.columns)
     assert (r / "tables" / "optima.md").read_text().count("\n|") >= len(optima)
-    for fig in ("isoflop.png", "optimum_vs_code_fraction.png"):
+    scaling = pd.read_csv(r / "tables" / "scaling.csv")
+    assert len(scaling) == 2 * 4 and {"a", "a_lo", "a_hi", "b", "ci_method", "status"} <= set(scaling.columns)
+    for name in report.TABLES:  # every table in three formats, every row with a status
+        t = pd.read_csv(r / "tables" / f"{name}.csv")
+        assert len(t) and t.status.notna().all(), name
+        assert (r / "tables" / f"{name}.md").read_text().startswith(f"# {report.TABLES[name]}")
+        assert "\\toprule" in (r / "tables" / f"{name}.tex").read_text()
+    # the test grid has 2 budgets: held-out prediction and Approach 3 cannot be fitted, and say so
+    held = pd.read_csv(r / "tables" / "heldout_prediction.csv")
+    assert held.status.str.startswith("failed: code_frac=").all()
+    assert pd.read_csv(r / "tables" / "parametric.csv").status.str.contains("needs >= 3").all()
+    assert "## Claim 1" in (r / "tables" / "summary.md").read_text()
+    for fig in report.FIGURES.values():
         assert (r / "figures" / fig).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -86,3 +100,12 @@ def test_adding_a_code_fraction_trains_only_new_cells(study):
     out = p.stdout
     assert "train_cell           6" in out.replace("\t", " ") or "train_cell        6" in out
     assert "code0.25_" not in "".join(l for l in out.splitlines() if "train.json" in l and "output" in l)
+
+
+def test_html_report_holds_figures_and_tables(study):
+    smk(study, *TEST, "--report", "report.html")
+    html = (study / "report.html").read_text()
+    assert len(html) > 200_000  # self-contained: the figures are embedded
+    for name in [*report.FIGURES.values(), "summary.md", "optima.csv", "datamix_slopes.csv"]:
+        assert name in html, name
+    assert "capacity-hungry" in html  # a caption (workflow/report/ape_residuals.rst)

@@ -1,15 +1,36 @@
 # Aggregate -> fits -> tables -> figures. Cheap, and re-runnable alone: `snakemake tables`.
+# The file list comes from skillscale.report, so the rule declares exactly what analyze
+# writes; figures (and the tables, for download) are declared with report() so that
+# `snakemake --report report.html` collects them.
 
-ANALYSIS_OUT = {
-    "cells": f"{R}/cells.csv",
-    "optima": f"{R}/tables/optima.csv",
-    "optima_md": f"{R}/tables/optima.md",
-    "scaling": f"{R}/tables/scaling.csv",
+from skillscale.report import FIGURES as _FIGURES
+from skillscale.report import TABLES as _TABLES
+from skillscale.report import output_paths as _analysis_paths
+
+
+report: "../report/workflow.rst"
+
+
+_ANALYSIS = {k: str(v) for k, v in _analysis_paths(R).items()}
+# figure name -> (caption, report category)
+_FIGURE_REPORT = {
+    "isoflop": ("isoflop.rst", "1. IsoFLOP fits"),
+    "scaling": ("scaling.rst", "1. IsoFLOP fits"),
+    "ape_residuals": ("ape_residuals.rst", "2. Skills vs aggregate (claim 1)"),
+    "optimum_vs_mix": ("optimum_vs_code_fraction.rst", "3. Datamix (claim 2)"),
+    "validation_composition": ("validation_composition.rst", "4. Validation composition (claim 3)"),
 }
-FIGURES = {
-    "isoflop": f"{R}/figures/isoflop.png",
-    "optimum_vs_mix": f"{R}/figures/optimum_vs_code_fraction.png",
+ANALYSIS_OUT = {k: v for k, v in _ANALYSIS.items() if not k.startswith("fig_") and not k.endswith("_csv")}
+ANALYSIS_OUT["summary"] = report(_ANALYSIS["summary"], caption="../report/summary.rst", category="0. Summary")
+TABLES_OUT = {
+    f"{name}_csv": report(_ANALYSIS[f"{name}_csv"], caption="../report/tables.rst", category="5. Tables")
+    for name in _TABLES
 }
+FIGURES_OUT = {
+    f"fig_{name}": report(_ANALYSIS[f"fig_{name}"], caption=f"../report/{cap}", category=cat)
+    for name, (cap, cat) in _FIGURE_REPORT.items()
+}
+assert set(_FIGURE_REPORT) == set(_FIGURES), "every figure analyze draws needs a caption here"
 
 
 rule analyze:
@@ -17,8 +38,8 @@ rule analyze:
         all_cell_evals(),
     output:
         **ANALYSIS_OUT,
-        isoflop=report(FIGURES["isoflop"], caption="../report/isoflop.rst", category="IsoFLOP"),
-        optimum_vs_mix=report(FIGURES["optimum_vs_mix"], caption="../report/optimum_vs_code_fraction.rst", category="Datamix"),
+        **TABLES_OUT,
+        **FIGURES_OUT,
     params:
         config=CONFIG_FILE,
         study=lambda w, output: os.path.dirname(output.cells),
