@@ -188,6 +188,11 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+# train keys that do not change a model's trajectory: editing them retrains nothing and a
+# resume checkpoint stays valid
+NOT_TRAJECTORY = ("log_every", "checkpoint_seconds", "min_steps", "device")
+
+
 def digest(obj) -> str:
     """Short stable hash of a JSON-able object (config sections, provenance)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]

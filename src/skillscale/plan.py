@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from .model import ModelShape, flops_per_token, param_counts
+from .shapes import ModelShape, flops_per_token, param_counts
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,9 @@ import torch
 
 from . import config as cfgmod
 from . import io, plan
+from .config import NOT_TRAJECTORY
 from .mixing import Mixture, Shard
 from .model import Decoder, param_counts
-
-# train keys that do not change the trajectory: a checkpoint stays valid when they change
-NOT_TRAJECTORY = ("log_every", "checkpoint_seconds", "min_steps", "device")
 
 
 # -- learning-rate schedules ------------------------------------------------------------------

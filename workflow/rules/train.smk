@@ -3,10 +3,9 @@
 # state per budget; each cell's job is then only its cooldown from that branch.
 # Jobs checkpoint as they go; a killed job started again resumes (resume.pt beside outputs).
 
-from skillscale.train import NOT_TRAJECTORY
 
 # what changes a trained model: editing log_every or checkpoint_seconds retrains nothing
-TRAIN_PARAMS = {k: v for k, v in config["train"].items() if k not in NOT_TRAJECTORY}
+TRAIN_PARAMS = {k: v for k, v in config["train"].items() if k not in study_config.NOT_TRAJECTORY}
 
 
 rule train_stable:
