@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from . import aggregate, analysis, fit, io
+from .outputs import FIGURES, TABLE_FORMATS, TABLES, output_paths  # noqa: F401  (re-exported)
 
 log = logging.getLogger("skillscale.report")
 GROUP = ["code_frac", "metric", "skill"]
@@ -48,40 +49,9 @@ APE_W = 0.5  # knowledge byte share of the aggregate validation set (APE)
 VALIDATION_WS = tuple(np.round(np.linspace(0, 1, 11), 10))
 PARAMETRIC_MAX_BOOT = 100  # Approach-3 refits are ~10 ms each; 100 keeps analyze under a minute
 
-TABLES = {
-    "optima": "Compute-optimal size per code fraction x skill metric x budget (IsoFLOP parabola)",
-    "scaling": "Power law N*(C) = exp(b) C^a per code fraction x skill metric",
-    "ape_residuals": "APE residuals ln N*(skill) - ln N*(validation mix) per code fraction x metric x budget",
-    "datamix_slopes": "Datamix slopes d ln N* / d (fraction of the skill's own data)",
-    "validation_composition": "N* picked by a validation mix with knowledge share w",
-    "validation_composition_summary": "Largest relative change of N* over the validation mix weight w",
-    "heldout_prediction": "Held-out budget: fit on all budgets but the largest, predict the largest",
-    "parametric": "Approach 3: L(N, D) = E + A/N^alpha + B/D^beta per code fraction x skill metric",
-}
-TABLE_FORMATS = ("csv", "md", "tex")
-FIGURES = {
-    "isoflop": "isoflop.png",
-    "scaling": "scaling.png",
-    "optimum_vs_mix": "optimum_vs_code_fraction.png",
-    "validation_composition": "validation_composition.png",
-    "ape_residuals": "ape_residuals.png",
-}
-
 
 class IncompleteStudy(RuntimeError):
     pass
-
-
-def output_paths(study_dir: str | Path) -> dict:
-    """Every file analyze writes, by name (the workflow declares exactly these)."""
-    r = Path(study_dir)
-    out = {"cells": r / "cells.csv", "summary": r / "tables" / "summary.md"}
-    for name in TABLES:
-        for ext in TABLE_FORMATS:
-            out[f"{name}_{ext}"] = r / "tables" / f"{name}.{ext}"
-    for name, fn in FIGURES.items():
-        out[f"fig_{name}"] = r / "figures" / fn
-    return out
 
 
 # --------------------------------------------------------------------------------------

@@ -3,9 +3,9 @@
 # writes; figures (and the tables, for download) are declared with report() so that
 # `snakemake --report report.html` collects them.
 
-from skillscale.report import FIGURES as _FIGURES
-from skillscale.report import TABLES as _TABLES
-from skillscale.report import output_paths as _analysis_paths
+from skillscale.outputs import FIGURES as _FIGURES
+from skillscale.outputs import TABLES as _TABLES
+from skillscale.outputs import output_paths as _analysis_paths
 
 
 report: "../report/workflow.rst"
