@@ -12,8 +12,8 @@ Schedules (`train.schedule`):
   branch state at each of its cells' branch steps; each cell (``--cell``) starts from its
   branch and decays with a 1-sqrt shape over its last `cooldown_fraction` of tokens.
 
-Peak LR follows a width rule lr * lr_ref_width / d_model (Adam's muP scaling for hidden
-matrices). Every job writes a resume checkpoint (model + optimizer + curve) atomically at
+Peak LR follows a width rule lr * (lr_ref_width / d_model) ** lr_width_exponent (exponent 1:
+Adam's muP scaling for hidden matrices). Every job writes a resume checkpoint (model + optimizer + curve) atomically at
 log steps at most every `checkpoint_seconds`; a killed job started again continues from it
 and, on the same CPU and thread count, finishes bit-identical to an uninterrupted run
 (batches depend only on the step). train.json is written last: its presence means
@@ -192,7 +192,8 @@ def fingerprint(cfg: dict, manifest: dict, name: str) -> dict:
 
 
 def peak_lr(cfg: dict, shape) -> float:
-    return cfg["train"]["lr"] * cfg["train"]["lr_ref_width"] / shape.d_model
+    tc = cfg["train"]
+    return tc["lr"] * (tc["lr_ref_width"] / shape.d_model) ** tc["lr_width_exponent"]
 
 
 def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: int = 1,
