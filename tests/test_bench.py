@@ -19,3 +19,11 @@ def test_bench_train_json_on_a_tiny_shape(repo, capsys):
     for prec, row in r["results"].items():
         assert r["peak_flops"][prec] > 0
         assert row["ours"]["tokens_per_s"] > 0 and row["ours"]["step_ms"] > 0 and row["ours"]["mfu"] > 0
+
+
+def test_dag_benchmark_grid_is_valid_and_has_the_asked_size(repo):
+    from skillscale import config, plan
+
+    cfg = config.validate(bench.dag_config(fractions=10, budgets=20, seeds=5), "dag bench")
+    cells, dropped = plan.build(cfg)
+    assert len(cells) == 5000 and not dropped

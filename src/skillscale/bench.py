@@ -1,7 +1,8 @@
-"""Training throughput: our trainer vs Hugging Face Llama vs this machine's matmul peak.
+"""Benchmarks: training throughput (ours vs Hugging Face Llama vs the matmul peak) and DAG scale.
 
     python -m skillscale.bench train [--json] [--precision fp32|bf16|both] [--threads N]
         [--config config/config.yaml] [--d-model D --n-layers L --n-heads H]
+    python -m skillscale.bench dag [--fractions 10 --budgets 20 --seeds 5]   # 5,000 cells
 
 In one process, at one model shape (default: the largest cell of the study in --config,
 at its train.batch_size and model.seq_len), it measures
@@ -31,6 +32,7 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -190,6 +192,57 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
+# -- the workflow's own scale: DAG construction for a large grid ----------------------------
+def dag_config(fractions: int, budgets: int, seeds: int) -> dict:
+    """A study of fractions x budgets x seeds x 5 sizes on the default ladder (nothing runs)."""
+    lo, hi = 2e11, 1e12  # the default ladder's sizes bracket these budgets' optima
+    return {"study": "dagbench", "seeds": list(range(seeds)),
+            "mix": {"code_fractions": [round(0.05 + 0.9 * i / max(fractions - 1, 1), 4) for i in range(fractions)]},
+            "grid": {"budgets": [float(f"{lo * (hi / lo) ** (i / max(budgets - 1, 1)):.3g}") for i in range(budgets)]}}
+
+
+def bench_dag(a) -> dict:
+    """Wall time of `snakemake -n` (quiet and verbose) on a grid of a.cells cells, in a scratch
+    copy of the workflow so nothing is written under the user's results/."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    repo = Path(a.workflow).resolve()
+    cfg = dag_config(a.fractions, a.budgets, a.seeds)
+    cells = a.fractions * a.budgets * a.seeds * cfgmod.load(repo / "config" / "config.yaml")["grid"]["sizes_per_budget"]
+    out = {"cells": cells, "fractions": a.fractions, "budgets": a.budgets, "seeds": a.seeds,
+           "load_average_before": os.getloadavg()[0], "runs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        wd = Path(tmp)
+        for name in ("Snakefile", "workflow", "config", "profiles", "envs"):
+            src = repo / name
+            (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / name)
+        (wd / "big.yaml").write_text(yaml.safe_dump(cfg))
+        for label, extra in (("dry run, job table only (-n --quiet rules)", ["--quiet", "rules"]),
+                             ("dry run, every job printed (-n)", [])):
+            t = time.perf_counter()
+            p = subprocess.run(["snakemake", "-n", "--cores", "1", "--configfile", "big.yaml", *extra],
+                               cwd=wd, capture_output=True, text=True)
+            wall = time.perf_counter() - t
+            if p.returncode != 0:
+                raise SystemExit(f"snakemake -n failed:\n{p.stderr[-3000:]}")
+            jobs = next((int(l.split()[1]) for l in p.stdout.splitlines() if l.startswith("total")), None)
+            out["runs"][label] = {"seconds": round(wall, 1), "jobs": jobs, "output_lines": len(p.stdout.splitlines())}
+    out["load_average_after"] = os.getloadavg()[0]
+    return out
+
+
+def dag_table(r: dict) -> str:
+    lines = [f"{r['cells']:,} cells = {r['fractions']} code fractions x {r['budgets']} budgets x 5 sizes x "
+             f"{r['seeds']} seeds; load average {r['load_average_before']:.2f} -> {r['load_average_after']:.2f}"]
+    for label, x in r["runs"].items():
+        lines.append(f"{label:<46}{x['seconds']:>7.1f} s  {x['jobs']:,} jobs, {x['output_lines']:,} lines of output")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m skillscale.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -209,7 +262,17 @@ def main(argv=None) -> int:
     t.add_argument("--compile", action="store_true", help="torch.compile both models (always on CUDA)")
     t.add_argument("--no-hf", action="store_true", help="skip the Hugging Face comparison")
     t.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    g = sub.add_parser("dag", help="seconds for snakemake -n to build the DAG of a large grid")
+    g.add_argument("--workflow", default=".", help="repository root holding the Snakefile")
+    g.add_argument("--fractions", type=int, default=10)
+    g.add_argument("--budgets", type=int, default=20)
+    g.add_argument("--seeds", type=int, default=5)
+    g.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
+    if a.what == "dag":
+        r = bench_dag(a)
+        print(json.dumps(r, indent=2) if a.json else dag_table(r))
+        return 0
     r = bench_train(a)
     print(json.dumps(r, indent=2) if a.json else table(r))
     return 0

@@ -4,7 +4,8 @@
         --data results/default/data --out results/default/lr_sweep
 
 Trains the smallest and the largest size of one budget's window (real cells of the study)
-at several base learning rates `train.lr` (peak = lr * lr_ref_width / d_model), evaluates
+at several base learning rates `train.lr` (peak = lr * (lr_ref_width / d_model) **
+lr_width_exponent), evaluates
 each on the held-out text through lm-eval, and writes lr_sweep.{csv,md}: held-out
 bits/byte per (size, lr) and the best lr per size. The rule transfers when the best base
 lr is the same (within 2x) at both ends of the ladder.
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
         df.to_csv(tmp, index=False)
     text = (f"# LR sweep at C = {budget:.2g}, code fraction {frac}\n\n"
             f"held-out bits/byte (mean of knowledge_text and code_text) per base lr; peak = lr x "
-            f"{cfg['train']['lr_ref_width']} / d_model\n\n"
+            f"({cfg['train']['lr_ref_width']} / d_model) ** {cfg['train']['lr_width_exponent']:g}\n\n"
             + df.pivot_table(index="lr", columns="size", values="heldout_bpb").to_markdown(floatfmt=".4f")
             + "\n\nbest base lr per size:\n\n" + best.to_markdown(index=False, floatfmt=".4g")
             + f"\n\nratio of best base lrs across the ladder: {ratio:.2g}x "
