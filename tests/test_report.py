@@ -206,6 +206,9 @@ def test_bad_groups_get_a_status_naming_them(cfg, tmp_path, monkeypatch):
     assert (tmp_path / "figures" / "validation_composition.png").read_bytes()[:4] == b"\x89PNG"
     md = (tmp_path / "tables" / "optima.md").read_text()
     assert f"diverged cells, excluded from fits (1): {bad}" in md
+    assert f"- diverged: {bad}" in (tmp_path / "tables" / "summary.md").read_text()
+    assert f"% diverged cells, excluded from fits (1): {bad}" in (tmp_path / "tables" / "optima.tex").read_text()
+    assert f"provenance: study config {config.digest(cfg)}" in md
     assert "No usable group (1 failed)" in (tmp_path / "tables" / "summary.md").read_text()
     for name in report.TABLES:
         check_tex((tmp_path / "tables" / f"{name}.tex").read_text())

@@ -17,6 +17,7 @@ COLUMNS = [
     "cell", "code_frac", "budget", "size", "seed", "n_params", "n_params_nonembed",
     "n_params_total", "tokens", "flops", "flops_exact", "metric", "skill", "value",
     "diverged", "train_seconds", "eval_seconds", "final_train_loss",
+    "config_hash", "data_config_hash", "code_version", "device",
 ]
 
 
@@ -40,5 +41,9 @@ def collect(cfg: dict, study_dir: Path) -> tuple[pd.DataFrame, list[str]]:
                 "value": value, "diverged": bool(tr["diverged"]),
                 "train_seconds": tr["wall_seconds"], "eval_seconds": ev["wall_seconds"],
                 "final_train_loss": tr["final_loss"],
+                # provenance: which settings, data and code made this number
+                "config_hash": tr["provenance"]["config_hash"],
+                "data_config_hash": tr["provenance"]["data_config_hash"],
+                "code_version": tr["provenance"]["code_version"], "device": tr["provenance"]["device"],
             })
     return pd.DataFrame(rows, columns=COLUMNS), missing
