@@ -67,6 +67,11 @@ def test_outputs_have_the_right_content(study):
     assert held.status.str.startswith("failed: code_frac=").all()
     assert pd.read_csv(r / "tables" / "parametric.csv").status.str.contains("needs >= 3").all()
     assert "## Claim 1" in (r / "tables" / "summary.md").read_text()
+    # every table says which config, data and code made it
+    assert cells.config_hash.nunique() == 1 and cells.code_version.notna().all()
+    for name in ("optima.md", "summary.md", "optima.tex"):
+        text = (r / "tables" / name).read_text()
+        assert f"train/model config {cells.config_hash.iloc[0]}" in text and "unrecorded" not in text, name
     for fig in report.FIGURES.values():
         assert (r / "figures" / fig).read_bytes()[:4] == b"\x89PNG"
 
@@ -109,3 +114,61 @@ def test_html_report_holds_figures_and_tables(study):
     for name in [*report.FIGURES.values(), "summary.md", "optima.csv", "datamix_slopes.csv"]:
         assert name in html, name
     assert "capacity-hungry" in html  # a caption (workflow/report/ape_residuals.rst)
+
+
+# --- partial ablations: the recipes in the README, each run through the real CLI -----------
+def planned_jobs(stdout: str, rule: str) -> int:
+    """The count snakemake -n prints for `rule` in its job table (0 if absent)."""
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == rule and parts[1].isdigit():
+            return int(parts[1])
+    return 0
+
+
+def test_one_code_fraction_only_plans_only_its_cells(tmp_path):
+    from conftest import copy_workflow
+
+    wd = copy_workflow(tmp_path)  # nothing trained yet
+    out = smk(wd, "-n", *TEST, "--config", "mix={code_fractions: [0.25]}").stdout
+    assert planned_jobs(out, "train_cell") == 6 and planned_jobs(out, "evaluate_cell") == 6
+    assert "code0.75_" not in out
+
+
+def test_adding_a_budget_trains_only_new_cells_and_the_trunks_it_extends(study):
+    out = smk(study, "-n", *TEST, "--config", "grid={budgets: [4.0e+9, 1.2e+10, 3.6e+10]}").stdout
+    planned = {l.split("cells/")[1].split("/")[0] for l in out.splitlines()
+               if l.strip().startswith("output:") and "/train.json" in l and "cells/" in l}
+    new = {c for c in planned if "_C3.6e10_" in c}
+    assert len(new) == 6, out[-2000:]  # the new budget: 3 sizes x 2 code fractions
+    # the test study runs warmup-stable-decay (config.yaml): a trunk that must reach the new
+    # budget is extended, so the existing cells on it are retrained; cells of other sizes are not
+    new_sizes = {c.split("_")[2] for c in new}
+    assert {c.split("_")[2] for c in planned} == new_sizes
+    assert planned_jobs(out, "train_stable") == len(new_sizes) * 2
+    assert not any(c.split("_")[2] == "d8L1h2" for c in planned)
+
+
+def test_failed_job_keep_going_then_rerun_fills_the_gap(study):
+    """A corrupt model fails its evaluation; --keep-going still finishes the healthy cell;
+    --forcerun on the bad cell's training output retrains it and the study completes."""
+    import json
+
+    def bits(cell):
+        return json.loads((cell / "eval.json").read_text())["bits_per_byte"]
+
+    cells = sorted((study / "results/test/cells").iterdir())
+    bad, healthy = cells[0], cells[1]
+    good_metrics = bits(healthy)
+    (bad / "model.safetensors").write_bytes(b"not a model")
+    for c in (bad, healthy):
+        (c / "eval.json").unlink()
+    p = smk(study, *TEST, "--keep-going", check=False)
+    assert p.returncode != 0
+    assert bits(healthy) == good_metrics  # the gap next to the fault was filled
+    assert not (bad / "eval.json").exists()  # nothing half-written for analyze to trust
+    assert "evaluate_cell" in p.stderr and bad.name in p.stderr
+    p = smk(study, *TEST, "--forcerun", f"results/test/cells/{bad.name}/train.json")
+    assert planned_jobs(p.stdout + p.stderr, "train_cell") == 1  # (a real run prints its job table on stderr)
+    assert (bad / "eval.json").exists()
+    assert "Nothing to be done" in smk(study, "-n", *TEST).stdout
