@@ -9,7 +9,7 @@ def test_bench_train_json_on_a_tiny_shape(repo, capsys):
     # the HF side is left out here: importing transformers alone takes ~6 s
     argv = ["train", "--json", "--config", str(repo / "config" / "config.yaml"), "--d-model", "32",
             "--n-layers", "1", "--n-heads", "2", "--batch-size", "2", "--steps", "3", "--warmup-steps", "1",
-            "--repeats", "1", "--peak-size", "128", "--no-hf", "--threads", str(torch.get_num_threads())]
+            "--repeats", "1", "--peak-size", "128", "--precision", "both", "--no-hf", "--threads", str(torch.get_num_threads())]
     assert bench.main(argv) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["shape"]["d_model"] == 32 and r["shape"]["n_layers"] == 1

@@ -51,12 +51,26 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_peak(dtype: torch.dtype, device: str, n: int, reps: int = 5) -> float:
-    """Best FLOP/s of n x n @ n x n matmuls (2 n^3 FLOPs each) over `reps` timed runs."""
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    calls = max(1, int(4e9 // (2 * n**3)))  # a few GFLOPs per run, so small n times something
-    torch.matmul(a, b)  # warm the kernel
-    best = float("inf")
+def matmul_peak(dtype: torch.dtype, device: str, n: int, reps: int = 5, budget_s: float = 0.5) -> float:
+    """Best FLOP/s of square matmuls (2 m^3 FLOPs each), m growing to n while one call takes
+    under budget_s / 4, over `reps` timed runs of about `budget_s` each. (A CPU without bf16
+    units runs bf16 ~100x slower than fp32: a fixed size and call count would take minutes.)"""
+    def once(m):
+        a, b = (torch.randn(m, m, device=device, dtype=dtype) for _ in range(2))
+        torch.matmul(a, b)  # warm the kernel
+        sync(device)
+        t = time.perf_counter()
+        torch.matmul(a, b)
+        sync(device)
+        return a, b, time.perf_counter() - t
+
+    m = min(256, n)
+    a, b, dt = once(m)
+    while m < n and dt < budget_s / 4:
+        m = min(2 * m, n)
+        a, b, dt = once(m)
+    calls = max(1, int(budget_s / max(dt, 1e-6)))
+    best = dt
     for _ in range(reps):
         sync(device)
         t = time.perf_counter()
@@ -64,10 +78,11 @@ def matmul_peak(dtype: torch.dtype, device: str, n: int, reps: int = 5) -> float
             torch.matmul(a, b)
         sync(device)
         best = min(best, (time.perf_counter() - t) / calls)
-    return 2 * n**3 / best
+    return 2 * m**3 / best
 
 
 def peaks(device: str, n: int) -> dict[str, float]:
+    """Both precisions always: that bf16 is (or is not) faster than fp32 here is worth seeing."""
     return {p: matmul_peak(dt, device, n) for p, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
 
 
@@ -150,8 +165,9 @@ def bench_train(a) -> dict:
         params |= {"hf": sum(p.numel() for p in hf.parameters())}
         params |= {"match": params["hf"] == params["ours"]}
     hf_state = None if hf is None else hf.state_dict()
+    precision = a.precision or cfg["train"]["precision"]  # default: what the study trains in
     sec = {p: time_precision(p, shape, cfg, batch, hf_state, a, device, compile_)
-           for p in (["fp32", "bf16"] if a.precision == "both" else [a.precision])}
+           for p in (["fp32", "bf16"] if precision == "both" else [precision])}
     # peak again after training: the best of the two, so a busy moment does not lower it
     peak = {p: max(v, w) for (p, v), w in zip(peak.items(), peaks(device, n_peak).values())}
     results = {}
@@ -254,7 +270,8 @@ def main(argv=None) -> int:
     t.add_argument("--n-heads", type=int)
     t.add_argument("--batch-size", type=int, help="default: the config's train.batch_size")
     t.add_argument("--threads", type=int, default=cores(), help="default: all cores this process may use")
-    t.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both")
+    t.add_argument("--precision", choices=["fp32", "bf16", "both"],
+                   help="default: the config's train.precision, the one the study trains in")
     t.add_argument("--steps", type=int, default=20, help="timed steps per run")
     t.add_argument("--warmup-steps", type=int, default=5)
     t.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
