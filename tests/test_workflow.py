@@ -33,6 +33,9 @@ def study(tmp_path_factory, request):
 
 def test_outputs_have_the_right_content(study):
     r = study / "results" / "test"
+    # nothing is written outside results/ (and snakemake's own .snakemake/)
+    assert {p.name for p in study.iterdir()} == {"Snakefile", "workflow", "config", "profiles", "envs",
+                                                "results", ".snakemake"}
     plan = pd.read_csv(r / "plan.csv")
     assert len(plan) == 2 * 2 * 3
     assert np.allclose(plan.flops, plan.budget, rtol=0.05)
