@@ -175,3 +175,19 @@ def test_failed_job_keep_going_then_rerun_fills_the_gap(study):
     assert planned_jobs(p.stdout + p.stderr, "train_cell") == 1  # (a real run prints its job table on stderr)
     assert (bad / "eval.json").exists()
     assert "Nothing to be done" in smk(study, "-n", *TEST).stdout
+
+
+def test_tables_on_a_grid_with_a_missing_cell_name_it_and_still_fit(study):
+    cell = sorted((study / "results/test/cells").iterdir())[-1]
+    aside = cell / "eval.json.aside"
+    (cell / "eval.json").rename(aside)
+    try:
+        p = smk(study, "tables", *TEST)
+        summary = (study / "results/test/tables/summary.md").read_text()
+        assert "1 missing" in summary and f"- missing: {cell.name}" in summary
+        assert f"missing cells (1): {cell.name}" in (study / "results/test/tables/optima.md").read_text()
+        optima = pd.read_csv(study / "results/test/tables/optima.csv")
+        assert (optima.status == "ok").any()  # the groups with enough points are still fitted
+        assert "train_cell" not in p.stdout + p.stderr
+    finally:
+        aside.rename(cell / "eval.json")
