@@ -2,6 +2,8 @@
 statuses of groups that cannot be fitted."""
 
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -225,3 +227,16 @@ def test_latex_escapes_and_merges_intervals():
     assert "n\\_opt [CI]" in tex and "n\\_opt\\_lo" not in tex and "long text" not in tex
     assert "& failed \\\\" in tex and "only 2 distinct" not in tex  # reason stays in the CSV
     assert "-- & yes" in tex
+
+
+@pytest.mark.skipif(not shutil.which("pdflatex"), reason="pdflatex not installed (apt install texlive-latex-recommended)")
+def test_every_latex_table_compiles_with_booktabs(clean, tmp_path):
+    """The .tex tables are meant to be \\input into a paper: each must compile as it is."""
+    d, _ = clean
+    for name in report.TABLES:
+        doc = tmp_path / f"{name}_doc.tex"
+        doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n"
+                       + (d / "tables" / f"{name}.tex").read_text() + "\n\\end{document}\n")
+        p = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, f"{name}.tex:\n{p.stdout[-2000:]}"

@@ -2,7 +2,6 @@
 profiles/slurm, against the same study run locally: same metrics, cell by cell, and every
 job really went through sbatch. Needs root and apt-get (CI has both); skips otherwise."""
 
-import json
 import os
 import re
 import shutil
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import REPO, copy_workflow
+from conftest import REPO, copy_workflow, run_snakemake, study_metrics
 
 pytestmark = pytest.mark.workflow
 SCRIPT = REPO / "tests" / "slurm" / "local-slurm.sh"
@@ -36,25 +35,12 @@ def slurm(tmp_path_factory):
         subprocess.run(["bash", SCRIPT, "stop"], env=env, timeout=120)
 
 
-def run(cwd, args, env=None, timeout=TIMEOUT):
-    env = dict(env or os.environ, PYTHONUNBUFFERED="1")
-    p = subprocess.run(["timeout", "-s", "KILL", str(timeout), "snakemake", *args], cwd=cwd, env=env,
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({p.returncode}):\n"
-                             f"{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
-    return p
+def run(cwd, args, env=None):
+    return run_snakemake(cwd, *args, env=env, timeout=TIMEOUT)
 
 
-def metrics(study_dir):
-    return {p.parent.name: json.loads(p.read_text())["bits_per_byte"]
-            for p in sorted((study_dir / "cells").glob("*/eval.json"))}
-
-
-def test_test_study_on_slurm_matches_local_run(slurm, tmp_path):
-    wd = copy_workflow(tmp_path)
-    run(wd, ["--cores", "2", *TEST, "--config", "study=local"])
-
+def test_test_study_on_slurm_matches_local_run(slurm, test_study, tmp_path):
+    wd = copy_workflow(tmp_path)  # the local run is the session's test study (conftest)
     t0 = time.monotonic()
     p = run(wd, ["--profile", "profiles/slurm", *TEST, "--config", "study=onslurm",
                  "--slurm-status-command", "squeue",     # no accounting (slurmdbd) here
@@ -63,7 +49,7 @@ def test_test_study_on_slurm_matches_local_run(slurm, tmp_path):
     wall = time.monotonic() - t0
     print(f"slurm run of the test study: {wall:.0f} s")
 
-    local, onslurm = metrics(wd / "results/local"), metrics(wd / "results/onslurm")
+    local, onslurm = test_study["metrics"], study_metrics(wd / "results/onslurm")
     assert len(local) == 12 and local.keys() == onslurm.keys()
     for cell in local:  # one thread, same seed: bit-identical training, so identical scores
         assert onslurm[cell] == local[cell], cell

@@ -1,12 +1,10 @@
 """The whole workflow on config/studies/test.yaml, through the real snakemake CLI."""
 
-import os
-import subprocess
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import run_snakemake
 from skillscale import report
 
 pytestmark = pytest.mark.workflow
@@ -14,21 +12,12 @@ TEST = ["--configfile", "config/studies/test.yaml"]
 
 
 def smk(cwd, *args, check=True):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    p = subprocess.run(["snakemake", "--cores", "2", *args], cwd=cwd, env=env,
-                       capture_output=True, text=True, timeout=600)
-    if check and p.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
-    return p
+    return run_snakemake(cwd, "--cores", "2", *args, check=check)
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, request):
-    from conftest import copy_workflow
-
-    wd = copy_workflow(tmp_path_factory.mktemp("wf"))
-    smk(wd, *TEST)
-    return wd
+def study(test_study):
+    return test_study["dir"]
 
 
 def test_outputs_have_the_right_content(study):
