@@ -39,6 +39,18 @@ def test_overrides_merge_deeply(tmp_path):
     assert cfg["train"]["lr"] == 0.01 and cfg["train"]["batch_size"] == 4
 
 
+def test_study_file_layers_over_the_default_config_like_snakemake(repo, tmp_path):
+    """`skillscale plan --config config/config.yaml config/studies/X.yaml` must plan what
+    `snakemake --configfile config/studies/X.yaml` runs: the study file over the default."""
+    cfg = config.load_layers([repo / "config/config.yaml", repo / "config/studies/cpu-long.yaml"])
+    default = config.load(repo / "config/config.yaml")
+    assert cfg["study"] == "cpu-long" and cfg["mix"]["code_fractions"] == [0.2, 0.8]
+    assert cfg["train"] == default["train"]  # not the schema's defaults: the study file names no train keys
+    assert cfg["train"]["schedule"] == "wsd" != config.load(repo / "config/studies/cpu-long.yaml")["train"]["schedule"]
+    with pytest.raises(config.ConfigError, match="missing.yaml: config file not found"):
+        config.load_layers([repo / "config/config.yaml", tmp_path / "missing.yaml"])
+
+
 LADDER_ODD_HEADS = [{"d_model": 30, "n_layers": 1, "n_heads": 4}] * 3
 
 

@@ -1,6 +1,6 @@
 """The `skillscale` command: plan a study, analyse its cells, fit any points file.
 
-    skillscale plan --config config/config.yaml [--out plan.csv]
+    skillscale plan --config config/config.yaml [config/studies/X.yaml ...] [--out plan.csv] [--estimate]
     skillscale analyze --config results/<study>/config.yaml --study-dir results/<study>
     skillscale fit POINTS.csv --approach isoflop|parametric --json
 """
@@ -18,7 +18,7 @@ from . import config as cfgmod
 def cmd_plan(a) -> int:
     from . import io, plan
 
-    cfg = cfgmod.load(a.config)
+    cfg = cfgmod.load_layers(a.config)
     cells, dropped = plan.build(cfg)
     df = plan.to_frame(cells)
     if a.out:
@@ -75,7 +75,9 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("plan", help="list the cells of a study config")
-    sp.add_argument("--config", required=True)
+    sp.add_argument("--config", required=True, nargs="+", metavar="YAML",
+                    help="one or more config files, later ones override earlier ones, as snakemake's"
+                         " --configfile does over config/config.yaml (so: config/config.yaml config/studies/X.yaml)")
     sp.add_argument("--out", help="write plan.csv here")
     sp.add_argument("--estimate", action="store_true", help="calibrate this machine and estimate wall time per job")
     sp.add_argument("--threads", type=int, help="threads per training job (default: resources.train_threads)")

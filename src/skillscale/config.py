@@ -167,7 +167,8 @@ def _grid_problems(cfg: dict) -> list[str]:
     return out
 
 
-def load(path: str | Path, overrides: dict | None = None) -> dict:
+def read_yaml(path: str | Path) -> dict:
+    """One config file's mapping, or a ConfigError naming the file and what is wrong."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
@@ -177,8 +178,21 @@ def load(path: str | Path, overrides: dict | None = None) -> dict:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    raw = deep_merge(raw, overrides or {})
-    return validate(raw, str(path))
+    return raw
+
+
+def load(path: str | Path, overrides: dict | None = None) -> dict:
+    return validate(deep_merge(read_yaml(path), overrides or {}), str(path))
+
+
+def load_layers(paths) -> dict:
+    """Several config files merged in order (later keys win), then validated once: what
+    snakemake does with `--configfile X` over the Snakefile's config/config.yaml."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    merged = {}
+    for path in paths:
+        merged = deep_merge(merged, read_yaml(path))
+    return validate(merged, " + ".join(map(str, paths)))
 
 
 def deep_merge(base: dict, over: dict) -> dict:

@@ -1,6 +1,6 @@
 """What a grid will cost before it runs: FLOPs and wall time per job, from a measured calibration.
 
-    skillscale plan --config config/config.yaml --estimate [--threads 1] [--jobs 2]
+    skillscale plan --config config/config.yaml [config/studies/X.yaml] --estimate [--threads 1] [--jobs 2]
 
 The calibration times a few optimizer steps of the real trainer (train.train_step) at every
 shape the plan uses, on this machine, with the job's thread count, so the estimate carries
