@@ -378,8 +378,10 @@ def validation_composition(cells: pd.DataFrame, ws: Sequence[float] = tuple(np.l
 def heldout_budget_prediction(cells: pd.DataFrame, metric: str, n_boot: int = 200, seed: int = 0,
                               ci: float = 0.9, window: float | None = None, mix_w: float = 0.5,
                               knowledge_metric: str = "knowledge_text",
-                              code_metric: str = "code_text") -> pd.DataFrame:
+                              code_metric: str = "code_text", fit_max_budget: float | None = None) -> pd.DataFrame:
     """Fit on every budget but the largest, predict the largest; one row per code_frac.
+    With `fit_max_budget`: fit on the budgets <= it, predict each budget above it (one row per
+    code_frac and held-out budget), e.g. a small study's fits against a 10x longer one.
 
     N*: ln N* = a ln C + b over the fit budgets with an interior optimum (>= 2 needed).
     Optimal loss: ln loss* = p ln C + q, a pure power law (with 2-4 budgets a saturating
@@ -400,36 +402,46 @@ def heldout_budget_prediction(cells: pd.DataFrame, metric: str, n_boot: int = 20
     for cf in sorted({p["code_frac"] for p in per}):
         ps = sorted((p for p in per if p["code_frac"] == cf), key=lambda p: p["budget"])
         label = fit.group_label({"code_frac": cf, "metric": metric})
-        held, train = ps[-1], [p for p in ps[:-1] if p["opt"].status == "ok"]
-        ho = held["opt"]
-        row = dict(code_frac=cf, metric=metric, heldout_budget=held["budget"],
-                   fit_budgets=",".join(f"{p['budget']:g}" for p in train), excluded_cells=",".join(exg.get((cf,), [])))
-        nan = dict(a=np.nan, n_opt_pred=np.nan, n_opt_pred_lo=np.nan, n_opt_pred_hi=np.nan, loss_pred=np.nan,
-                   loss_pred_lo=np.nan, loss_pred_hi=np.nan)
-        row.update(nan)
-        lo, hi = _ci(ho.draws, ci)
-        row.update(n_opt_obs=np.exp(ho.log_n), n_opt_obs_lo=np.exp(lo), n_opt_obs_hi=np.exp(hi), loss_obs=ho.loss)
-        if len(ps) < 3 or len(train) < 2:
-            row.update(status=f"failed: {label}: {len(train)} budget(s) below the held-out {held['budget']:g} with an"
-                              f" interior optimum ({len(ps)} budgets in all); need >= 2 to fit and 1 to hold out")
+        if fit_max_budget is None:
+            fitted, helds = ps[:-1], ps[-1:]
         else:
-            lc = np.log([p["budget"] for p in train])
-            lch = np.log(held["budget"])
-            a, b_, _, _, A, B = _line_with_draws(lc, [p["opt"].log_n for p in train],
-                                                 [p["opt"].draws for p in train], n_boot, rng, ci)
-            pl, ql, _, _, PL, QL = _line_with_draws(lc, np.log([p["opt"].loss for p in train]),
-                                                    [np.log(p["opt"].loss_draws) for p in train], n_boot, rng, ci)
-            row.update(a=a, n_opt_pred=np.exp(a * lch + b_), loss_pred=np.exp(pl * lch + ql))
-            if A is not None:
-                row["n_opt_pred_lo"], row["n_opt_pred_hi"] = np.exp(_ci(A * lch + B, ci))
-                row["loss_pred_lo"], row["loss_pred_hi"] = np.exp(_ci(PL * lch + QL, ci))
-            row["status"] = ("ok" if ho.status == "ok" else
-                             f"edge: {label}: held-out optimum at {held['budget']:g} is outside the sampled sizes"
-                             if ho.edge else ho.status)
-        row["n_opt_rel_err"] = row["n_opt_pred"] / row["n_opt_obs"] - 1
-        row["loss_rel_err"] = row["loss_pred"] / row["loss_obs"] - 1
-        rows.append(row)
+            fitted = [p for p in ps if p["budget"] <= fit_max_budget * (1 + 1e-9)]
+            helds = [p for p in ps if p["budget"] > fit_max_budget * (1 + 1e-9)]
+        train = [p for p in fitted if p["opt"].status == "ok"]
+        for held in helds:
+            rows.append(_predict_budget(cf, metric, label, held, train, len(ps), exg, n_boot, rng, ci))
     cols = ["code_frac", "metric", "heldout_budget", "fit_budgets", "a", "n_opt_pred", "n_opt_pred_lo",
             "n_opt_pred_hi", "n_opt_obs", "n_opt_obs_lo", "n_opt_obs_hi", "n_opt_rel_err", "loss_pred",
             "loss_pred_lo", "loss_pred_hi", "loss_obs", "loss_rel_err", "excluded_cells", "status"]
     return _finish(rows, cols, excluded)
+
+
+def _predict_budget(cf, metric, label, held, train, n_budgets, exg, n_boot, rng, ci) -> dict:
+    """One held-out budget: N* and loss* from power laws over the `train` budgets' optima."""
+    ho = held["opt"]
+    row = dict(code_frac=cf, metric=metric, heldout_budget=held["budget"],
+               fit_budgets=",".join(f"{p['budget']:g}" for p in train), excluded_cells=",".join(exg.get((cf,), [])),
+               a=np.nan, n_opt_pred=np.nan, n_opt_pred_lo=np.nan, n_opt_pred_hi=np.nan, loss_pred=np.nan,
+               loss_pred_lo=np.nan, loss_pred_hi=np.nan)
+    lo, hi = _ci(ho.draws, ci)
+    row.update(n_opt_obs=np.exp(ho.log_n), n_opt_obs_lo=np.exp(lo), n_opt_obs_hi=np.exp(hi), loss_obs=ho.loss)
+    if n_budgets < 3 or len(train) < 2:
+        row.update(status=f"failed: {label}: {len(train)} budget(s) below the held-out {held['budget']:g} with an"
+                          f" interior optimum ({n_budgets} budgets in all); need >= 2 to fit and 1 to hold out")
+    else:
+        lc = np.log([p["budget"] for p in train])
+        lch = np.log(held["budget"])
+        a, b_, _, _, A, B = _line_with_draws(lc, [p["opt"].log_n for p in train],
+                                             [p["opt"].draws for p in train], n_boot, rng, ci)
+        pl, ql, _, _, PL, QL = _line_with_draws(lc, np.log([p["opt"].loss for p in train]),
+                                                [np.log(p["opt"].loss_draws) for p in train], n_boot, rng, ci)
+        row.update(a=a, n_opt_pred=np.exp(a * lch + b_), loss_pred=np.exp(pl * lch + ql))
+        if A is not None:
+            row["n_opt_pred_lo"], row["n_opt_pred_hi"] = np.exp(_ci(A * lch + B, ci))
+            row["loss_pred_lo"], row["loss_pred_hi"] = np.exp(_ci(PL * lch + QL, ci))
+        row["status"] = ("ok" if ho.status == "ok" else
+                         f"edge: {label}: held-out optimum at {held['budget']:g} is outside the sampled sizes"
+                         if ho.edge else ho.status)
+    row["n_opt_rel_err"] = row["n_opt_pred"] / row["n_opt_obs"] - 1
+    row["loss_rel_err"] = row["loss_pred"] / row["loss_obs"] - 1
+    return row
