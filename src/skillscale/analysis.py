@@ -408,16 +408,24 @@ def heldout_budget_prediction(cells: pd.DataFrame, metric: str, n_boot: int = 20
             fitted = [p for p in ps if p["budget"] <= fit_max_budget * (1 + 1e-9)]
             helds = [p for p in ps if p["budget"] > fit_max_budget * (1 + 1e-9)]
         train = [p for p in fitted if p["opt"].status == "ok"]
+        lines = None  # the power laws are fitted once and predict every held-out budget
+        if len(ps) >= 3 and len(train) >= 2:
+            lc = np.log([p["budget"] for p in train])
+            lines = (_line_with_draws(lc, [p["opt"].log_n for p in train], [p["opt"].draws for p in train],
+                                      n_boot, rng, ci),
+                     _line_with_draws(lc, np.log([p["opt"].loss for p in train]),
+                                      [np.log(p["opt"].loss_draws) for p in train], n_boot, rng, ci))
         for held in helds:
-            rows.append(_predict_budget(cf, metric, label, held, train, len(ps), exg, n_boot, rng, ci))
+            rows.append(_predict_budget(cf, metric, label, held, train, len(ps), lines, exg, ci))
     cols = ["code_frac", "metric", "heldout_budget", "fit_budgets", "a", "n_opt_pred", "n_opt_pred_lo",
             "n_opt_pred_hi", "n_opt_obs", "n_opt_obs_lo", "n_opt_obs_hi", "n_opt_rel_err", "loss_pred",
             "loss_pred_lo", "loss_pred_hi", "loss_obs", "loss_rel_err", "excluded_cells", "status"]
     return _finish(rows, cols, excluded)
 
 
-def _predict_budget(cf, metric, label, held, train, n_budgets, exg, n_boot, rng, ci) -> dict:
-    """One held-out budget: N* and loss* from power laws over the `train` budgets' optima."""
+def _predict_budget(cf, metric, label, held, train, n_budgets, lines, exg, ci) -> dict:
+    """One held-out budget against the power laws (`lines`: N* and loss* lines with their
+    bootstrap draws, or None when too few budgets) fitted on the `train` budgets' optima."""
     ho = held["opt"]
     row = dict(code_frac=cf, metric=metric, heldout_budget=held["budget"],
                fit_budgets=",".join(f"{p['budget']:g}" for p in train), excluded_cells=",".join(exg.get((cf,), [])),
@@ -425,16 +433,12 @@ def _predict_budget(cf, metric, label, held, train, n_budgets, exg, n_boot, rng,
                loss_pred_lo=np.nan, loss_pred_hi=np.nan)
     lo, hi = _ci(ho.draws, ci)
     row.update(n_opt_obs=np.exp(ho.log_n), n_opt_obs_lo=np.exp(lo), n_opt_obs_hi=np.exp(hi), loss_obs=ho.loss)
-    if n_budgets < 3 or len(train) < 2:
+    if lines is None:
         row.update(status=f"failed: {label}: {len(train)} budget(s) below the held-out {held['budget']:g} with an"
                           f" interior optimum ({n_budgets} budgets in all); need >= 2 to fit and 1 to hold out")
     else:
-        lc = np.log([p["budget"] for p in train])
+        (a, b_, _, _, A, B), (pl, ql, _, _, PL, QL) = lines
         lch = np.log(held["budget"])
-        a, b_, _, _, A, B = _line_with_draws(lc, [p["opt"].log_n for p in train],
-                                             [p["opt"].draws for p in train], n_boot, rng, ci)
-        pl, ql, _, _, PL, QL = _line_with_draws(lc, np.log([p["opt"].loss for p in train]),
-                                                [np.log(p["opt"].loss_draws) for p in train], n_boot, rng, ci)
         row.update(a=a, n_opt_pred=np.exp(a * lch + b_), loss_pred=np.exp(pl * lch + ql))
         if A is not None:
             row["n_opt_pred_lo"], row["n_opt_pred_hi"] = np.exp(_ci(A * lch + B, ci))
