@@ -16,9 +16,14 @@ def test_bench_train_json_on_a_tiny_shape(repo, capsys):
     assert r["params"]["ours"] > 0 and r["hf_skipped"].startswith("skipped")
     assert set(r["results"]) == {"fp32", "bf16"}
     assert r["tokens_per_step"] == 2 * r["shape"]["seq_len"]
-    for prec, row in r["results"].items():
+    for prec, res in r["results"].items():
         assert r["peak_flops"][prec] > 0
-        assert row["ours"]["tokens_per_s"] > 0 and row["ours"]["step_ms"] > 0 and row["ours"]["mfu"] > 0
+        ours = res["trainers"]["ours"]
+        assert ours["tokens_per_s"] > 0 and ours["step_ms"] > 0 and ours["mfu"] > 0
+        split = res["kernel_split"]["ours"]  # where the eager step goes, from the profiler
+        assert split["matmul_ms"] > 0 and split["other_ms"] > 0
+        assert abs(split["matmul_ms"] + split["attention_ms"] + split["other_ms"] - split["step_ms"]) < 1e-6
+        assert not res["ratios"]  # no hf, no ratios
 
 
 def test_dag_benchmark_grid_is_valid_and_has_the_asked_size(repo):

@@ -151,3 +151,25 @@ def test_divergence_is_recorded_with_its_step_not_hidden(tiny):
     assert rec["curve"][-1]["step"] == rec["diverged_step"]
     ev = evaluate_cell(d / "diverged", d / "data", batch_size=16)
     assert ev["diverged"] and all(v != v for v in ev["bits_per_byte"].values())  # NaN: listed, never scored
+
+
+def test_compiled_loss_is_the_eager_loss():
+    """train.compile: the compiled graph (model and loss as one) computes the same loss and
+    gradients as the eager model; only float rounding differs."""
+    from skillscale.model import Decoder, ModelShape
+    from skillscale.train import loss_fn, use_compile
+
+    assert use_compile({"compile": "auto"}, "cuda") and not use_compile({"compile": "auto"}, "cpu")
+    assert use_compile({"compile": "always"}, "cpu") and not use_compile({"compile": "never"}, "cuda")
+    torch.manual_seed(0)
+    model = Decoder(ModelShape(d_model=16, n_layers=1, n_heads=2, vocab_size=64, seq_len=16))
+    batch = torch.randint(0, 64, (4, 17))
+    grads = []
+    for compiled in (False, True):
+        model.zero_grad()
+        loss = loss_fn(model, compiled)(batch)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (l0, g0), (l1, g1) = grads
+    assert torch.allclose(l0, l1, rtol=1e-5)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(g0, g1))

@@ -39,7 +39,7 @@ import torch
 from . import config as cfgmod
 from . import plan
 from .model import Decoder, ModelShape, flops_per_token, param_counts
-from .train import build_optimizer, train_step
+from .train import build_optimizer, loss_fn, train_step
 
 
 def cores() -> int:
@@ -111,9 +111,9 @@ def trainer(model, tc: dict, batch: torch.Tensor, device: str, compile_: bool, h
     """A zero-argument function doing one optimizer step of `model` on `batch`."""
     model = model.to(device).train()
     opt = build_optimizer(model, tc, 1e-3, device)
-    fwd = torch.compile(model) if compile_ else model
-    call = (lambda x: fwd(input_ids=x, use_cache=False).logits) if hf else fwd
-    return lambda: train_step(call, model, opt, batch, tc, 1e-3)
+    fwd = (lambda x: model(input_ids=x, use_cache=False).logits) if hf else model
+    loss_of = loss_fn(fwd, compile_)  # compiled: model and loss as one graph, as the workflow does
+    return lambda: train_step(loss_of, model, opt, batch, tc, 1e-3)
 
 
 def time_runs(steps: dict, n_steps: int, warmup: int, repeats: int, device: str) -> dict[str, float]:
@@ -133,16 +133,41 @@ def time_runs(steps: dict, n_steps: int, warmup: int, repeats: int, device: str)
     return {name: statistics.median(r) for name, r in runs.items()}
 
 
-def time_precision(prec: str, shape: ModelShape, cfg: dict, batch, hf_state, a, device, compile_) -> dict:
-    """Seconds per step of ours (and hf, if `hf_state`), both from fresh weights, in `prec`."""
+MATMUL_OPS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm")
+
+
+def kernel_split(step, n: int = 5) -> dict[str, float]:
+    """ms per step in matmul ops, in attention ops and in everything else, from torch.profiler's
+    self CPU times (CPU only). The matmul and attention kernels are the same library calls for
+    any trainer of this shape, so hf's step over ours' matmul + attention time bounds how much
+    faster than hf any eager trainer could be: the rest would have to cost nothing."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        for _ in range(n):
+            step()
+    ev = prof.key_averages()
+    ms = lambda keep: sum(e.self_cpu_time_total for e in ev if keep(e.key)) / n / 1e3  # noqa: E731
+    total, mm, attn = ms(lambda k: True), ms(lambda k: k in MATMUL_OPS), ms(lambda k: "attention" in k)
+    return {"step_ms": total, "matmul_ms": mm, "attention_ms": attn, "other_ms": total - mm - attn}
+
+
+def time_precision(prec: str, shape: ModelShape, cfg: dict, batch, hf_state, a, device, modes) -> dict:
+    """Seconds per step of ours (and hf, if `hf_state`) in each mode ("eager", "compiled"), all
+    from the same fresh weights, in `prec`; plus the eager steps' kernel split on CPU."""
     tc = cfg["train"] | {"precision": prec}
-    torch.manual_seed(0)
-    steps = {"ours": trainer(Decoder(shape), tc, batch, device, compile_, hf=False)}
-    if hf_state is not None:
-        hf = hf_llama(shape)
-        hf.load_state_dict(hf_state)
-        steps["hf"] = trainer(hf, tc, batch, device, compile_, hf=True)
-    return time_runs(steps, a.steps, a.warmup_steps, a.repeats, device)
+    steps = {}
+    for mode in modes:
+        tag = "" if mode == "eager" else " compiled"
+        torch.manual_seed(0)
+        steps["ours" + tag] = trainer(Decoder(shape), tc, batch, device, mode == "compiled", hf=False)
+        if hf_state is not None:
+            hf = hf_llama(shape)
+            hf.load_state_dict(hf_state)
+            steps["hf" + tag] = trainer(hf, tc, batch, device, mode == "compiled", hf=True)
+    sec = time_runs(steps, a.steps, a.warmup_steps, a.repeats, device)
+    split = {name: kernel_split(steps[name]) for name in ("ours", "hf") if name in steps and device == "cpu"}
+    return {"seconds": sec, "split": split}
 
 
 def bench_train(a) -> dict:
@@ -153,7 +178,8 @@ def bench_train(a) -> dict:
     bs = a.batch_size or cfg["train"]["batch_size"]
     tokens = bs * shape.seq_len  # per step: rows of seq_len + 1 tokens, seq_len of them predicted
     fpt = flops_per_token(shape)["exact"]
-    compile_ = a.compile or device == "cuda"  # the workflow compiles on CUDA only
+    # the workflow compiles on CUDA only (train.compile: auto); on CPU --compile adds compiled rows
+    modes = ["compiled"] if device == "cuda" else ["eager", "compiled"] if a.compile else ["eager"]
     n_peak = a.peak_size or (8192 if device == "cuda" else 2048)
     load = os.getloadavg()[0]
     peak = peaks(device, n_peak)
@@ -166,20 +192,25 @@ def bench_train(a) -> dict:
         params |= {"match": params["hf"] == params["ours"]}
     hf_state = None if hf is None else hf.state_dict()
     precision = a.precision or cfg["train"]["precision"]  # default: what the study trains in
-    sec = {p: time_precision(p, shape, cfg, batch, hf_state, a, device, compile_)
-           for p in (["fp32", "bf16"] if precision == "both" else [precision])}
+    timed = {p: time_precision(p, shape, cfg, batch, hf_state, a, device, modes)
+             for p in (["fp32", "bf16"] if precision == "both" else [precision])}
     # peak again after training: the best of the two, so a busy moment does not lower it
     peak = {p: max(v, w) for (p, v), w in zip(peak.items(), peaks(device, n_peak).values())}
     results = {}
-    for prec, s in sec.items():
-        row = {name: {"tokens_per_s": tokens / t, "step_ms": 1e3 * t, "mfu": tokens / t * fpt / peak[prec]}
-               for name, t in s.items()}
-        if "hf" in row:
-            row["ours_over_hf"] = row["ours"]["tokens_per_s"] / row["hf"]["tokens_per_s"]
-        results[prec] = row
+    for prec, t in timed.items():
+        row = {name: {"tokens_per_s": tokens / s, "step_ms": 1e3 * s, "mfu": tokens / s * fpt / peak[prec]}
+               for name, s in t["seconds"].items()}
+        ratios = {f"{o}/{h}": row[o]["tokens_per_s"] / row[h]["tokens_per_s"]
+                  for o, h in (("ours", "hf"), ("ours compiled", "hf compiled"), ("ours compiled", "hf"))
+                  if o in row and h in row}
+        split = t["split"]
+        if "ours" in split and "hf" in split:  # see kernel_split
+            kernels = split["ours"]["matmul_ms"] + split["ours"]["attention_ms"]
+            ratios["ceiling ours/hf"] = split["hf"]["step_ms"] / kernels
+        results[prec] = {"trainers": row, "ratios": ratios, "kernel_split": split}
     out = {"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
            "shape": shape.to_dict() | {"d_ff": shape.d_ff}, "batch_size": bs, "tokens_per_step": tokens,
-           "flops_per_token": fpt, "compiled": compile_, "steps": a.steps, "repeats": a.repeats,
+           "flops_per_token": fpt, "modes": modes, "steps": a.steps, "repeats": a.repeats,
            "params": params, "peak_flops": peak, "results": results,
            "load_average": [load, os.getloadavg()[0]]}
     if hf is None:
@@ -193,18 +224,20 @@ def table(r: dict) -> str:
     lines = [f"shape d_model={s['d_model']} n_layers={s['n_layers']} n_heads={s['n_heads']} d_ff={s['d_ff']} "
              f"vocab={s['vocab_size']} seq_len={s['seq_len']}, batch {r['batch_size']} = {r['tokens_per_step']} "
              "tokens/step",
-             f"device {r['device']}, {r['threads']} threads, torch {r['torch']}, compiled={r['compiled']}, "
+             f"device {r['device']}, {r['threads']} threads, torch {r['torch']}, modes {'+'.join(r['modes'])}, "
              f"load average {r['load_average'][0]:.2f} -> {r['load_average'][1]:.2f}",
              f"params (total): ours {p['ours']:,}{hf}",
              f"FLOPs/token (exact: 3 x forward, attention counted in full) {r['flops_per_token']:,.0f}",
              "matmul peak: " + ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in r["peak_flops"].items()),
-             "", f"{'precision':<10}{'trainer':<8}{'tokens/s':>11}{'ms/step':>10}{'MFU':>8}{'ours/hf':>9}"]
-    for prec, row in r["results"].items():
-        for name in [n for n in ("ours", "hf") if n in row]:
-            x = row[name]
-            ratio = f"{row['ours_over_hf']:.2f}x" if name == "ours" and "hf" in row else ""
-            lines.append(f"{prec:<10}{name:<8}{x['tokens_per_s']:>11,.0f}{x['step_ms']:>10.1f}"
-                         f"{100 * x['mfu']:>7.1f}%{ratio:>9}")
+             "", f"{'precision':<10}{'trainer':<15}{'tokens/s':>11}{'ms/step':>10}{'MFU':>8}"]
+    for prec, res in r["results"].items():
+        for name, x in res["trainers"].items():
+            lines.append(f"{prec:<10}{name:<15}{x['tokens_per_s']:>11,.0f}{x['step_ms']:>10.1f}{100 * x['mfu']:>7.1f}%")
+        if res["ratios"]:
+            lines.append(f"{prec:<10}ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in res["ratios"].items()))
+        for name, x in res["kernel_split"].items():
+            lines.append(f"{prec:<10}{name} eager step under the profiler: {x['step_ms']:.1f} ms = matmul "
+                         f"{x['matmul_ms']:.1f} + attention {x['attention_ms']:.1f} + other {x['other_ms']:.1f}")
     return "\n".join(lines)
 
 
@@ -276,7 +309,8 @@ def main(argv=None) -> int:
     t.add_argument("--warmup-steps", type=int, default=5)
     t.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
     t.add_argument("--peak-size", type=int, help="matmul side for the peak (default 2048 CPU, 8192 CUDA)")
-    t.add_argument("--compile", action="store_true", help="torch.compile both models (always on CUDA)")
+    t.add_argument("--compile", action="store_true",
+                   help="on CPU, also time both trainers compiled (model and loss as one graph); CUDA: always")
     t.add_argument("--no-hf", action="store_true", help="skip the Hugging Face comparison")
     t.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     g = sub.add_parser("dag", help="seconds for snakemake -n to build the DAG of a large grid")

@@ -204,7 +204,7 @@ def deep_merge(base: dict, over: dict) -> dict:
 
 # train keys that do not change a model's trajectory: editing them retrains nothing and a
 # resume checkpoint stays valid
-NOT_TRAJECTORY = ("log_every", "checkpoint_seconds", "min_steps", "device")
+NOT_TRAJECTORY = ("log_every", "checkpoint_seconds", "min_steps", "device", "compile")
 
 
 def digest(obj) -> str:

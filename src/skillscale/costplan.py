@@ -27,14 +27,15 @@ def tokens_per_second(cfg: dict, shape, threads: int, steps: int = 6, warmup: in
     device = train.pick_device(cfg["train"]["device"])
     model = Decoder(shape).to(device)
     opt = train.build_optimizer(model, cfg["train"], 1e-3, device)
+    loss_of = train.loss_fn(model, train.use_compile(cfg["train"], device))  # warmup pays any compile
     batch = torch.randint(0, shape.vocab_size, (cfg["train"]["batch_size"], shape.seq_len + 1), device=device)
     for _ in range(warmup):
-        train.train_step(model, model, opt, batch, cfg["train"], 1e-3)
+        train.train_step(loss_of, model, opt, batch, cfg["train"], 1e-3)
     if device == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(steps):
-        train.train_step(model, model, opt, batch, cfg["train"], 1e-3)
+        train.train_step(loss_of, model, opt, batch, cfg["train"], 1e-3)
     if device == "cuda":
         torch.cuda.synchronize()
     return steps * batch.numel() / (time.perf_counter() - t0)

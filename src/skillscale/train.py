@@ -71,18 +71,31 @@ def build_optimizer(model: torch.nn.Module, tc: dict, peak: float, device: str) 
 
 
 def next_token_loss(fwd, batch):
-    """Mean cross-entropy of each token given the ones before it (fwd: eager or compiled)."""
+    """Mean cross-entropy of each token given the ones before it (fwd: batch -> logits)."""
     logits = fwd(batch[:, :-1])
     return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
 
 
-def train_step(fwd, model, opt, batch, tc: dict, lr: float):
-    """One AdamW step at learning rate `lr`; returns the (detached) loss."""
+def use_compile(tc: dict, device: str) -> bool:
+    """`train.compile`: auto compiles on CUDA only. On 2 CPU cores compiling buys 8-20% a step,
+    but every workflow job compiles afresh (per-job inductor cache), ~11 s: a loss for short jobs."""
+    return tc.get("compile", "auto") == "always" or (tc.get("compile", "auto") == "auto" and device == "cuda")
+
+
+def loss_fn(fwd, compiled: bool):
+    """batch -> loss. Compiled, model and loss are one graph, so the log-softmax fuses with the
+    head's output (compiling the model alone leaves the loss's three passes over the logits)."""
+    f = lambda batch: next_token_loss(fwd, batch)  # noqa: E731
+    return torch.compile(f) if compiled else f
+
+
+def train_step(loss_of, model, opt, batch, tc: dict, lr: float):
+    """One AdamW step at learning rate `lr`; returns the (detached) loss. loss_of: `loss_fn`."""
     for g in opt.param_groups:
         g["lr"] = lr
     autocast = torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=tc["precision"] == "bf16")
     with autocast:
-        loss = next_token_loss(fwd, batch)
+        loss = loss_of(batch)
     loss.backward()
     if tc["grad_clip"] > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
@@ -141,7 +154,7 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
                   Shard(data_dir / "shards" / "knowledge.bin", seq_len), job.code_frac, bs, job.seed)
     model = Decoder(job.shape).to(device)
     opt = build_optimizer(model, tc, job.lr(0), device)
-    fwd = torch.compile(model) if device == "cuda" else model
+    loss_of = loss_fn(model, use_compile(tc, device))
 
     step, curve, wall, diverged_at = 0, [], 0.0, None
     if resume.exists():
@@ -159,7 +172,7 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
     window, t0, t_ckpt, first = [], time.time() - wall, time.time(), step
     while step < job.end and diverged_at is None:
         batch = torch.from_numpy(mix.batch(step)).to(device, non_blocking=True)
-        window.append(train_step(fwd, model, opt, batch, tc, job.lr(step)))
+        window.append(train_step(loss_of, model, opt, batch, tc, job.lr(step)))
         step += 1
         if step % tc["log_every"] and step != job.end and step not in job.branches:
             continue
