@@ -10,6 +10,14 @@ def test_defaults_fill_every_section():
     assert config.validate(config.validate({})) == cfg  # idempotent
 
 
+def test_key_order_does_not_matter():
+    # rules hand config sections to Snakemake as params, compared as text: the same settings
+    # in another order (a YAML file re-saved by a tool) must not look like a changed study
+    a = config.validate({"train": {"lr": 0.01, "batch_size": 4}, "data": {"knowledge": {"n_facts": 900}}})
+    b = config.validate({"data": {"knowledge": {"n_facts": 900}}, "train": {"batch_size": 4, "lr": 0.01}})
+    assert a == b and str(a) == str(b) and str(a["train"]) == str(b["train"])
+
+
 def test_yaml_exponent_strings_are_numbers():
     # YAML 1.1 reads `1e12` as a string; a user writing it must not get a type error
     cfg = config.validate({"grid": {"budgets": ["1e11", "3e11", "1e12"]}})

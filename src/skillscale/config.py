@@ -85,7 +85,18 @@ def validate(cfg: dict | None, source: str = "config") -> dict:
                 )
         raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(lines))
     check_cross_fields(cfg, source)
-    return cfg
+    return _sorted_keys(cfg)
+
+
+def _sorted_keys(node):
+    """Mappings with their keys in sorted order, at every depth. Rules pass config sections
+    to Snakemake as params, and Snakemake compares params by their text: without this, the
+    same settings written in another order (a re-saved YAML file) would rerun the study."""
+    if isinstance(node, dict):
+        return {k: _sorted_keys(node[k]) for k in sorted(node)}
+    if isinstance(node, list):
+        return [_sorted_keys(x) for x in node]
+    return node
 
 
 def _subschema(sch: dict, path) -> dict:
