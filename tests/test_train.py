@@ -173,3 +173,35 @@ def test_compiled_loss_is_the_eager_loss():
     (l0, g0), (l1, g1) = grads
     assert torch.allclose(l0, l1, rtol=1e-5)
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(g0, g1))
+
+
+def test_a_grown_wsd_trunk_continues_from_its_saved_states(tiny, capsys):
+    """Adding a budget lengthens a trunk or puts a branch inside it. The rerun trunk starts
+    from its latest branch state before the first branch it lacks, not from scratch, and ends
+    with the same states as a trunk trained in one go."""
+    from skillscale.train import train_stable
+
+    d, _ = tiny
+    base = cfgmod.load(d / "config.yaml", {"train": {"schedule": "wsd"}})
+
+    def trunk_of(budgets, run="code0.25_d16L1h2_seed0"):
+        cfg = cfgmod.validate(base | {"grid": base["grid"] | {"budgets": budgets}})
+        cells, _ = plan.build(cfg)
+        return cfg, next(r for r in plan.stable_runs(cfg, cells) if r.run == run)
+
+    b1, b2 = base["grid"]["budgets"]
+    cfg, small = trunk_of([b1, b2])
+    train_stable(cfg, small, d / "data", d / "grown" / small.run)
+    capsys.readouterr()
+    for budgets in ([b1, b2, 2 * b2], [b1, (b1 * b2) ** 0.5, b2, 2 * b2]):  # longer; then a branch inside
+        cfg, grown = trunk_of(budgets)
+        first_new = min(s for _, s in grown.branches if s not in {s for _, s in small.branches})
+        info = train_stable(cfg, grown, d / "data", d / "grown" / grown.run)
+        start = max(s for _, s in small.branches if s <= first_new)
+        assert f"continuing from its branch state at step {start}" in capsys.readouterr().out
+        small = grown
+    whole = train_stable(cfg, grown, d / "data", d / "whole" / grown.run)
+    assert [(p["step"], p["loss"]) for p in info["curve"]] == [(p["step"], p["loss"]) for p in whole["curve"]]
+    for cid, _ in grown.branches:
+        a, b = (torch.load(d / k / grown.run / f"branch_{cid}.pt", weights_only=False) for k in ("grown", "whole"))
+        assert a["step"] == b["step"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

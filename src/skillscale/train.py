@@ -231,7 +231,7 @@ def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: i
         if not start.exists():
             raise FileNotFoundError(f"{start}: WSD branch state missing; rerun the train_stable rule")
         state = load_state(start, "WSD branch state")
-        if state["fingerprint"] != fingerprint(cfg, manifest, plan.run_id(cell)) | {"branch": branch}:
+        if state["fingerprint"] != trunk_fingerprint(cfg, manifest, plan.run_id(cell), warmup) | {"branch": branch}:
             raise ValueError(f"{start}: WSD branch state was written for another config or trunk; "
                              "rerun the train_stable rule")
         print(f"[{cell.cell}] cooldown from the trunk's state at step {branch}", flush=True)
@@ -289,6 +289,38 @@ def _trunk_warmup(cfg: dict, cell: plan.Cell) -> int:
     return trunk.warmup
 
 
+def trunk_fingerprint(cfg: dict, manifest: dict, run_id: str, warmup: int) -> dict:
+    """What a trunk's states depend on. Its length and branch steps are not in it: the state at
+    a step depends only on the steps before it (constant LR after warmup, batches by step), so
+    a trunk extended for a new budget keeps its states. The warmup is: it is capped by the
+    trunk's smallest budget, so adding a smaller budget can change it."""
+    return fingerprint(cfg, manifest, run_id) | {"warmup": warmup}
+
+
+def _trunk_start(out: Path, trunk: plan.StableRun, fp: dict, resume: Path) -> None:
+    """Leave in `resume` the latest saved state (a resume checkpoint or a branch state) at or
+    before the first branch this trunk has not saved yet, or nothing: a trunk rerun because
+    its grid grew trains only past what it already has (a new larger budget: from its old
+    end; a new budget inside it: from the branch state before that budget's branch)."""
+    saved = {b: out / f"branch_{cid}.pt" for cid, b in trunk.branches
+             if (out / f"branch_{cid}.pt").exists()
+             and load_state(out / f"branch_{cid}.pt", "WSD branch state")["fingerprint"] == fp | {"branch": b}}
+    limit = min((b for _, b in trunk.branches if b not in saved), default=trunk.steps)
+    usable = {b: p for b, p in saved.items() if b <= limit}  # step -> file holding the state there
+    if resume.exists():
+        at = load_state(resume, "resume checkpoint")
+        if at["fingerprint"] == fp and at["step"] <= limit:
+            usable[at["step"]] = resume
+        elif at["fingerprint"] == fp:  # past a branch the grid now asks for: of no use
+            resume.unlink()
+    if not usable or usable[max(usable)] == resume:
+        return  # nothing saved (a fresh trunk) or the killed run's own checkpoint is the furthest
+    start = max(usable)
+    print(f"[{trunk.run}] continuing from its branch state at step {start} ({usable[start].name})", flush=True)
+    with io.atomic_path(resume) as tmp:
+        torch.save(load_state(usable[start], "WSD branch state") | {"fingerprint": fp}, tmp)
+
+
 def train_stable(cfg: dict, trunk: plan.StableRun, data_dir: Path, out: Path, threads: int = 1,
                  resume: Path | None = None) -> dict:
     tc = cfg["train"]
@@ -296,18 +328,19 @@ def train_stable(cfg: dict, trunk: plan.StableRun, data_dir: Path, out: Path, th
     cells, _ = plan.build(cfg)
     shape = next(c for c in cells if plan.run_id(c) == trunk.run).shape(cfg)
     peak = peak_lr(cfg, shape)
-    fp = fingerprint(cfg, manifest, trunk.run)
+    fp = trunk_fingerprint(cfg, manifest, trunk.run, trunk.warmup)
     job = Job(trunk.run, shape, trunk.code_frac, trunk.seed, trunk.steps,
               lambda s: lr_wsd(s, trunk.warmup, None, trunk.steps, peak, tc["min_lr_ratio"]), fp, peak,
               branches={step: out / f"branch_{cid}.pt" for cid, step in trunk.branches})
     out.mkdir(parents=True, exist_ok=True)
     resume = resume or out / "resume.pt"
+    _trunk_start(out, trunk, fp, resume)
     res = run(job, cfg, data_dir, resume, threads)
     # a branch state for each cell: several cells may branch at one step
     for cid, step in trunk.branches:
         src = job.branches[step]
         dst = out / f"branch_{cid}.pt"
-        if src != dst and not dst.exists():
+        if src != dst:
             with io.atomic_path(dst) as tmp:
                 tmp.write_bytes(src.read_bytes())
     info = {"run": trunk.__dict__, "peak_lr": peak, "wall_seconds": round(res["wall"], 2),
