@@ -138,11 +138,9 @@ MATMUL_OPS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm")
 
 def kernel_split(step, n: int = 5) -> dict[str, float]:
     """ms per step in matmul ops, in attention ops and in everything else, from torch.profiler's
-    self CPU times (CPU only). The matmul and attention kernels are the same library calls for
-    any trainer of this shape, so hf's step over ours' matmul + attention time bounds how much
-    faster than hf any eager trainer could be: the rest would have to cost nothing. (The bound
-    scales the interleaved ours/hf ratio by ours' step over its kernel time, so that load that
-    differs between the two profiles does not enter it.)"""
+    self CPU times (CPU only). Any trainer of this shape calls the same matmul and attention
+    kernels, so ours with "everything else" free bounds how far it could outrun hf: the
+    "ceiling" is the interleaved ours/hf ratio times ours' step over its kernel time."""
     from torch.profiler import profile
 
     with profile() as prof:

@@ -79,7 +79,8 @@ def next_token_loss(fwd, batch):
 def use_compile(tc: dict, device: str) -> bool:
     """`train.compile`: auto compiles on CUDA only. On 2 CPU cores compiling buys 8-20% a step,
     but every workflow job compiles afresh (per-job inductor cache), ~11 s: a loss for short jobs."""
-    return tc.get("compile", "auto") == "always" or (tc.get("compile", "auto") == "auto" and device == "cuda")
+    mode = tc.get("compile", "auto")
+    return mode == "always" or (mode == "auto" and device == "cuda")
 
 
 def loss_fn(fwd, compiled: bool):
@@ -135,6 +136,13 @@ def save_state(path: Path, step, model, opt, curve, wall, fingerprint, diverged_
         torch.save({"step": step, "model": model.state_dict(), "opt": opt.state_dict(),
                     "curve": curve, "wall": wall, "fingerprint": fingerprint,
                     "diverged_at": diverged_at}, tmp)
+
+
+def resume_from(state: dict, resume: Path, **changes) -> None:
+    """Make a saved state (a WSD branch state) the job's resume checkpoint, with `changes`
+    (its fingerprint, at least), so that `run` continues from it."""
+    with io.atomic_path(resume) as tmp:
+        torch.save(state | changes, tmp)
 
 
 def load_state(path: Path, what: str) -> dict:
@@ -235,8 +243,7 @@ def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: i
             raise ValueError(f"{start}: WSD branch state was written for another config or trunk; "
                              "rerun the train_stable rule")
         print(f"[{cell.cell}] cooldown from the trunk's state at step {branch}", flush=True)
-        with io.atomic_path(resume) as tmp:  # wall restarts: this job's own time is what it reports
-            torch.save(state | {"fingerprint": job.fingerprint, "wall": 0.0}, tmp)
+        resume_from(state, resume, fingerprint=job.fingerprint, wall=0.0)  # wall: this job's own time
     res = run(job, cfg, data_dir, resume, threads)
 
     from safetensors.torch import save_file
@@ -317,8 +324,7 @@ def _trunk_start(out: Path, trunk: plan.StableRun, fp: dict, resume: Path) -> No
         return  # nothing saved (a fresh trunk) or the killed run's own checkpoint is the furthest
     start = max(usable)
     print(f"[{trunk.run}] continuing from its branch state at step {start} ({usable[start].name})", flush=True)
-    with io.atomic_path(resume) as tmp:
-        torch.save(load_state(usable[start], "WSD branch state") | {"fingerprint": fp}, tmp)
+    resume_from(load_state(usable[start], "WSD branch state"), resume, fingerprint=fp)
 
 
 def train_stable(cfg: dict, trunk: plan.StableRun, data_dir: Path, out: Path, threads: int = 1,
