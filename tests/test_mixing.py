@@ -52,3 +52,20 @@ def test_truncated_shard_is_detected(tmp_path):
 def test_missing_shard_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.bin"):
         Shard(tmp_path / "missing.bin", seq_len=16)
+
+
+def test_each_epoch_takes_every_sequence_once_in_a_seeded_order(tmp_path):
+    n = 37
+    np.repeat(np.arange(n, dtype=np.uint16), 17).tofile(tmp_path / "c.bin")  # sequence j holds token j
+    (tmp_path / "c.json").write_text(json.dumps({"n_tokens": n * 17}))
+    know = Shard(make_shard(tmp_path / "k.bin", 999, 17 * 5), seq_len=16)
+    code = Shard(tmp_path / "c.bin", seq_len=16)
+    order = {seed: np.concatenate([Mixture(code, know, 1.0, 5, seed).batch(s)[:, 0] for s in range(3 * n // 5)])
+             for seed in (0, 1)}
+    for seed, seqs in order.items():
+        for e in range(2):  # the first two whole epochs: every sequence exactly once each
+            assert sorted(seqs[e * n:(e + 1) * n]) == list(range(n)), (seed, e)
+        assert not np.array_equal(seqs[:n], seqs[n:2 * n])  # a fresh order every epoch
+    assert not np.array_equal(order[0][:n], order[1][:n])  # seeds differ in the whole order
+    # a batch draws from all over the shard, not a run of neighbours
+    assert np.abs(np.diff(order[0][:n])).mean() > 5
