@@ -59,15 +59,63 @@ def lr_wsd(step: int, warmup: int, branch: int | None, steps: int, peak: float, 
 
 
 # -- the pieces of one optimizer step (the benchmark reuses them) -------------------------------
-def build_optimizer(model: torch.nn.Module, tc: dict, peak: float, device: str) -> torch.optim.AdamW:
+class AdamW:
+    """AdamW over parameter groups, stepped by torch's fused kernel: the very update
+    `torch.optim.AdamW(fused=True)` makes, bit for bit (tested). Not torch.optim itself: its
+    constructor imports torch._dynamo, about a second of every job's start-up on CPU."""
+
+    def __init__(self, groups: list[dict], lr: float, betas: tuple[float, float], eps: float = 1e-8):
+        self.param_groups = [{"lr": lr, "betas": betas, "eps": eps, **g, "params": list(g["params"])} for g in groups]
+        params = [p for g in self.param_groups for p in g["params"]]
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in params]
+
+    def _slices(self):
+        i = 0
+        for g in self.param_groups:
+            yield g, slice(i, i + len(g["params"]))
+            i += len(g["params"])
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for g, sl in self._slices():
+            params = [p for p in g["params"] if p.grad is not None]
+            if len(params) != len(g["params"]):
+                raise RuntimeError("AdamW: every parameter needs a gradient (a model part the loss never reaches?)")
+            steps = self.steps[sl]
+            torch._foreach_add_(steps, 1)
+            torch._fused_adamw_(params, [p.grad for p in params], self.exp_avg[sl], self.exp_avg_sq[sl], [], steps,
+                                amsgrad=False, lr=g["lr"], beta1=g["betas"][0], beta2=g["betas"][1],
+                                weight_decay=g["weight_decay"], eps=g["eps"], maximize=False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for g in self.param_groups:
+            for p in g["params"]:
+                p.grad = None
+
+    def state_dict(self) -> dict:
+        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "steps": self.steps,
+                "lr": [g["lr"] for g in self.param_groups]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "exp_avg" not in state or len(state["exp_avg"]) != len(self.exp_avg):
+            raise ValueError("optimizer state from another model or an older skillscale; delete the checkpoint")
+        for mine, saved in ((self.exp_avg, state["exp_avg"]), (self.exp_avg_sq, state["exp_avg_sq"]),
+                            (self.steps, state["steps"])):
+            for a, b in zip(mine, saved):
+                a.copy_(b)
+        for g, lr in zip(self.param_groups, state["lr"]):
+            g["lr"] = lr
+
+
+def build_optimizer(model: torch.nn.Module, tc: dict, peak: float, device: str) -> AdamW:
     """AdamW with weight decay on matrices only (not norms, not the embedding); fused kernel."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (decay if p.dim() >= 2 and "embed" not in name else no_decay).append(p)
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tc["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=peak, betas=(tc["beta1"], tc["beta2"]), fused=True,
-    )
+    return AdamW([{"params": decay, "weight_decay": tc["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+                 lr=peak, betas=(tc["beta1"], tc["beta2"]))
 
 
 def next_token_loss(fwd, batch):
