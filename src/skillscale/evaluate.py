@@ -126,21 +126,38 @@ def load_cell(cell_dir: Path, data_dir: Path, device: str = "cpu"):
     return model, BPETokenizer.load(data_dir / "tokenizer.json"), rec
 
 
+def harness_evaluate(lm, tasks: list[str], task_manager, limit=None) -> dict:
+    """lm-eval's simple_evaluate without its bookkeeping: the same task loading, few-shot
+    defaults (0 shots unless a task sets them, seed 1234) and `evaluator.evaluate`, but not
+    the environment report it appends, which runs `pip list` and git in subprocesses
+    (1-4 s per call, more than scoring a default-study cell takes)."""
+    from lm_eval.evaluator import evaluate
+
+    loaded = task_manager.load(tasks)
+    for task in loaded["tasks"].values():
+        if task.get_config("num_fewshot") is None:
+            task.set_config(key="num_fewshot", value=0)
+        task.set_fewshot_seed(seed=1234)
+    return evaluate(lm=lm, task_dict=loaded, limit=limit, bootstrap_iters=0, log_samples=False, verbosity="WARNING")
+
+
 def run_tasks(lm, eval_dir: Path, metrics=tuple(METRICS), limit=None) -> dict[str, float]:
     """Run the skillscale tasks through lm-eval; return bits per byte per metric."""
-    from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
+    # lm-eval warns once per task that custom_dataset takes metadata (that is how we pass
+    # the eval folder); it does not help in a job log
+    logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
     tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
                      metadata={"eval_dir": str(Path(eval_dir).resolve())})
-    out = simple_evaluate(
-        model=lm, tasks=[METRICS[m][0] for m in metrics], task_manager=tm,
-        bootstrap_iters=0, log_samples=False, limit=limit, verbosity="WARNING",
-    )
+    out = harness_evaluate(lm, [METRICS[m][0] for m in metrics], tm, limit=limit)
     return {m: out["results"][METRICS[m][0]]["bits_per_byte,none"] for m in metrics}
 
 
-def evaluate_cell(cell_dir: Path, data_dir: Path, batch_size: int, threads: int = 1) -> dict:
+def evaluate_cell(cell_dir: Path, data_dir: Path, batch_size: int, threads: int = 1,
+                  fingerprint: dict | None = None) -> dict:
+    """Score a trained cell and write its eval.json; `fingerprint` (what the scores depend on)
+    is recorded so that a rerun trunk job can tell a still-valid eval.json from a stale one."""
     torch.set_num_threads(threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tok, rec = load_cell(cell_dir, data_dir, device)
@@ -157,6 +174,7 @@ def evaluate_cell(cell_dir: Path, data_dir: Path, batch_size: int, threads: int 
         "diverged": rec["diverged"],
         "wall_seconds": round(time.time() - t0, 2),
         "provenance": io.provenance(train_provenance=rec["provenance"], device=device),
+        **({"fingerprint": fingerprint} if fingerprint else {}),
     }
     io.write_json(cell_dir / "eval.json", result)
     return result
@@ -171,9 +189,6 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    # lm-eval warns once per task that custom_dataset takes metadata (that is how we pass
-    # the eval folder); it does not help in a job log
-    logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
     try:
         r = evaluate_cell(a.cell_dir, a.data, a.batch_size, a.threads)
     except (FileNotFoundError, ValueError) as e:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import pandas as pd
-
 from .shapes import ModelShape, flops_per_token, param_counts
 
 
@@ -169,5 +167,7 @@ def sweep_cost(cfg: dict, cells: list[Cell]) -> dict:
             "wsd_over_per_cell": (trunks + cooldowns) / per_cell if per_cell else float("nan")}
 
 
-def to_frame(cells: list[Cell]) -> pd.DataFrame:
+def to_frame(cells: list[Cell]):
+    import pandas as pd  # here, not at the top: every training job imports plan, none needs pandas
+
     return pd.DataFrame([asdict(c) for c in cells])
