@@ -33,6 +33,9 @@ WSD = config["train"]["schedule"] == "wsd"
 RUN = {r.run: r for r in study_plan.stable_runs(config, CELLS)} if WSD else {}
 RUN_PARAMS = {k: asdict(r) for k, r in RUN.items()}
 RUN_OF = {c.cell: study_plan.run_id(c) for c in CELLS}
+# a trunk job's FLOPs: the trunk and the cooldowns of its cells (its Slurm runtime request)
+TRUNK_JOB_FLOPS = {k: r.flops + sum(CELL[c].flops - 6.0 * CELL[c].n_params * s * config["train"]["batch_size"]
+                                    * config["model"]["seq_len"] for c, s in r.branches) for k, r in RUN.items()}
 
 # Jobs re-read the validated config from here (command-line overrides included). The file
 # is not an input of any rule: what each job depends on is passed as params, so editing one
@@ -49,11 +52,15 @@ wildcard_constraints:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/analysis.smk"
 
 
 localrules: all, plan, tables
+
+
+if WSD:
+
+    localrules: collect_cell
 
 
 rule all:

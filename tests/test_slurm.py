@@ -60,12 +60,12 @@ def test_test_study_on_slurm_matches_local_run(slurm, test_study, tmp_path):
     n_trunks = len({c.split("_C")[0] + c[c.index("_d"):] for c in local})  # cells share a WSD trunk
     assert len(list(logs.glob("rule_prepare_data/*.log"))) == 1
     assert len(list(logs.glob("rule_analyze/*.log"))) == 1
-    grouped = list(logs.glob("group_cell_*/*.log"))
-    assert len(grouped) == n_trunks == 6  # one job per trunk with its cooldowns and evaluations
+    trunk_jobs = list(logs.glob("rule_train_trunk/*/*.log")) or list(logs.glob("rule_train_trunk/*.log"))
+    assert len(trunk_jobs) == n_trunks == 6  # one job per trunk with its cooldowns and evaluations
     jobs = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, check=True).stdout
     comments = re.findall(r"Comment=(\S+)", jobs)
-    assert sorted(set(comments)) == ["rule_analyze", "rule_cell_evaluate_cell_train_cell_train_stable", "rule_prepare_data"]
-    gpu_jobs = [l for l in jobs.splitlines() if "Comment=rule_cell_" in l]
+    assert sorted(set(comments)) == ["rule_analyze", "rule_prepare_data", "rule_train_trunk"]
+    gpu_jobs = [l for l in jobs.splitlines() if "Comment=rule_train_trunk" in l]
     assert len(gpu_jobs) == 6 and all("gpu:1" in l for l in gpu_jobs)  # training asked for a GPU
     assert not any("gpu" in l for l in jobs.splitlines() if "Comment=rule_prepare_data" in l or "Comment=rule_analyze" in l)
     assert all("JobState=COMPLETED" in l for l in jobs.splitlines() if "Comment=rule_" in l)

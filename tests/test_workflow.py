@@ -1,5 +1,7 @@
 """The whole workflow on config/studies/test.yaml, through the real snakemake CLI."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -86,7 +88,7 @@ def test_tables_target_retrains_nothing(study):
     before = {p: p.stat().st_mtime_ns for p in models}
     (study / "results/test/tables/optima.csv").unlink()
     p = smk(study, "tables", *TEST)
-    assert "train_cell" not in p.stdout + p.stderr
+    assert "train_trunk" not in p.stdout + p.stderr
     assert (study / "results/test/tables/optima.csv").exists()
     assert {p: p.stat().st_mtime_ns for p in models} == before
     assert "Nothing to be done" in smk(study, "-n", *TEST).stdout
@@ -95,8 +97,8 @@ def test_tables_target_retrains_nothing(study):
 def test_adding_a_code_fraction_trains_only_new_cells(study):
     p = smk(study, "-n", *TEST, "--config", "mix={code_fractions: [0.25, 0.5, 0.75]}")
     out = p.stdout
-    assert "train_cell           6" in out.replace("\t", " ") or "train_cell        6" in out
-    assert "code0.25_" not in "".join(l for l in out.splitlines() if "train.json" in l and "output" in l)
+    assert planned_jobs(out, "train_trunk") == 3 and planned_jobs(out, "collect_cell") == 6
+    assert "code0.25_" not in "".join(l for l in out.splitlines() if "stable.json" in l and "output" in l)
 
 
 def test_html_report_holds_figures_and_tables(study):
@@ -123,47 +125,77 @@ def test_one_code_fraction_only_plans_only_its_cells(tmp_path):
 
     wd = copy_workflow(tmp_path)  # nothing trained yet
     out = smk(wd, "-n", *TEST, "--config", "mix={code_fractions: [0.25]}").stdout
-    assert planned_jobs(out, "train_cell") == 6 and planned_jobs(out, "evaluate_cell") == 6
+    assert planned_jobs(out, "train_trunk") == 3 and planned_jobs(out, "collect_cell") == 6
     assert "code0.75_" not in out
 
 
-def test_adding_a_budget_trains_only_new_cells_and_the_trunks_it_extends(study):
-    out = smk(study, "-n", *TEST, "--config", "grid={budgets: [4.0e+9, 1.2e+10, 3.6e+10]}").stdout
-    planned = {l.split("cells/")[1].split("/")[0] for l in out.splitlines()
-               if l.strip().startswith("output:") and "/train.json" in l and "cells/" in l}
-    new = {c for c in planned if "_C3.6e10_" in c}
+def test_adding_a_budget_trains_and_scores_only_the_new_cells(study, tmp_path):
+    """Under WSD (the test study's schedule) a new budget reruns the trunks that must reach
+    it; they continue from their saved states and keep every existing cell's cooldown and
+    evaluation, so only the new cells are trained and scored, and old results stay identical."""
+    import json
+    import shutil
+
+    grown = tmp_path / "grown"
+    shutil.copytree(study, grown, symlinks=True)
+    before = {p.parent.name: p.read_text() for p in (grown / "results/test/cells").glob("*/eval.json")}
+    budgets = ["--config", "grid={budgets: [4.0e+9, 1.2e+10, 3.6e+10]}"]
+    out = smk(grown, "-n", *TEST, *budgets).stdout
+    new = {l.split("cells/")[1].split("/")[0] for l in out.splitlines()
+           if l.strip().startswith("output:") and "/eval.json" in l and "_C3.6e10_" in l}
     assert len(new) == 6, out[-2000:]  # the new budget: 3 sizes x 2 code fractions
-    # the test study runs warmup-stable-decay (config.yaml): a trunk that must reach the new
-    # budget is extended, so the existing cells on it are retrained; cells of other sizes are not
     new_sizes = {c.split("_")[2] for c in new}
-    assert {c.split("_")[2] for c in planned} == new_sizes
-    assert planned_jobs(out, "train_stable") == len(new_sizes) * 2
-    assert not any(c.split("_")[2] == "d8L1h2" for c in planned)
+    assert planned_jobs(out, "train_trunk") == len(new_sizes) * 2  # only the trunks that reach it
+    smk(grown, *TEST, *budgets)
+    logs = "".join(p.read_text() for p in (grown / "results/test/logs/trunk").glob("*.log"))
+    kept = set(re.findall(r"\[(\S+)\] cooldown kept from an earlier run", logs))
+    assert kept and kept == set(re.findall(r"\[(\S+)\] evaluation kept from an earlier run", logs))
+    assert not kept & new and all(c.split("_")[2] in new_sizes for c in kept)
+    assert {c for c in re.findall(r"\[(\S+)\] cooldown from the trunk", logs) if "_C3.6e10_" in c} == new
+    after = {p.parent.name: p.read_text() for p in (grown / "results/test/cells").glob("*/eval.json")}
+    assert set(after) == set(before) | new
+    assert all(json.loads(after[c])["bits_per_byte"] == json.loads(before[c])["bits_per_byte"] for c in before)
 
 
 def test_failed_job_keep_going_then_rerun_fills_the_gap(study):
-    """A corrupt model fails its evaluation; --keep-going still finishes the healthy cell;
-    --forcerun on the bad cell's training output retrains it and the study completes."""
+    """A trunk job whose branch state is corrupt fails, naming the file; --keep-going still
+    finishes the other trunk job; once the bad state is deleted, a rerun recomputes it from
+    the trunk's earlier state and the study completes with the same numbers."""
     import json
 
-    def bits(cell):
-        return json.loads((cell / "eval.json").read_text())["bits_per_byte"]
-
-    cells = sorted((study / "results/test/cells").iterdir())
-    bad, healthy = cells[0], cells[1]
-    good_metrics = bits(healthy)
-    (bad / "model.safetensors").write_bytes(b"not a model")
-    for c in (bad, healthy):
-        (c / "eval.json").unlink()
+    trunks = sorted((study / "results/test/stable").iterdir())
+    bad, healthy = trunks[0], trunks[1]
+    bad_cell = sorted((bad / "cells").iterdir())[-1].name
+    good = {c.name: json.loads((c / "eval.json").read_text()) for c in (healthy / "cells").iterdir()}
+    want = json.loads((bad / "cells" / bad_cell / "eval.json").read_text())["bits_per_byte"]
+    for t in (bad, healthy):  # both trunk jobs must run again (as after a crash mid-study)
+        (t / "stable.json").unlink()
+        for c in (t / "cells").iterdir():
+            shutil_rm(study / "results/test/cells" / c.name)
+    shutil_rm(bad / "cells" / bad_cell)
+    (bad / f"branch_{bad_cell}.pt").write_bytes(b"not a checkpoint")
+    shutil_rm(healthy / "cells" / sorted(good)[0])  # a gap next to the fault
     p = smk(study, *TEST, "--keep-going", check=False)
     assert p.returncode != 0
-    assert bits(healthy) == good_metrics  # the gap next to the fault was filled
-    assert not (bad / "eval.json").exists()  # nothing half-written for analyze to trust
-    assert "evaluate_cell" in p.stderr and bad.name in p.stderr
-    p = smk(study, *TEST, "--forcerun", f"results/test/cells/{bad.name}/train.json")
-    assert planned_jobs(p.stdout + p.stderr, "train_cell") == 1  # (a real run prints its job table on stderr)
-    assert (bad / "eval.json").exists()
+    assert "train_trunk" in p.stderr and f"branch_{bad_cell}.pt" in p.stderr + log_of(study, bad.name)
+    assert (healthy / "stable.json").exists()  # the gap next to the fault was filled
+    assert json.loads((healthy / "cells" / sorted(good)[0] / "eval.json").read_text())["bits_per_byte"] == \
+        good[sorted(good)[0]]["bits_per_byte"]
+    assert not (bad / "stable.json").exists()  # nothing half-written for analyze to trust
+    (bad / f"branch_{bad_cell}.pt").unlink()
+    smk(study, *TEST)
+    assert json.loads((study / "results/test/cells" / bad_cell / "eval.json").read_text())["bits_per_byte"] == want
     assert "Nothing to be done" in smk(study, "-n", *TEST).stdout
+
+
+def shutil_rm(path):
+    import shutil
+
+    shutil.rmtree(path)
+
+
+def log_of(study, run):
+    return (study / "results/test/logs/trunk" / f"{run}.log").read_text()
 
 
 def test_tables_on_a_grid_with_a_missing_cell_name_it_and_still_fit(study):
@@ -177,6 +209,35 @@ def test_tables_on_a_grid_with_a_missing_cell_name_it_and_still_fit(study):
         assert f"missing cells (1): {cell.name}" in (study / "results/test/tables/optima.md").read_text()
         optima = pd.read_csv(study / "results/test/tables/optima.csv")
         assert (optima.status == "ok").any()  # the groups with enough points are still fitted
-        assert "train_cell" not in p.stdout + p.stderr
+        assert "train_trunk" not in p.stdout + p.stderr
     finally:
         aside.rename(cell / "eval.json")
+
+
+def test_hard_kill_of_the_whole_workflow_resumes_after_unlock(test_study, tmp_path):
+    """SIGKILL to snakemake and all its jobs (power loss, the OOM killer) mid-study: the next
+    run stops on snakemake's lock, `--unlock` clears it, and the rerun finishes with exactly
+    the metrics of an uninterrupted run (the README's recipe)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import copy_workflow, study_metrics
+
+    wd = copy_workflow(tmp_path)
+    proc = subprocess.Popen(["snakemake", "--cores", "2", *TEST], cwd=wd, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trunks = wd / "results/test/stable"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(trunks.glob("*/stable.json")):  # one trunk job done
+        assert proc.poll() is None, "the study ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (wd / "results/test/tables/summary.md").exists()
+    p = smk(wd, *TEST, check=False)
+    assert p.returncode != 0 and "--unlock" in p.stdout + p.stderr  # snakemake says what to do
+    smk(wd, "--unlock", *TEST)
+    smk(wd, *TEST)
+    assert study_metrics(wd / "results/test") == test_study["metrics"]

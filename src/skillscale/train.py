@@ -25,19 +25,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import torch
+# a trunk job scores its cells through lm-eval: its per-task progress bars (tqdm reads this
+# at import) and the tokenizers' fork warnings only clutter job logs
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from . import config as cfgmod
-from . import io, plan
-from .config import NOT_TRAJECTORY
-from .mixing import Mixture, Shard
-from .model import Decoder, param_counts
+import torch  # noqa: E402
+
+from . import config as cfgmod  # noqa: E402
+from . import io, plan  # noqa: E402
+from .config import NOT_TRAJECTORY  # noqa: E402
+from .mixing import Mixture, Shard  # noqa: E402
+from .model import Decoder, param_counts  # noqa: E402
 
 
 # -- learning-rate schedules ------------------------------------------------------------------
@@ -266,7 +272,7 @@ def peak_lr(cfg: dict, shape) -> float:
 
 
 def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: int = 1,
-               resume: Path | None = None, stable_dir: Path | None = None) -> dict:
+               resume: Path | None = None, stable_dir: Path | None = None, trunk_warmup: int | None = None) -> dict:
     tc = cfg["train"]
     manifest = io.read_json(data_dir / "manifest.json", "data manifest")
     shape = cell.shape(cfg)
@@ -275,7 +281,8 @@ def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: i
     if tc["schedule"] == "wsd":
         if stable_dir is None:
             raise ValueError(f"cell {cell.cell}: train.schedule=wsd needs --stable (the trunk's folder)")
-        branch, warmup = cell.steps - plan.cooldown_steps(cfg, cell.steps), _trunk_warmup(cfg, cell)
+        branch = cell.steps - plan.cooldown_steps(cfg, cell.steps)
+        warmup = _trunk_warmup(cfg, cell) if trunk_warmup is None else trunk_warmup
         lr = lambda s: lr_wsd(s, warmup, branch, cell.steps, peak, tc["min_lr_ratio"])  # noqa: E731
     else:
         branch, warmup = 0, plan.warmup_steps(cfg, cell.n_params, cell.steps)
@@ -319,6 +326,8 @@ def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: i
                   **{k: tc[k] for k in ("min_lr_ratio", "weight_decay", "beta1", "beta2", "grad_clip", "precision")}},
         "mixture": res["mix"].summary(cell.steps),
         "curve": curve,
+        # what the result depends on: a trunk job keeps a cell whose fingerprint still matches
+        "fingerprint": job.fingerprint | ({"trunk_warmup": warmup} if tc["schedule"] == "wsd" else {}),
         "provenance": io.provenance(
             config_hash=job.fingerprint["config"],
             data_config_hash=manifest["data_config_hash"],
@@ -376,7 +385,7 @@ def _trunk_start(out: Path, trunk: plan.StableRun, fp: dict, resume: Path) -> No
 
 
 def train_stable(cfg: dict, trunk: plan.StableRun, data_dir: Path, out: Path, threads: int = 1,
-                 resume: Path | None = None) -> dict:
+                 resume: Path | None = None, write_record: bool = True) -> dict:
     tc = cfg["train"]
     manifest = io.read_json(data_dir / "manifest.json", "data manifest")
     cells, _ = plan.build(cfg)
@@ -401,9 +410,62 @@ def train_stable(cfg: dict, trunk: plan.StableRun, data_dir: Path, out: Path, th
             "diverged_step": res["diverged_at"], "flops_spent": trunk.flops, "curve": res["curve"],
             "provenance": io.provenance(config_hash=fp["config"], data_config_hash=manifest["data_config_hash"],
                                         seed=trunk.seed, device=res["device"], threads=threads)}
-    io.write_json(out / "stable.json", info)
+    if write_record:
+        io.write_json(out / "stable.json", info)
     resume.unlink(missing_ok=True)
     return info
+
+
+def eval_fingerprint(cfg: dict, train_fp: dict) -> dict:
+    """What a cell's eval.json depends on: its model and what is scored (not the batch size)."""
+    return {"train": train_fp, "eval": cfgmod.digest({k: v for k, v in cfg["eval"].items() if k != "batch_size"})}
+
+
+def _kept(path: Path, fp: dict) -> bool:
+    """A result file from an earlier run of this job that still holds for these settings."""
+    return path.exists() and io.read_json(path, "cached result").get("fingerprint") == fp
+
+
+def train_trunk_job(cfg: dict, trunk: plan.StableRun, data_dir: Path, out: Path, threads: int = 1) -> dict:
+    """One WSD trunk and every cell that branches off it, in one process: the trunk, then each
+    cell's cooldown and its evaluation, into out/cells/<cell>/ (the collect_cell rule copies
+    them to results/<study>/cells/). One process per trunk instead of two per cell saves the
+    start-up of ~150 jobs in the default study. A cell whose train.json and eval.json there
+    were made with the same settings is kept: a trunk job rerun because the grid grew (a new
+    budget) trains and scores only the new cells; one rerun for new eval settings only scores."""
+    from . import evaluate
+
+    info = train_stable(cfg, trunk, data_dir, out, threads, write_record=False)
+    cells = {c.cell: c for c in plan.build(cfg)[0]}
+    failed = []
+    for cid, _ in trunk.branches:
+        cache = out / "cells" / cid
+        try:
+            if _kept(cache / "train.json", _cell_fp(cfg, data_dir, cid, trunk.warmup)):
+                rec = io.read_json(cache / "train.json", "cached training record")
+                print(f"[{cid}] cooldown kept from an earlier run (same settings)", flush=True)
+            else:
+                rec = train_cell(cfg, cells[cid], data_dir, cache, threads, stable_dir=out, trunk_warmup=trunk.warmup)
+            efp = eval_fingerprint(cfg, rec["fingerprint"])
+            if _kept(cache / "eval.json", efp):
+                print(f"[{cid}] evaluation kept from an earlier run (same settings)", flush=True)
+            else:
+                r = evaluate.evaluate_cell(cache, data_dir, cfg["eval"]["batch_size"], threads, fingerprint=efp)
+                print(f"[{cid}] " + " ".join(f"{m}={v:.3f}" for m, v in r["bits_per_byte"].items()) + " bits/byte", flush=True)
+        except (KeyError, ValueError, FileNotFoundError, RuntimeError) as e:  # the other cells still run
+            print(f"[{cid}] failed: {e}", file=sys.stderr, flush=True)
+            failed.append(cid)
+    if failed:
+        raise RuntimeError(f"trunk {trunk.run}: {len(failed)} of {len(trunk.branches)} cells failed "
+                           f"({', '.join(failed)}); the others are kept in {out / 'cells'} for the rerun")
+    info["cells"] = [cid for cid, _ in trunk.branches]
+    io.write_json(out / "stable.json", info)
+    return info
+
+
+def _cell_fp(cfg: dict, data_dir: Path, cell_id: str, warmup: int) -> dict:
+    manifest = io.read_json(data_dir / "manifest.json", "data manifest")
+    return fingerprint(cfg, manifest, cell_id) | {"trunk_warmup": warmup}
 
 
 def find_cell(cfg: dict, cell_id: str) -> plan.Cell:
@@ -429,20 +491,27 @@ def main(argv=None) -> int:
     p.add_argument("--config", required=True)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--cell", help="train this cell (cosine) or its cooldown branch (wsd)")
-    which.add_argument("--run", help="train this WSD trunk (code fraction, size, seed)")
+    which.add_argument("--run", help="train this WSD trunk (code fraction, size, seed), then the cooldown and "
+                                     "evaluation of every cell on it, into OUT/cells/")
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--stable", type=Path, help="wsd: the trunk's folder holding branch states")
     p.add_argument("--resume", type=Path, help="resume checkpoint path (default: inside --out)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--evaluate", action="store_true", help="--cell: then score it (eval.json) in the same process")
     a = p.parse_args(argv)
     cfg = cfgmod.load(a.config)
     try:
         if a.run:
-            train_stable(cfg, find_run(cfg, a.run), a.data, a.out, a.threads, a.resume)
+            train_trunk_job(cfg, find_run(cfg, a.run), a.data, a.out, a.threads)
         else:
-            train_cell(cfg, find_cell(cfg, a.cell), a.data, a.out, a.threads, a.resume, a.stable)
-    except (KeyError, ValueError, FileNotFoundError) as e:
+            rec = train_cell(cfg, find_cell(cfg, a.cell), a.data, a.out, a.threads, a.resume, a.stable)
+            if a.evaluate:
+                from . import evaluate
+
+                evaluate.evaluate_cell(a.out, a.data, cfg["eval"]["batch_size"], a.threads,
+                                       fingerprint=eval_fingerprint(cfg, rec["fingerprint"]))
+    except (KeyError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     return 0
