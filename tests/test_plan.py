@@ -47,7 +47,7 @@ def test_adding_a_fraction_keeps_existing_cell_ids():
     assert all(ids_a[k] == ids_b[k] for k in ids_a)
 
 
-def test_cost_plan_covers_every_training_job():
+def test_cost_plan_covers_every_training_and_evaluation_job():
     from skillscale import costplan
 
     cfg = config.load("config/studies/test.yaml", {"train": {"schedule": "wsd"}})
@@ -55,6 +55,9 @@ def test_cost_plan_covers_every_training_job():
     jobs, s = costplan.estimate(cfg, threads=1, jobs=2)
     assert set(jobs[jobs.kind == "cooldown"].job) == {c.cell for c in cells}
     assert set(jobs[jobs.kind == "trunk"].job) == {r.run for r in plan.stable_runs(cfg, cells)}
+    assert set(jobs[jobs.kind == "evaluation"].job) == {c.cell for c in cells}  # every cell is scored too
     assert (jobs.seconds > 0).all() and (jobs.tok_per_s > 0).all()
-    assert s["flops"] == pytest.approx(plan.sweep_cost(cfg, cells)["wsd_flops"])
+    assert s["jobs"] == len(plan.stable_runs(cfg, cells))  # one process per trunk
+    train = jobs[jobs.kind != "evaluation"]
+    assert train.flops.sum() == pytest.approx(plan.sweep_cost(cfg, cells)["wsd_flops"])
     assert s["wall_seconds"] >= s["cpu_seconds"] / 2

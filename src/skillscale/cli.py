@@ -45,9 +45,10 @@ def cmd_plan(a) -> int:
         by_size = jobs.groupby(["kind", "size", "n_params"], sort=False).agg(
             jobs=("job", "size"), tok_per_s=("tok_per_s", "first"), flops=("flops", "sum"), seconds=("seconds", "sum"))
         print(by_size.sort_index(level="n_params").to_string(float_format=lambda x: f"{x:.3g}"))
-        print(f"total: {s['jobs']} training + {s['eval_jobs']} evaluation jobs, {s['flops']:.3g} FLOPs,"
-              f" {s['cpu_seconds'] / 60:.1f} job-minutes incl. {s['startup_seconds']:.1f} s startup per job"
-              " (evaluation's own scoring, a few seconds per cell, is not included);"
+        print(f"total: {s['jobs']} jobs ({s['cells']} cells, each trained and evaluated), {s['flops']:.3g} FLOPs,"
+              f" {s['cpu_seconds'] / 60:.1f} job-minutes: {s['startup_seconds']:.1f} s start-up per job,"
+              f" evaluation {s['eval_seconds'] / 60:.1f} min ({s['harness_seconds']:.2f} s of lm-eval per cell +"
+              f" {s['eval_tokens']:,.0f} tokens scored);"
               f" with {s['parallel_jobs']} jobs at a time about {s['wall_seconds'] / 60:.1f} minutes of wall time")
     return 0
 

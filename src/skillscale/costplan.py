@@ -2,10 +2,12 @@
 
     skillscale plan --config config/config.yaml [config/studies/X.yaml] --estimate [--threads 1] [--jobs 2]
 
-The calibration times a few optimizer steps of the real trainer (train.train_step) at every
-shape the plan uses, on this machine, with the job's thread count, so the estimate carries
-the real per-shape throughput (small models are far from matmul peak). Run it on the kind
-of node the jobs will run on (a GPU node for a GPU cluster).
+The calibration times, on this machine with the job's thread count, a few optimizer steps
+of the real trainer (train.train_step) and a few batches of evaluation forward passes at
+every shape the plan uses, so the estimate carries the real per-shape throughput (small
+models are far from matmul peak), and the fixed costs a job and an evaluation pay: a fresh
+interpreter importing the trainer and lm-eval, and one pass of lm-eval over tiny tasks.
+Run it on the kind of node the jobs will run on (a GPU node for a GPU cluster).
 """
 
 from __future__ import annotations
@@ -41,41 +43,97 @@ def tokens_per_second(cfg: dict, shape, threads: int, steps: int = 6, warmup: in
     return steps * batch.numel() / (time.perf_counter() - t0)
 
 
+@torch.inference_mode()
+def eval_tokens_per_second(cfg: dict, shape, threads: int, batches: int = 4) -> float:
+    """Forward passes at the evaluation batch size: what scoring a cell costs per token."""
+    torch.set_num_threads(threads)
+    model = Decoder(shape).eval()
+    x = torch.randint(0, shape.vocab_size, (cfg["eval"]["batch_size"], shape.seq_len))
+    model(x)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        model(x)
+    return batches * x.numel() / (time.perf_counter() - t0)
+
+
+# Bytes per evaluation item and per token of the default study's data (measured on its
+# eval files and shards); the estimate needs them before the data exists.
+QA_ITEM_BYTES, CODE_FN_ITEM_BYTES, BYTES_PER_TOKEN = 53, 300, 2.0
+
+
+def eval_tokens(cfg: dict) -> float:
+    e = cfg["data"]["eval"]
+    n_bytes = 2 * e["text_bytes"] + e["knowledge_qa_items"] * QA_ITEM_BYTES + e["code_fn_items"] * CODE_FN_ITEM_BYTES
+    return n_bytes / BYTES_PER_TOKEN
+
+
 def job_startup_seconds() -> float:
     """A job's fixed cost: a fresh interpreter importing the trainer and the lm-eval adapter."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import skillscale.train, skillscale.evaluate"], check=True)
+    subprocess.run([sys.executable, "-c", "import skillscale.train, skillscale.evaluate, lm_eval.evaluator"], check=True)
     return time.perf_counter() - t0
 
 
+def harness_seconds() -> float:
+    """One evaluation's fixed cost: lm-eval building the four tasks and scoring a handful of
+    items each with a byte-level model (scoring itself is counted per token, apart)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from .evaluate import SkillscaleLM, run_tasks
+    from .tokenizer import ByteTokenizer
+
+    rows = {"knowledge_qa": [{"id": "q", "context": "Q: where?\nA:", "target": " Peru."}],
+            "code_fn": [{"id": "f", "context": "def f():\n", "target": "    return 1\n"}],
+            "knowledge_text": [{"id": "w", "text": "Lima is in Peru."}], "code_text": [{"id": "c", "text": "x = 1\n"}]}
+    with tempfile.TemporaryDirectory() as d:
+        for name, rs in rows.items():
+            (Path(d) / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rs))
+        lm = SkillscaleLM(lambda x: torch.zeros(*x.shape, 256), ByteTokenizer(), seq_len=16)
+        run_tasks(lm, Path(d))  # the first call pays lm-eval's lazy imports, a job's start-up
+        t0 = time.perf_counter()
+        run_tasks(lm, Path(d))
+        return time.perf_counter() - t0
+
+
 def estimate(cfg: dict, threads: int, jobs: int | None = None) -> tuple[pd.DataFrame, dict]:
-    """One row per training job of the plan (cells, and trunks under WSD) with est. seconds."""
+    """One row per piece of work of the plan (each cell's training, a cooldown under WSD, and
+    its evaluation; the trunks under WSD) with estimated seconds."""
     cells, _ = plan.build(cfg)
-    rates = {}
+    rates, eval_rates = {}, {}
     for c in cells:
         if c.size not in rates:
             rates[c.size] = tokens_per_second(cfg, c.shape(cfg), threads)
+            eval_rates[c.size] = eval_tokens_per_second(cfg, c.shape(cfg), threads)
     tokens_per_step = cfg["train"]["batch_size"] * cfg["model"]["seq_len"]
     wsd = cfg["train"]["schedule"] == "wsd"
+    harness, n_eval_tokens = harness_seconds(), eval_tokens(cfg)
     rows = []
     for c in cells:
         steps = plan.cooldown_steps(cfg, c.steps) if wsd else c.steps
-        rows.append({"job": c.cell, "kind": "cooldown" if wsd else "cell", "size": c.size, "n_params": c.n_params,
+        process = plan.run_id(c) if wsd else c.cell  # the job it runs in
+        rows.append({"job": c.cell, "process": process, "kind": "cooldown" if wsd else "cell", "size": c.size, "n_params": c.n_params,
                      "budget": c.budget, "steps": steps, "flops": 6.0 * c.n_params * steps * tokens_per_step,
                      "tok_per_s": rates[c.size], "seconds": steps * tokens_per_step / rates[c.size]})
+        rows.append({"job": c.cell, "process": process, "kind": "evaluation", "size": c.size, "n_params": c.n_params, "budget": c.budget,
+                     "steps": 0, "flops": 2.0 * c.n_params * n_eval_tokens, "tok_per_s": eval_rates[c.size],
+                     "seconds": harness + n_eval_tokens / eval_rates[c.size]})
     if wsd:
         for r in plan.stable_runs(cfg, cells):
-            rows.append({"job": r.run, "kind": "trunk", "size": r.size, "n_params": r.n_params, "budget": None,
+            rows.append({"job": r.run, "process": r.run, "kind": "trunk", "size": r.size, "n_params": r.n_params, "budget": None,
                          "steps": r.steps, "flops": r.flops, "tok_per_s": rates[r.size],
                          "seconds": r.steps * tokens_per_step / rates[r.size]})
     df = pd.DataFrame(rows)
     jobs = jobs or max(1, (os.cpu_count() or 1) // threads)
     startup = job_startup_seconds()
-    # every training job and every cell's evaluation job pays the startup once
-    total = float(df.seconds.sum()) + startup * (len(df) + len(cells))
-    longest_chain = float(df[df.kind == "trunk"].seconds.max()) if wsd else float(df.seconds.max())
-    summary = {"jobs": len(df), "flops": float(df.flops.sum()), "cpu_seconds": total, "parallel_jobs": jobs,
+    # one process per trunk (its cooldowns and evaluations run in it) or per cell (cosine)
+    n_jobs = len(plan.stable_runs(cfg, cells)) if wsd else len(cells)
+    total = float(df.seconds.sum()) + startup * n_jobs
+    longest_chain = float(df.groupby("process").seconds.sum().max()) + startup  # a job's work runs in order
+    summary = {"jobs": n_jobs, "flops": float(df.flops.sum()), "cpu_seconds": total, "parallel_jobs": jobs,
                # parallel jobs share the work; no schedule finishes before its longest job
                "wall_seconds": max(total / jobs, longest_chain), "threads": threads,
-               "startup_seconds": startup, "eval_jobs": len(cells)}
+               "startup_seconds": startup, "harness_seconds": harness, "eval_tokens": n_eval_tokens,
+               "eval_seconds": float(df[df.kind == "evaluation"].seconds.sum()), "cells": len(cells)}
     return df, summary
