@@ -241,6 +241,100 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
+# -- a cell's job, old path vs ours: what a default-study cell pays besides its steps -------
+OLD_JOB = """
+import time, torch
+from skillscale.model import Decoder, ModelShape
+from skillscale.train import loss_fn, train_step
+m = Decoder(ModelShape({d}, 2, 2, 512, 128, 2.6667))
+opt = torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.95), fused=True)
+train_step(loss_fn(m, False), m, opt, torch.randint(0, 512, (16, 129)), dict(grad_clip=1.0, precision="fp32"), 1e-3)
+"""
+NEW_JOB = """
+import torch
+from skillscale.model import Decoder, ModelShape
+from skillscale.train import build_optimizer, loss_fn, train_step
+tc = dict(weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0, precision="fp32")
+m = Decoder(ModelShape({d}, 2, 2, 512, 128, 2.6667))
+train_step(loss_fn(m, False), m, build_optimizer(m, tc, 1e-3, "cpu"), torch.randint(0, 512, (16, 129)), tc, 1e-3)
+"""
+
+
+def default_eval_dir(d: Path, cfg: dict) -> Path:
+    """Evaluation files of the study's sizes (data.eval) filled with stand-in text."""
+    import random
+
+    rng, e = random.Random(0), cfg["data"]["eval"]
+    words = [w for w in Path(__file__).read_text().split() if w.isalpha()]
+    text = lambda n: " ".join(rng.choice(words) for _ in range(n // 6))  # noqa: E731
+    rows = {"knowledge_qa": [{"id": i, "context": text(40), "target": text(12)} for i in range(e["knowledge_qa_items"])],
+            "code_fn": [{"id": i, "context": text(120), "target": text(180)} for i in range(e["code_fn_items"])],
+            "knowledge_text": [{"id": i, "text": text(e["text_bytes"] // 10)} for i in range(10)],
+            "code_text": [{"id": i, "text": text(e["text_bytes"] // 10)} for i in range(10)]}
+    for name, rs in rows.items():
+        (d / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rs))
+    return d
+
+
+def bench_cell_jobs(a, widths=(16, 32, 64)) -> dict:
+    """Per width, in one run: the fixed costs of a default-study cell under the old path (its
+    own training process built on torch.optim, then its own evaluation process running
+    lm-eval's simple_evaluate) and ours (a trunk job's process trains and scores its cells;
+    the optimizer is a small AdamW over the same fused kernel; lm-eval without its
+    environment report), next to the step both paths share."""
+    import subprocess
+    import tempfile
+
+    from .evaluate import SkillscaleLM, harness_evaluate, run_tasks
+    from .tokenizer import ByteTokenizer
+
+    cfg = cfgmod.load(a.config)
+    torch.set_num_threads(1)
+    start = lambda code: _seconds(lambda: subprocess.run([sys.executable, "-c", code], check=True))  # noqa: E731
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        eval_dir = default_eval_dir(Path(tmp), cfg)
+        for d in widths:
+            shape = ModelShape(d, 2, 2, 256, cfg["model"]["seq_len"], cfg["model"]["ffn_mult"])
+            lm = SkillscaleLM(Decoder(shape).eval(), ByteTokenizer(), shape.seq_len, cfg["eval"]["batch_size"])
+            run_tasks(lm, eval_dir)  # imports and first-call costs paid outside the timing
+            old_eval = _seconds(lambda: _simple_evaluate(lm, eval_dir))
+            new_eval = _seconds(lambda: run_tasks(lm, eval_dir))
+            rows[d] = {"start_old_s": start(OLD_JOB.format(d=d)), "start_new_s": start(NEW_JOB.format(d=d)),
+                       "eval_old_s": old_eval, "eval_new_s": new_eval}
+    return {"widths": rows, "threads": 1, "eval_sizes": cfg["data"]["eval"], "harness": harness_evaluate.__name__}
+
+
+def _seconds(f) -> float:
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def _simple_evaluate(lm, eval_dir: Path) -> None:
+    """The old path: lm-eval's simple_evaluate, environment report included."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from .evaluate import METRICS, TASKS_DIR
+
+    tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"eval_dir": str(eval_dir)})
+    simple_evaluate(model=lm, tasks=[t for t, _ in METRICS.values()], task_manager=tm, bootstrap_iters=0,
+                    log_samples=False, verbosity="WARNING")
+
+
+def cell_jobs_table(r: dict) -> str:
+    lines = ["", "a cell's fixed costs (1 thread; a fresh process to its first step; one evaluation of the "
+             "study's eval-set sizes), old path vs ours:",
+             f"{'width':<7}{'start old':>11}{'start ours':>12}{'eval old':>10}{'eval ours':>11}"]
+    for d, x in r["widths"].items():
+        lines.append(f"d{d:<6}{x['start_old_s']:>10.2f}s{x['start_new_s']:>11.2f}s{x['eval_old_s']:>9.2f}s"
+                     f"{x['eval_new_s']:>10.2f}s")
+    lines.append("old: a training process and an evaluation process per cell; ours: one process per WSD trunk "
+                 "for its trunk, cooldowns and evaluations")
+    return "\n".join(lines)
+
+
 # -- the workflow's own scale: DAG construction for a large grid ----------------------------
 def dag_config(fractions: int, budgets: int, seeds: int) -> dict:
     """A study of fractions x budgets x seeds x 5 sizes on the default ladder (nothing runs)."""
@@ -313,6 +407,8 @@ def main(argv=None) -> int:
                    help="on CPU, also time both trainers compiled (model and loss as one graph); CUDA: always")
     t.add_argument("--no-hf", action="store_true", help="skip the Hugging Face comparison")
     t.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    t.add_argument("--cell-jobs", action="store_true",
+                   help="also time a cell's fixed costs (start-up, evaluation) at d16, d32, d64, old path vs ours")
     g = sub.add_parser("dag", help="seconds for snakemake -n to build the DAG of a large grid")
     g.add_argument("--workflow", default=".", help="repository root holding the Snakefile")
     g.add_argument("--fractions", type=int, default=10)
@@ -325,7 +421,9 @@ def main(argv=None) -> int:
         print(json.dumps(r, indent=2) if a.json else dag_table(r))
         return 0
     r = bench_train(a)
-    print(json.dumps(r, indent=2) if a.json else table(r))
+    if a.cell_jobs:
+        r["cell_jobs"] = bench_cell_jobs(a)
+    print(json.dumps(r, indent=2) if a.json else table(r) + (cell_jobs_table(r["cell_jobs"]) if a.cell_jobs else ""))
     return 0
 
 
