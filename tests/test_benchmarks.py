@@ -110,12 +110,13 @@ def harness_task(name: str, docs: list[dict]):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_prompt_is_the_harness_doc_to_text(prepared, name):
-    from lm_eval.tasks import TaskManager, get_task_dict
+    from lm_eval.tasks import TaskManager
 
     d, _ = prepared
     tm = TaskManager(include_path=str(bench.TASKS_DIR), include_defaults=False,
                      metadata={"benchmarks_dir": str(d / "benchmarks")})
-    ours = get_task_dict([bench.shipped()[name]["task"]], tm)[bench.shipped()[name]["task"]]
+    task = bench.shipped()[name]["task"]
+    ours = tm.load([task])["tasks"][task]
     docs = list(ours.test_docs())
     theirs = harness_task(bench.shipped()[name]["harness"], docs)
     for doc in docs:
@@ -152,7 +153,7 @@ def test_unknown_benchmark_or_foreign_skill_is_a_config_error():
         cfgmod.validate({"eval": {"benchmarks": {"mbpp": {"skill": "math"}}}})
     with pytest.raises(cfgmod.ConfigError, match=r"eval\.benchmarks\.sciq\.mirror: /no/such/sciq\.jsonl does not exist"):
         cfgmod.validate({"eval": {"benchmarks": {"sciq": {"mirror": "/no/such/sciq.jsonl"}}}})
-    with pytest.raises(cfgmod.ConfigError, match=r"eval\.benchmarks\.sciq: unknown key"):
+    with pytest.raises(cfgmod.ConfigError, match=r"eval\.benchmarks\.sciq\.mirorr: unknown key; allowed keys here: limit, mirror"):
         cfgmod.validate({"eval": {"benchmarks": {"sciq": {"mirorr": "x"}}}})
 
 
