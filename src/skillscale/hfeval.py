@@ -41,7 +41,8 @@ class HFTokenizer:
                              " an empty context with")
 
     def encode(self, text: str) -> list[int]:
-        return self.tok(text, add_special_tokens=False)["input_ids"]
+        # verbose=False: texts longer than the context are fine, SkillscaleLM windows them
+        return self.tok(text, add_special_tokens=False, verbose=False)["input_ids"]
 
 
 def param_counts(hf) -> dict[str, int]:
@@ -60,7 +61,12 @@ def load(model_dir: Path, device: str, dtype: str = "float32"):
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"{model_dir}: no config.json; expected a local Hugging Face model folder")
-    hf = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype)).eval().to(device)
+    import transformers
+    from packaging.version import Version
+
+    # transformers renamed torch_dtype to dtype in 4.56
+    key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+    hf = AutoModelForCausalLM.from_pretrained(str(model_dir), **{key: getattr(torch, dtype)}).eval().to(device)
     return hf, AutoTokenizer.from_pretrained(str(model_dir))
 
 
