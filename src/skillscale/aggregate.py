@@ -1,6 +1,9 @@
 """Collect every finished cell into one tidy table: results/<study>/cells.csv.
 
-One row per cell x metric. Reads only what cells left behind (train.json, eval.json), so it
+One row per cell x metric. Standard benchmarks (eval.benchmarks) are metrics too:
+bench:<name> per benchmark and bench:<skill> for a skill's benchmarks pooled by gold bytes;
+`accuracy` holds a multiple-choice benchmark's accuracy (NaN elsewhere: fits read `value`).
+Reads only what cells left behind (train.json, eval.json), so it
 runs on a partial grid: cells of the plan that have not finished are listed as missing,
 never silently dropped, and diverged cells stay in the table flagged ``diverged``.
 """
@@ -11,11 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import io, plan
+from . import benchmarks, io, plan
 
 COLUMNS = [
     "cell", "code_frac", "budget", "size", "seed", "n_params", "n_params_nonembed",
-    "n_params_total", "tokens", "flops", "flops_exact", "metric", "skill", "value",
+    "n_params_total", "tokens", "flops", "flops_exact", "metric", "skill", "value", "accuracy",
     "diverged", "train_seconds", "eval_seconds", "final_train_loss",
     "config_hash", "data_config_hash", "code_version", "device",
 ]
@@ -32,13 +35,14 @@ def collect(cfg: dict, study_dir: Path) -> tuple[pd.DataFrame, list[str]]:
             continue
         tr = io.read_json(d / "train.json", "training record")
         ev = io.read_json(d / "eval.json", "evaluation record")
+        acc = {f"{benchmarks.PREFIX}{b}": r["acc"] for b, r in ev.get("benchmarks", {}).items() if "acc" in r}
         for metric, value in ev["bits_per_byte"].items():
             rows.append({
                 "cell": c.cell, "code_frac": c.code_frac, "budget": c.budget, "size": c.size,
                 "seed": c.seed, "n_params": c.n_params, "n_params_nonembed": c.n_params_nonembed,
                 "n_params_total": c.n_params_total, "tokens": c.tokens, "flops": c.flops,
                 "flops_exact": c.flops_exact, "metric": metric, "skill": ev["skills"][metric],
-                "value": value, "diverged": bool(tr["diverged"]),
+                "value": value, "accuracy": acc.get(metric, float("nan")), "diverged": bool(tr["diverged"]),
                 "train_seconds": tr["wall_seconds"], "eval_seconds": ev["wall_seconds"],
                 "final_train_loss": tr["final_loss"],
                 # provenance: which settings, data and code made this number

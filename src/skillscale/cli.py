@@ -3,6 +3,9 @@
     skillscale plan --config config/config.yaml [config/studies/X.yaml ...] [--out plan.csv] [--estimate]
     skillscale analyze --config results/<study>/config.yaml --study-dir results/<study>
     skillscale fit POINTS.csv --approach isoflop|parametric --json
+    skillscale export results/<study>/cells/<cell> OUT     # a transformers LlamaForCausalLM folder
+    skillscale export results/<study> OUT --all            # every trained cell: OUT/<cell>/
+    skillscale evaluate-hf MODEL_DIR --data results/<study>/data [--out FILE]
 """
 
 from __future__ import annotations
@@ -71,6 +74,41 @@ def cmd_analyze(a) -> int:
     return 0
 
 
+def cmd_export(a) -> int:
+    from . import export
+
+    try:
+        if a.all:
+            done = export.export_study(Path(a.source), Path(a.out))
+            print(f"exported {len(done)} cells to {a.out}/<cell>/")
+        else:
+            m = export.export_cell(Path(a.source), Path(a.out), Path(a.data) if a.data else None)
+            print(f"exported {m['cell']} to {a.out} (LlamaForCausalLM, fp32)")
+    except (export.ExportError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_evaluate_hf(a) -> int:
+    import json
+
+    from . import hfeval, io
+
+    data = Path(a.data)
+    out = Path(a.out) if a.out else data.parent / "external" / f"{Path(a.model_dir).resolve().name}.json"
+    benchmarks = None if a.benchmarks is None else [b for b in a.benchmarks.split(",") if b]
+    try:
+        r = hfeval.evaluate_hf(Path(a.model_dir), data, benchmarks, a.seq_len, a.batch_size, a.device, a.dtype)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    io.write_json(out, r)
+    print(json.dumps(r["bits_per_byte"], indent=1))
+    print(f"N = {r['n_params']:.4g} (total {r['n_params_total']:.4g}); written to {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="skillscale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,6 +127,22 @@ def main(argv=None) -> int:
     sa.add_argument("--study-dir", required=True)
     sa.add_argument("--allow-missing", action="store_true", help="analyse whatever cells exist")
     sa.set_defaults(func=cmd_analyze)
+    se = sub.add_parser("export", help="write a trained cell as a transformers LlamaForCausalLM folder")
+    se.add_argument("source", help="a cell folder (results/<study>/cells/<cell>), or a study folder with --all")
+    se.add_argument("out", help="export folder: new, empty, or an earlier export (replaced)")
+    se.add_argument("--data", help="the study's data folder (default: <cell>/../../data)")
+    se.add_argument("--all", action="store_true", help="export every trained cell of the study folder to OUT/<cell>/")
+    se.set_defaults(func=cmd_export)
+    sh = sub.add_parser("evaluate-hf", help="score a local Hugging Face causal LM on a study's skill metrics")
+    sh.add_argument("model_dir")
+    sh.add_argument("--data", required=True, help="the study's data folder (results/<study>/data)")
+    sh.add_argument("--benchmarks", help="comma-separated (default: every benchmark the study prepared)")
+    sh.add_argument("--out", help="record to write (default: results/<study>/external/<model>.json)")
+    sh.add_argument("--seq-len", type=int, help="context per window (default: the model's max_position_embeddings)")
+    sh.add_argument("--batch-size", type=int, default=32)
+    sh.add_argument("--device", help="default: cuda if available, else cpu")
+    sh.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    sh.set_defaults(func=cmd_evaluate_hf)
     try:
         from . import fitcli
 

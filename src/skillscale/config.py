@@ -143,6 +143,9 @@ def check_cross_fields(cfg: dict, source: str = "config") -> None:
             f"{kc['n_facts']} with qa_train_fraction={kc['qa_train_fraction']} leaves {held_out_questions}"
             " held-out questions; lower it or add facts"
         )
+    from .benchmarks import SKILLS, config_problems
+
+    problems += config_problems(cfg, SKILLS)
     if not problems:  # the grid itself, once the shapes are sound
         problems += _grid_problems(cfg)
     if problems:

@@ -8,7 +8,11 @@ by length to keep padding small. The task YAMLs in `skillscale/tasks/` turn summ
 log-likelihoods into bits per byte of the scored text, so the numbers do not depend on
 the tokenizer.
 
-    python -m skillscale.evaluate --cell-dir results/<study>/cells/<id> --data results/<study>/data
+    python -m skillscale.evaluate --cell-dir results/<study>/cells/<id> --data results/<study>/data \
+        [--benchmarks triviaqa,humaneval]
+
+Benchmarks (see skillscale.benchmarks) are scored in the same lm-eval run and reported as
+metrics bench:<name>, plus bench:<skill> pooling a skill's benchmarks by gold bytes.
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ class SkillscaleLM(LM):
             for i, (r, w, k) in enumerate(chunk):
                 tgt = torch.tensor(w[k + 1 :])
                 lp = logp[i, k : len(w) - 1]
-                ll[r] += lp.gather(-1, tgt[:, None]).sum().item()
+                ll[r] += lp.gather(-1, tgt[:, None]).double().sum().item()  # float64 sum: long texts keep their digits
                 greedy[r] &= bool((lp.argmax(-1) == tgt).all())
         return list(zip(ll, greedy))
 
@@ -141,20 +145,83 @@ def harness_evaluate(lm, tasks: list[str], task_manager, limit=None) -> dict:
     return evaluate(lm=lm, task_dict=loaded, limit=limit, bootstrap_iters=0, log_samples=False, verbosity="WARNING")
 
 
-def run_tasks(lm, eval_dir: Path, metrics=tuple(METRICS), limit=None) -> dict[str, float]:
-    """Run the skillscale tasks through lm-eval; return bits per byte per metric."""
+def run_tasks(lm, eval_dir: Path, metrics=tuple(METRICS), limit=None, benchmarks=(),
+              benchmarks_dir: Path | None = None) -> dict:
+    """Run the skillscale tasks through lm-eval; return bits per byte per metric.
+
+    With `benchmarks` (names prepared in `benchmarks_dir`), also "benchmarks": name ->
+    {bits_per_byte, gold_bytes[, acc, acc_norm]} from the same lm-eval run.
+    """
     from lm_eval.tasks import TaskManager
+
+    from . import benchmarks as bench
 
     # lm-eval warns once per task that custom_dataset takes metadata (that is how we pass
     # the eval folder); it does not help in a job log
     logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
-    tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
-                     metadata={"eval_dir": str(Path(eval_dir).resolve())})
-    out = harness_evaluate(lm, [METRICS[m][0] for m in metrics], tm, limit=limit)
-    return {m: out["results"][METRICS[m][0]]["bits_per_byte,none"] for m in metrics}
+
+    meta = {"eval_dir": str(Path(eval_dir).resolve())}
+    if benchmarks:
+        meta["benchmarks_dir"] = str(Path(benchmarks_dir).resolve())
+    specs = bench.shipped()
+    tasks = [METRICS[m][0] for m in metrics] + [specs[b]["task"] for b in benchmarks]
+    # one TaskManager over tasks/ (benchmarks/ included): each task's loader takes its own key
+    tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=meta)
+    out = harness_evaluate(lm, tasks, tm, limit=limit)
+    res = out["results"]
+    scores = {m: res[METRICS[m][0]]["bits_per_byte,none"] for m in metrics}
+    if benchmarks:
+        scores["benchmarks"] = {
+            b: {k.split(",")[0]: v for k, v in res[specs[b]["task"]].items()
+                if k.endswith(",none") and not k.endswith("_stderr,none")}
+            for b in benchmarks}
+    return scores
 
 
-def evaluate_cell(cell_dir: Path, data_dir: Path, batch_size: int, threads: int = 1,
+def benchmark_metrics(details: dict, manifest: dict) -> tuple[dict, dict]:
+    """cells.csv metrics from benchmark results: bench:<name> per benchmark and bench:<skill>
+    per skill, the latter byte-weighted: total bits over total gold bytes of its benchmarks."""
+    from . import benchmarks as bench
+
+    bpb, skills, pool = {}, {}, {}
+    for name, r in details.items():
+        skill = manifest[name]["skill"]
+        bpb[bench.metric(name)], skills[bench.metric(name)] = r["bits_per_byte"], skill
+        bits, nbytes = pool.get(skill, (0.0, 0))
+        pool[skill] = (bits + r["bits_per_byte"] * r["gold_bytes"], nbytes + r["gold_bytes"])
+    for skill, (bits, nbytes) in sorted(pool.items()):
+        bpb[bench.skill_metric(skill)], skills[bench.skill_metric(skill)] = bits / nbytes, skill
+    return bpb, skills
+
+
+def read_benchmark_manifest(data_dir: Path, names) -> dict:
+    """The prepared benchmarks' manifest, checked to hold every benchmark asked for."""
+    if not names:
+        return {}
+    path = Path(data_dir) / "benchmarks" / "manifest.json"
+    manifest = io.read_json(path, "benchmark manifest")
+    lacking = [n for n in names if n not in manifest]
+    if lacking:
+        raise ValueError(f"{path}: benchmark(s) {lacking} not prepared; run the prepare_benchmarks rule")
+    return manifest
+
+
+def score(lm, data_dir: Path, benchmarks=()) -> dict:
+    """Every skill metric and benchmark of a study's data folder, for one model."""
+    data_dir = Path(data_dir)
+    manifest = read_benchmark_manifest(data_dir, benchmarks)
+    r = run_tasks(lm, data_dir / "eval", benchmarks=tuple(benchmarks), benchmarks_dir=data_dir / "benchmarks")
+    details = r.pop("benchmarks", {})
+    bpb, skills = dict(r), {m: METRICS[m][1] for m in METRICS}
+    b_bpb, b_skills = benchmark_metrics(details, manifest)
+    bpb.update(b_bpb)
+    skills.update(b_skills)
+    for name, d in details.items():
+        d.update(skill=manifest[name]["skill"], n_docs=manifest[name]["n_docs"], sha256=manifest[name]["sha256"])
+    return {"bits_per_byte": bpb, "skills": skills, "benchmarks": details}
+
+
+def evaluate_cell(cell_dir: Path, data_dir: Path, batch_size: int, threads: int = 1, benchmarks=(),
                   fingerprint: dict | None = None) -> dict:
     """Score a trained cell and write its eval.json; `fingerprint` (what the scores depend on)
     is recorded so that a rerun trunk job can tell a still-valid eval.json from a stale one."""
@@ -162,15 +229,18 @@ def evaluate_cell(cell_dir: Path, data_dir: Path, batch_size: int, threads: int 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tok, rec = load_cell(cell_dir, data_dir, device)
     t0 = time.time()
-    if rec["diverged"]:
-        bpb = {m: math.nan for m in METRICS}  # a diverged model is listed, never scored
+    if rec["diverged"]:  # a diverged model is listed, never scored
+        manifest = read_benchmark_manifest(data_dir, benchmarks)
+        nan_details = {b: {"bits_per_byte": math.nan, "gold_bytes": 1} for b in benchmarks}
+        b_bpb, b_skills = benchmark_metrics(nan_details, manifest)
+        scores = {"bits_per_byte": {**{m: math.nan for m in METRICS}, **b_bpb},
+                  "skills": {**{m: METRICS[m][1] for m in METRICS}, **b_skills}, "benchmarks": {}}
     else:
         lm = SkillscaleLM(model, tok, rec["cell"]["shape"]["seq_len"], batch_size, device)
-        bpb = run_tasks(lm, data_dir / "eval")
+        scores = score(lm, data_dir, benchmarks)
     result = {
         "cell": rec["cell"]["cell"],
-        "bits_per_byte": bpb,
-        "skills": {m: METRICS[m][1] for m in METRICS},
+        **scores,
         "diverged": rec["diverged"],
         "wall_seconds": round(time.time() - t0, 2),
         "provenance": io.provenance(train_provenance=rec["provenance"], device=device),
@@ -187,10 +257,12 @@ def main(argv=None) -> int:
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--benchmarks", default="", help="comma-separated benchmarks prepared in DATA/benchmarks")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        r = evaluate_cell(a.cell_dir, a.data, a.batch_size, a.threads)
+        r = evaluate_cell(a.cell_dir, a.data, a.batch_size, a.threads,
+                          [b for b in a.benchmarks.split(",") if b])
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -450,8 +450,10 @@ def train_trunk_job(cfg: dict, trunk: plan.StableRun, data_dir: Path, out: Path,
             if _kept(cache / "eval.json", efp):
                 print(f"[{cid}] evaluation kept from an earlier run (same settings)", flush=True)
             else:
-                r = evaluate.evaluate_cell(cache, data_dir, cfg["eval"]["batch_size"], threads, fingerprint=efp)
-                print(f"[{cid}] " + " ".join(f"{m}={v:.3f}" for m, v in r["bits_per_byte"].items()) + " bits/byte", flush=True)
+                r = evaluate.evaluate_cell(cache, data_dir, cfg["eval"]["batch_size"], threads,
+                                           benchmarks=sorted(cfg["eval"]["benchmarks"]), fingerprint=efp)
+                print(f"[{cid}] " + " ".join(f"{m}={v:.3f}" for m, v in r["bits_per_byte"].items()) + " bits/byte",
+                      flush=True)
         except (KeyError, ValueError, FileNotFoundError, RuntimeError) as e:  # the other cells still run
             print(f"[{cid}] failed: {e}", file=sys.stderr, flush=True)
             failed.append(cid)
@@ -510,6 +512,7 @@ def main(argv=None) -> int:
                 from . import evaluate
 
                 evaluate.evaluate_cell(a.out, a.data, cfg["eval"]["batch_size"], a.threads,
+                                       benchmarks=sorted(cfg["eval"]["benchmarks"]),
                                        fingerprint=eval_fingerprint(cfg, rec["fingerprint"]))
     except (KeyError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)

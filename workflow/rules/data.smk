@@ -39,3 +39,33 @@ rule prepare_data:
         runtime=30,
     shell:
         "python -m skillscale.data --config {params.config} --out {params.out} > {log} 2>&1"
+
+
+# Standard benchmarks (eval.benchmarks): each mirror's split checked and copied into the
+# study once, so every cell scores the same documents offline. Mirror files are inputs
+# (editing one re-prepares); folders and hub ids are read as they are.
+BENCHMARKS = sorted(config["eval"]["benchmarks"])
+BENCH_MANIFEST = [f"{DATA}/benchmarks/manifest.json"] if BENCHMARKS else []
+BENCH_MIRROR_FILES = sorted({str(e["mirror"]) for e in config["eval"]["benchmarks"].values()
+                             if e and e.get("mirror") and os.path.isfile(str(e["mirror"]))})
+
+
+rule prepare_benchmarks:
+    input:
+        BENCH_MIRROR_FILES,
+    output:
+        manifest=f"{DATA}/benchmarks/manifest.json",
+        docs=expand(f"{DATA}/benchmarks/{{name}}.jsonl", name=BENCHMARKS),
+    params:
+        config=CONFIG_FILE,
+        out=lambda w, output: os.path.dirname(output.manifest),
+        benchmarks=config["eval"]["benchmarks"],
+    conda:
+        "../../envs/skillscale.yaml"
+    log:
+        f"{R}/logs/prepare_benchmarks.log",
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python -m skillscale.benchmarks --config {params.config} --out {params.out} > {log} 2>&1"

@@ -23,6 +23,7 @@ if WSD:
             manifest=f"{DATA}/manifest.json",
             shards=SHARDS,
             evals=EVAL_FILES,
+            benchmarks=BENCH_MANIFEST,
         output:
             record=f"{R}/stable/{{run}}/stable.json",
         params:
@@ -65,6 +66,7 @@ else:
             manifest=f"{DATA}/manifest.json",
             shards=SHARDS,
             evals=EVAL_FILES,
+            benchmarks=BENCH_MANIFEST,
         output:
             model=f"{R}/cells/{{cell}}/model.safetensors",
             record=f"{R}/cells/{{cell}}/train.json",
