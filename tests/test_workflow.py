@@ -124,9 +124,10 @@ def test_one_code_fraction_only_plans_only_its_cells(tmp_path):
     from conftest import copy_workflow
 
     wd = copy_workflow(tmp_path)  # nothing trained yet
-    out = smk(wd, "-n", *TEST, "--config", "mix={code_fractions: [0.25]}").stdout
+    out = smk(wd, "-n", *TEST, "--config", "study=code0.25", "mix={code_fractions: [0.25]}").stdout
     assert planned_jobs(out, "train_trunk") == 3 and planned_jobs(out, "collect_cell") == 6
     assert "code0.75_" not in out
+    assert "results/code0.25/tables/summary.md" in out and "results/test/" not in out  # its own study folder
 
 
 def test_adding_a_budget_trains_and_scores_only_the_new_cells(study, tmp_path):
@@ -172,6 +173,7 @@ def test_failed_job_keep_going_then_rerun_fills_the_gap(study):
         (t / "stable.json").unlink()
         for c in (t / "cells").iterdir():
             shutil_rm(study / "results/test/cells" / c.name)
+    (study / "results/test/cells.csv").unlink()  # (the analysis never ran)
     shutil_rm(bad / "cells" / bad_cell)
     (bad / f"branch_{bad_cell}.pt").write_bytes(b"not a checkpoint")
     shutil_rm(healthy / "cells" / sorted(good)[0])  # a gap next to the fault
@@ -184,6 +186,15 @@ def test_failed_job_keep_going_then_rerun_fills_the_gap(study):
     assert not (bad / "stable.json").exists()  # nothing half-written for analyze to trust
     (bad / f"branch_{bad_cell}.pt").unlink()
     smk(study, *TEST)
+    assert json.loads((study / "results/test/cells" / bad_cell / "eval.json").read_text())["bits_per_byte"] == want
+    assert "Nothing to be done" in smk(study, "-n", *TEST).stdout
+
+    # the README's "rerun one cell": forget its cached result, force its trunk job
+    shutil_rm(bad / "cells" / bad_cell)
+    smk(study, *TEST, "--forcerun", f"results/test/stable/{bad.name}/stable.json")
+    log = log_of(study, bad.name)
+    assert f"[{bad_cell}] cooldown from the trunk" in log and f"[{bad_cell}] cooldown kept" not in log
+    assert all(f"[{c.name}] cooldown kept" in log for c in (bad / "cells").iterdir() if c.name != bad_cell)
     assert json.loads((study / "results/test/cells" / bad_cell / "eval.json").read_text())["bits_per_byte"] == want
     assert "Nothing to be done" in smk(study, "-n", *TEST).stdout
 
