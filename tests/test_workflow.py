@@ -180,3 +180,21 @@ def test_tables_on_a_grid_with_a_missing_cell_name_it_and_still_fit(study):
         assert "train_cell" not in p.stdout + p.stderr
     finally:
         aside.rename(cell / "eval.json")
+
+
+def test_plan_command_plans_what_snakemake_runs(tmp_path, repo):
+    """`skillscale plan --config config/studies/test.yaml` (no config.yaml named) lists the
+    cells a dry run of `snakemake --configfile config/studies/test.yaml` would evaluate."""
+    import subprocess
+    import sys
+
+    from conftest import copy_workflow
+
+    wd = copy_workflow(tmp_path)
+    out = smk(wd, "-n", *TEST).stdout
+    snake = {l.split("cells/")[1].split("/")[0] for l in out.splitlines()
+             if l.strip().startswith("output:") and "/eval.json" in l}
+    csv = tmp_path / "plan.csv"
+    subprocess.run([sys.executable, "-m", "skillscale.cli", "plan", "--config", str(repo / TEST[1]),
+                    "--out", str(csv)], check=True, capture_output=True)
+    assert snake and set(pd.read_csv(csv)["cell"]) == snake
