@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skillscale import aggregate, config, report
+from skillscale import aggregate, config, report, tables
 
 ALPHA = BETA = 0.35
 A_OPT = BETA / (ALPHA + BETA)
@@ -175,7 +175,7 @@ def test_bad_groups_get_a_status_naming_them(cfg, tmp_path, monkeypatch):
     bad = cells.cell.iloc[0]
     cells.loc[cells.cell == bad, ["diverged", "value"]] = [True, np.nan]
     # 5) one analysis blowing up as a whole must not lose the others
-    monkeypatch.setattr(report.analysis, "validation_composition",
+    monkeypatch.setattr(tables.analysis, "validation_composition",
                         lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
 
     r = report.analyze(cfg, tmp_path, cells=cells)

@@ -103,7 +103,7 @@ def _optimum(x, y, counts, label: str, window: float | None = None) -> _Opt:
     try:
         keep = fin.copy()
         if window is not None and len(np.unique(x[fin])) >= 3:
-            keep[fin] = fit._window(x[fin], y[fin], window)
+            keep[fin] = fit.window_mask(x[fin], y[fin], window)
         p = fit.fit_parabola(x[keep], y[keep], label=label)
     except fit.FitError as e:
         return _Opt(np.nan, np.nan, False, nan, nan, f"failed: {e}", int(fin.sum()))
@@ -121,7 +121,7 @@ def _counts(n: int, n_boot: int, rng) -> np.ndarray:
 def _ci(draws, ci):
     d = np.asarray(draws, float)
     d = d[np.isfinite(d)]
-    return fit._interval(d, ci) if d.size >= 2 else (np.nan, np.nan)
+    return fit.interval(d, ci) if d.size >= 2 else (np.nan, np.nan)
 
 
 def _frac(draws) -> float:
@@ -241,7 +241,7 @@ def _metric_optima(usable: pd.DataFrame, metric: str, n_boot: int, rng, window) 
 def _line_with_draws(xs, ys, draws, n_boot, rng, ci):
     """Least-squares slope/intercept and their intervals, propagating per-point draws."""
     xs, ys = np.asarray(xs, float), np.asarray(ys, float)
-    slope, icpt = fit._line(xs, ys)
+    slope, icpt = fit.fit_line(xs, ys)
     if n_boot <= 0 or not any(np.isfinite(d).any() for d in draws):  # no spread to propagate
         return slope, icpt, (np.nan, np.nan), (np.nan, np.nan), None, None
     dr = [d[np.isfinite(d)] if np.isfinite(d).any() else np.array([y]) for d, y in zip(draws, ys)]

@@ -41,7 +41,7 @@ def _fail(label: str, msg: str) -> FitError:
     return FitError(f"{label}: {msg}" if label else msg)
 
 
-def _interval(draws: np.ndarray, ci: float) -> tuple[float, float]:
+def interval(draws: np.ndarray, ci: float) -> tuple[float, float]:
     draws = np.asarray(draws, float)
     draws = draws[np.isfinite(draws)]
     if draws.size < 2:
@@ -136,7 +136,7 @@ def fit_parabola(log_n, loss, weights=None, *, label: str = "") -> ParabolaFit:
     )
 
 
-def _window(x: np.ndarray, y: np.ndarray, window: float | None, min_sizes: int = 5) -> np.ndarray:
+def window_mask(x: np.ndarray, y: np.ndarray, window: float | None, min_sizes: int = 5) -> np.ndarray:
     """Mask of points within `window` (in ln N) of the size with the lowest observed loss.
 
     IsoFLOP curves are asymmetric far from the optimum (loss explodes for models trained on
@@ -258,7 +258,7 @@ def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
             x, y = x[fin], y[fin]
             w = np.ones_like(x) if w is None else w[fin]
             if x.size and len(np.unique(x)) >= 3:
-                keep = _window(x, y, window)
+                keep = window_mask(x, y, window)
             else:
                 keep = np.ones_like(x, bool)
             p = fit_parabola(x[keep], y[keep], w[keep], label=label)
@@ -310,9 +310,9 @@ def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
                 if good.mean() < 0.5:
                     row["note"] = "; ".join(filter(None, [row["note"], (
                         f"only {good.mean():.0%} of bootstrap resamples usable: interval unreliable")]))
-                lo, hi = _interval(bx[good], ci)
+                lo, hi = interval(bx[good], ci)
                 row["n_opt_lo"], row["n_opt_hi"] = np.exp(lo), np.exp(hi)
-                row["loss_opt_lo"], row["loss_opt_hi"] = _interval(bl[good], ci)
+                row["loss_opt_lo"], row["loss_opt_hi"] = interval(bl[good], ci)
                 d = bx[good]
         except FitError as e:
             if strict:
@@ -341,7 +341,7 @@ def isoflop_optima(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str 
     over, after the window), edge, status ("ok", "edge" or
     "failed: <why>") and a note (dropped points). Failed rows hold NaN; strict=True raises
     the FitError instead. `window` (in ln N) restricts each fit to sizes near the lowest
-    observed loss (see `_window`); None fits every point.
+    observed loss (see `window_mask`); None fits every point.
     """
     out, _ = _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col, n_boot, seed, ci,
                      window, strict)
@@ -377,7 +377,7 @@ class PowerLaw:
         return {k: v for k, v in asdict(self).items() if k != "draws"}
 
 
-def _line(lx, ly, w=None):
+def fit_line(lx, ly, w=None):
     if w is None:
         w = np.ones_like(lx)
     X = np.column_stack([lx, np.ones_like(lx)]) * np.sqrt(w)[:, None]
@@ -429,7 +429,7 @@ def power_law_fit(budgets, n_opts, n_boot: int = 1000, seed: int = 0, ci: float 
         raise _fail(lab, f"{n_b} budget(s) with a usable optimum; a power law needs >= 2")
     lc, ly = np.log(c[ok]), np.log(y[ok])
     wk = None if w is None else w[ok]
-    a, b = _line(lc, ly, wk)
+    a, b = fit_line(lc, ly, wk)
     resid = ly - (a * lc + b)
     rms = float(np.sqrt(np.mean(resid**2)))
     rng = np.random.default_rng(seed)
@@ -453,10 +453,10 @@ def power_law_fit(budgets, n_opts, n_boot: int = 1000, seed: int = 0, ci: float 
             j = idx[i]
             if len(np.unique(lc[j])) < 2:
                 continue
-            A[i], B[i] = _line(lc[j], ly[j], None if wk is None else wk[j])
+            A[i], B[i] = fit_line(lc[j], ly[j], None if wk is None else wk[j])
     good = np.isfinite(A)
-    a_lo, a_hi = _interval(A[good], ci)
-    b_lo, b_hi = _interval(B[good], ci)
+    a_lo, a_hi = interval(A[good], ci)
+    b_lo, b_hi = interval(B[good], ci)
     return PowerLaw(a=a, a_lo=a_lo, a_hi=a_hi, b=b, b_lo=b_lo, b_hi=b_hi, n_budgets=n_b, ci=ci,
                     ci_method=method, boot_frac=float(good.mean()) if n_boot > 0 else np.nan,
                     residual_rms=rms, draws=(A[good], B[good]) if n_boot > 0 and good.any() else None)
@@ -690,5 +690,5 @@ def _fit_parametric(lnN, lnD, lnL, delta, n_boot, seed, ci, n_starts, lab):
             draws.append([np.exp(re), np.exp(ra), np.exp(rb), ral, rbe, _derived(ral, rbe, 1, 1)[0]])
         draws = np.array(draws).reshape(-1, 6)
         fit.n_boot, fit.ci, fit.boot_frac = n_boot, ci, len(draws) / n_boot
-        fit.intervals = {k: _interval(draws[:, j], ci) for j, k in enumerate(PARAM_NAMES + ("a_opt",))}
+        fit.intervals = {k: interval(draws[:, j], ci) for j, k in enumerate(PARAM_NAMES + ("a_opt",))}
     return fit
