@@ -52,7 +52,7 @@ def datamix_at_reference(scaling: pd.DataFrame, c_ref: float, n_boot: int, ci: f
             xs.append(float(_own_fraction(skill, r["code_frac"])))
             ys.append(y)
             ds.append(d[np.isfinite(d)] if np.isfinite(d).any() else np.array([y]))
-            lo, hi = fit.interval(d, ci)
+            lo, hi = fit.interval(d, ci, y)
             points.append(dict(code_frac=r["code_frac"], metric=m, skill=skill, budget=c_ref, n_opt=np.exp(y),
                                n_opt_lo=np.exp(lo), n_opt_hi=np.exp(hi)))
         row = dict(metric=m, skill=skill, basis="power law at C_ref", budget=c_ref,
@@ -71,7 +71,7 @@ def datamix_at_reference(scaling: pd.DataFrame, c_ref: float, n_boot: int, ci: f
             A = None
             if n_boot > 0 and spread:  # else no code fraction has bootstrap draws: no interval
                 A, _ = fit.line_draws(np.array(xs), ds, n_boot, rng)
-                lo, hi = fit.interval(A, ci)
+                lo, hi = fit.interval(A, ci, s)
             slope_draws[(m, skill)] = (s, A)
             row.update(slope=s, slope_lo=lo, slope_hi=hi, intercept=i, status="ok")
         rows.append(row)
@@ -81,7 +81,7 @@ def datamix_at_reference(scaling: pd.DataFrame, c_ref: float, n_boot: int, ci: f
         for (mc, sc), (s_c, A_c) in slope_draws.items():
             if sc != "code":
                 continue
-            lo, hi = fit.interval(A_k - A_c, ci) if A_k is not None and A_c is not None else (np.nan, np.nan)
+            lo, hi = fit.interval(A_k - A_c, ci, s_k - s_c) if A_k is not None and A_c is not None else (np.nan, np.nan)
             rows.append(dict(metric=f"{mk} - {mc}", skill="knowledge - code", basis="difference at C_ref",
                              budget=c_ref, slope=s_k - s_c, slope_lo=lo, slope_hi=hi, status="ok"))
     return pd.DataFrame(rows), pd.DataFrame(points)
@@ -112,7 +112,10 @@ def parametric_table(usable: pd.DataFrame, n_boot: int, ci: float, c_top: float)
             if not f.converged:
                 notes.append("L-BFGS-B did not report convergence")
             if f.E < 1e-3:
-                notes.append("E ~ 0: no irreducible loss identified; exponents absorb it")
+                # E -> 0 is the boundary of E >= 0: the fit found no irreducible loss, and
+                # the bootstrap of a parameter pinned at its bound has no width to report.
+                notes.append("E at its lower bound 0: no irreducible loss identified; exponents absorb it")
+                row["E_lo"] = row["E_hi"] = np.nan
             if max(f.alpha, f.beta) > 1.5 or min(f.alpha, f.beta) < 0.05:
                 notes.append("an exponent at an implausible value: the grid does not pin the surface down")
             row.update(note="; ".join(notes), status="ok" if not notes else "flagged: " + "; ".join(notes))
@@ -158,10 +161,10 @@ def build_tables(cells: pd.DataFrame, cfg: dict) -> dict:
         except Exception as e:  # one analysis failing must not lose the others
             return _failed_table(name, e)
 
-    t["ape_residuals"] = section("ape_residuals", lambda: analysis.ape_residuals(cells, w=APE_W, metrics=metrics, **kw))
+    t["ape_residuals"] = section("ape_residuals", lambda: analysis.ape_residuals(cells, w=APE_W, **kw))
 
     def slopes():
-        per = analysis.datamix_slopes(cells, metrics=metrics, **kw)
+        per = analysis.datamix_slopes(cells, **kw)
         per.insert(2, "basis", "budget")
         ref, pts = datamix_at_reference(sc.scaling, c_ref, n_boot, ci)
         extra["optimum_at_reference"] = pts
