@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_snakemake
+from conftest import estimates_outside_intervals, run_snakemake
 from skillscale import report
 
 pytestmark = pytest.mark.workflow
@@ -198,3 +198,8 @@ def test_plan_command_plans_what_snakemake_runs(tmp_path, repo):
     subprocess.run([sys.executable, "-m", "skillscale.cli", "plan", "--config", str(repo / TEST[1]),
                     "--out", str(csv)], check=True, capture_output=True)
     assert snake and set(pd.read_csv(csv)["cell"]) == snake
+
+
+def test_no_estimate_outside_its_interval(study):
+    """Every table and the summary of the test study agree with themselves."""
+    assert estimates_outside_intervals(study / "results" / "test" / "tables") == []

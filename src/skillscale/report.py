@@ -21,7 +21,9 @@ booktabs rules; the .tex merges each value with its interval and shortens status
 - heldout_prediction: power laws fitted on every budget but the largest predict the
   largest budget's N* and optimal loss; relative errors.
 - parametric: Approach 3, L(N, D) = E + A/N^alpha + B/D^beta, per code fraction x metric.
-- summary.md: what the numbers say per claim of the paper, generated from the tables.
+- claims: the verdict per claim and part (rules: docs/claims.md, claims.py).
+- summary.md: what the numbers say per claim of the paper, generated from the tables
+  (summary.py).
 
 figures/: isoflop, scaling, optimum_vs_code_fraction, validation_composition, ape_residuals.
 
@@ -40,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import aggregate, fit, io
+from . import aggregate, fit, io, summary
 from . import config as cfgmod
 from .outputs import FIGURES, TABLE_FORMATS, TABLES, output_paths  # noqa: F401  (re-exported)
 from .tables import APE_W, build_tables
@@ -143,190 +145,6 @@ def write_table(df: pd.DataFrame, path_csv: Path, title: str | None = None, note
 
 
 # --------------------------------------------------------------------------------------
-# summary.md: the claims, in numbers
-# --------------------------------------------------------------------------------------
-
-def _ci_str(v, lo, hi, fmt=".3g") -> str:
-    if not np.isfinite(v):
-        return "n/a"
-    inner = f" [{lo:{fmt}}, {hi:{fmt}}]" if np.isfinite(lo) and np.isfinite(hi) else " (no interval)"
-    return f"{v:{fmt}}{inner}"
-
-
-def _ok(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["status"] == "ok"] if "status" in df.columns else df.iloc[0:0]
-
-
-def _status_counts(df: pd.DataFrame) -> str:
-    if "status" not in df.columns or df.empty:
-        return "no rows"
-    kinds = df["status"].astype(str).str.split(":").str[0].value_counts()
-    return ", ".join(f"{n} {k}" for k, n in kinds.items())
-
-
-def summary_markdown(tables: dict, extra: dict, info: dict) -> str:
-    t = tables
-    ci = extra["ci"]
-    L = [f"# Summary of study `{info['study']}`", "",
-         "Generated from the tables in this folder; every number below is read from them.", "",
-         f"- {info['n_cells']} cells analysed, {info['n_missing']} missing, {info['n_diverged']} diverged"
-         " (excluded from fits)." + "".join(f"\n  - {k}: {', '.join(info.get(k) or [])}"
-                                            for k in ("missing", "diverged") if info.get(k)),
-         f"- {info.get('provenance', 'provenance: unrecorded')}",
-         f"- Intervals: {ci:.0%} percentile bootstrap over cells ({extra['n_boot']} resamples).",
-         f"- IsoFLOP fits (optima.csv): {_status_counts(t['optima'])}.", ""]
-
-    # N* at the top budget
-    o = t["optima"]
-    top = o[o["budget"] == extra["c_top"]] if "budget" in o.columns else o.iloc[0:0]
-    if not top.empty:
-        L += [f"## N* per skill metric at the largest budget, C = {extra['c_top']:.3g} FLOPs", ""]
-        ms = sorted(top["metric"].unique())
-        L.append("| code fraction | " + " | ".join(ms) + " |")
-        L.append("|---:|" + "---|" * len(ms))
-        for cf, g in top.groupby("code_frac"):
-            cells = []
-            for m in ms:
-                r = g[g["metric"] == m]
-                if r.empty:
-                    cells.append("-")
-                    continue
-                r = r.iloc[0]
-                st = str(r["status"]).split(":")[0]
-                cells.append(_ci_str(r["n_opt"], r["n_opt_lo"], r["n_opt_hi"]) + ("" if st == "ok" else f" ({st})"))
-            L.append(f"| {cf:g} | " + " | ".join(cells) + " |")
-        L.append("")
-
-    # Claim 1
-    a = t["ape_residuals"]
-    L += [f"## Claim 1: knowledge is capacity-hungry, code data-hungry (APE residuals, w = {APE_W:g})", "",
-          "Residual = ln N*(skill) - ln N*(validation mix); > 0 capacity-hungry, < 0 data-hungry."
-          " Counted over (code fraction, budget) groups whose optima are all interior.", ""]
-    ok = _ok(a)
-    skill_sign = {}
-    if ok.empty:
-        L += [f"No interior residuals ({_status_counts(a)}).", ""]
-    else:
-        for m, g in ok.groupby("metric"):
-            pos, neg = int((g.residual > 0).sum()), int((g.residual < 0).sum())
-            cap, dat = int((g.hungry == "capacity").sum()), int((g.hungry == "data").sum())
-            med = float(g.residual.median())
-            L.append(f"- {m} ({g.skill.iloc[0]}): residual > 0 in {pos} of {len(g)}, < 0 in {neg};"
-                     f" interval above 0 in {cap}, below 0 in {dat}; median {med:+.3f}"
-                     f" (N* x{np.exp(med):.2f} of the aggregate optimum).")
-            s = skill_sign.setdefault(g.skill.iloc[0], [0, 0, 0, 0, 0])
-            s[0] += pos; s[1] += neg; s[2] += cap; s[3] += dat; s[4] += len(g)  # noqa: E702
-        k, c = skill_sign.get("knowledge"), skill_sign.get("code")
-        if k and c:
-            if k[0] > k[1] and c[1] > c[0] and k[2] > 0 and c[3] > 0 and k[3] == 0 and c[2] == 0:
-                verdict = "consistent with claim 1 (majority signs as claimed, some intervals exclude 0, none the wrong way)"
-            elif k[1] > k[0] and c[0] > c[1]:
-                verdict = "opposite to claim 1 (majority signs reversed)"
-            else:
-                verdict = "not established at this scale (signs mixed or intervals include 0)"
-            L += ["", f"By skill: knowledge residuals > 0 in {k[0]} of {k[4]} (interval above 0 in {k[2]}),"
-                      f" code residuals < 0 in {c[1]} of {c[4]} (interval below 0 in {c[3]}): {verdict}."]
-        L.append(f"\nOther rows: {_status_counts(a[a['status'] != 'ok'])} (see ape_residuals.csv).")
-    L.append("")
-
-    # Claim 2
-    s = t["datamix_slopes"]
-    L += ["## Claim 2: upsampling a skill's data moves its optimum to larger N, knowledge faster than code", "",
-          "Slope = d ln N* / d (fraction of training tokens that are the skill's own data).", ""]
-    if "basis" in s.columns:
-        ref = s[s["basis"] == "power law at C_ref"]
-        if not ref.empty:
-            L.append(f"At C_ref = {extra['c_ref']:.3g} FLOPs (each code fraction's power law):")
-            for _, r in ref.iterrows():
-                if r["status"] == "ok":
-                    L.append(f"- {r['metric']} ({r['skill']}): {_ci_str(r['slope'], r['slope_lo'], r['slope_hi'])}"
-                             f"; N* by own fraction {r['n_opt_by_fraction']}")
-                else:
-                    L.append(f"- {r['metric']}: {r['status']}")
-        diff = s[s["basis"] == "difference at C_ref"]
-        if not diff.empty:
-            L.append("\nKnowledge minus code slope at C_ref (> 0: knowledge optima move faster):")
-            for _, r in diff.iterrows():
-                sig = ("" if not np.isfinite(r["slope_lo"]) else " (interval above 0)" if r["slope_lo"] > 0
-                       else " (interval below 0)" if r["slope_hi"] < 0 else " (interval includes 0)")
-                L.append(f"- {r['metric']}: {_ci_str(r['slope'], r['slope_lo'], r['slope_hi'])}{sig}")
-        per = s[s["basis"] == "budget"]
-        okp = _ok(per)
-        if not okp.empty:
-            L.append("\nPer budget:")
-            for m, g in okp.groupby("metric"):
-                L.append(f"- {m}: slope > 0 at {int((g.slope > 0).sum())} of {len(g)} budgets with a slope"
-                         f" (interval above 0 at {int((g.slope_lo > 0).sum())}, below 0 at"
-                         f" {int((g.slope_hi < 0).sum())}); range {g.slope.min():+.2f} to {g.slope.max():+.2f}")
-        L.append(f"\nRows: {_status_counts(s)} (see datamix_slopes.csv).")
-    else:
-        L.append(f"Not available: {s['status'].iloc[0]}")
-    L.append("")
-
-    # Claim 3
-    vs = t["validation_composition_summary"]
-    L += ["## Claim 3: the validation set's skill composition changes N* (paper: up to ~50%)", "",
-          "rel_change = max over w of N* / min over w of N* - 1, w = knowledge byte share from 0 to 1.", ""]
-    good = vs[vs["status"].astype(str).str.match(r"^(ok|partial)")] if "rel_change" in vs.columns else vs.iloc[0:0]
-    good = good[np.isfinite(good["rel_change"])] if not good.empty else good
-    if good.empty:
-        L.append(f"No usable group ({_status_counts(vs)}).")
-    else:
-        r = good.loc[good["rel_change"].idxmax()]
-        iv = (f"interval {r['rel_change_lo']:.1%} to {r['rel_change_hi']:.1%}"
-              if np.isfinite(r["rel_change_lo"]) and np.isfinite(r["rel_change_hi"]) else "no interval")
-        L.append(f"- Largest: {r['rel_change']:.1%} ({iv})"
-                 f" at code fraction {r['code_frac']:g}, C = {r['budget']:.3g}; N* from {r['n_opt_min']:.3g}"
-                 f" (w = {r['w_at_min']:g}) to {r['n_opt_max']:.3g} (w = {r['w_at_max']:g}).")
-        L.append(f"- Median over {len(good)} (code fraction, budget) groups: {good['rel_change'].median():.1%};"
-                 f" N* largest at w = 1 (all knowledge) in {int((good['w_at_max'] == 1).sum())},"
-                 f" at w = 0 (all code) in {int((good['w_at_max'] == 0).sum())}.")
-        L.append(f"- Rows: {_status_counts(vs)} (see validation_composition_summary.csv).")
-    L.append("")
-
-    # held-out prediction
-    h = t["heldout_prediction"]
-    L += ["## Held-out budget prediction", ""]
-    if "n_opt_rel_err" in h.columns:
-        hk = h[np.isfinite(h["n_opt_rel_err"].astype(float))]
-        for _, r in hk.iterrows():
-            L.append(f"- {r['metric']}, code fraction {r['code_frac']:g}, C = {r['heldout_budget']:.3g}:"
-                     f" N* predicted {_ci_str(r['n_opt_pred'], r['n_opt_pred_lo'], r['n_opt_pred_hi'])}"
-                     f" vs {r['n_opt_obs']:.3g} observed ({r['n_opt_rel_err']:+.1%});"
-                     f" loss* {r['loss_pred']:.4g} vs {r['loss_obs']:.4g} ({r['loss_rel_err']:+.2%})"
-                     + ("" if r["status"] == "ok" else f" [{str(r['status']).split(':')[0]}]"))
-        if not hk.empty:
-            L.append(f"\nMedian |error|: N* {hk['n_opt_rel_err'].abs().median():.1%},"
-                     f" optimal loss {hk['loss_rel_err'].abs().median():.2%} over {len(hk)} predictions.")
-        L.append(f"Rows: {_status_counts(h)} (see heldout_prediction.csv).")
-    else:
-        L.append(f"Not available: {h['status'].iloc[0]}")
-    L.append("")
-
-    # parametric
-    p = t["parametric"]
-    L += ["## Approach 3 (parametric) next to Approach 2", ""]
-    if "a_opt" in p.columns:
-        sc = t["scaling"]
-        for _, r in p.iterrows():
-            if not np.isfinite(r.get("a_opt", np.nan)):
-                L.append(f"- code fraction {r['code_frac']:g}, {r['metric']}: no exponent ({r['status']})")
-                continue
-            a2 = sc[(sc.code_frac == r["code_frac"]) & (sc.metric == r["metric"])]
-            a2s = (_ci_str(a2.a.iloc[0], a2.a_lo.iloc[0], a2.a_hi.iloc[0])
-                   if len(a2) and np.isfinite(a2.a.iloc[0]) else "n/a")
-            L.append(f"- code fraction {r['code_frac']:g}, {r['metric']}: N* ∝ C^a with a ="
-                     f" {_ci_str(r['a_opt'], r['a_opt_lo'], r['a_opt_hi'])} (Approach 2: {a2s});"
-                     f" N*({extra['c_top']:.3g}) = {r['n_opt_top']:.3g}"
-                     + ("" if r["status"] == "ok" else f" [{r['status']}]"))
-        L.append(f"\nRows: {_status_counts(p)} (see parametric.csv).")
-    else:
-        L.append(f"Not available: {p['status'].iloc[0]}")
-    L.append("")
-    return "\n".join(L) + "\n"
-
-
-# --------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------
 
@@ -350,8 +168,11 @@ def _notes(extra: dict, missing: list, diverged: list, provenance: str = "") -> 
              "IsoFLOP fit: parabola of bits/byte in ln N per budget, "
              + ("every sampled size" if w is None else f"sizes within {w:g} of the best in ln N")
              + f"; bootstrap vertices beyond the fitted ln N range +- {fit.MAX_EXTRAPOLATION:g} of it are dropped",
-             "status 'edge': the minimum is at or beyond the smallest/largest size sampled; not used in power laws",
-             f"validation mix: w * knowledge_text + (1 - w) * code_text (w = knowledge byte share); APE w = {APE_W:g}",
+             "status 'edge': the minimum is at or beyond the smallest/largest size sampled; no N* is reported"
+             " (n_opt_bound is the size it passed, edge_side which side) and it is left out of power laws",
+             "intervals are percentile bootstraps widened to contain their point estimate; none when zero-width",
+             f"validation mix: w * knowledge_text + (1 - w) * code_text (w = knowledge byte share); APE"
+             f" (aggregate performance estimator) = the validation mix at w = {APE_W:g}",
              f"C_ref (datamix slopes at a reference compute) = {extra['c_ref']:.4g} FLOPs, geometric mean of the budgets"]
     if missing:
         notes.append(f"missing cells ({len(missing)}): " + ", ".join(missing))
@@ -401,7 +222,7 @@ def analyze(cfg: dict, study_dir: Path, allow_missing: bool = False, cells: pd.D
     info = dict(study=cfg.get("study", study_dir.name), n_cells=int(cells["cell"].nunique()),
                 n_missing=len(missing), n_diverged=len(diverged), provenance=provenance,
                 missing=missing, diverged=diverged)
-    io.write_text(out["summary"], summary_markdown(tables, extra, info))
+    io.write_text(out["summary"], summary.markdown(tables, extra, info))
 
     from . import plots  # matplotlib only when drawing
 

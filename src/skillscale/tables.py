@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from . import analysis, fit
+from . import analysis, claims, fit
 
 log = logging.getLogger("skillscale.tables")
 GROUP = ["code_frac", "metric", "skill"]
@@ -183,4 +183,5 @@ def build_tables(cells: pd.DataFrame, cfg: dict) -> dict:
     t["heldout_prediction"] = section("heldout_prediction", heldout)
     t["parametric"] = section("parametric", lambda: parametric_table(usable, min(n_boot, PARAMETRIC_MAX_BOOT),
                                                                      ci, c_top))
+    t["claims"] = section("claims", lambda: claims.verdicts(t))
     return {"tables": t, "extra": extra}
