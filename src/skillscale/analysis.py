@@ -7,8 +7,10 @@
 - `heldout_budget_prediction`: fit on all budgets but the largest, predict the largest.
 
 Conventions: N is `n_params` (Porian "standard"); ln is natural; every N* is the vertex of a
-parabola of bits/byte in ln N (fit.fit_parabola) over the cells of one (code_frac, budget).
-Intervals are percentile bootstraps over cells; when two optima are compared (skill vs mix,
+parabola of bits/byte in ln N over the cells of one (code_frac, budget), from
+fit.isoflop_optimum (the same routine as the optima table); an edge vertex is no estimate
+and gives NaN. Intervals are fit.interval: percentile bootstraps over cells widened to
+contain their point estimate; when two optima are compared (skill vs mix,
 or one mix weight vs another) they are computed on the same resample of cells, so the
 noise they share cancels. Diverged cells are excluded from every fit and listed in an
 `excluded_cells` column (and in `DataFrame.attrs["excluded_cells"]`). A group that cannot be
@@ -24,7 +26,6 @@ import pandas as pd
 
 from . import fit
 
-SKILL_METRICS = ("knowledge_qa", "code_fn", "knowledge_text", "code_text")
 CELL_COLUMNS = ("cell", "code_frac", "budget", "size", "seed", "n_params", "n_params_total",
                 "n_params_nonembed", "tokens", "flops", "diverged")
 MIX = "val_mix"
@@ -95,10 +96,6 @@ def _no_values(n_boot: int, label: str) -> fit.Optimum:
 
 def _counts(n: int, n_boot: int, rng) -> np.ndarray:
     return fit.boot_counts(n, n_boot, rng) if n_boot > 0 and n > 0 else np.zeros((0, n))
-
-
-def _ci(draws, ci, point=None):
-    return fit.interval(draws, ci, point)
 
 
 def _frac(draws) -> float:
@@ -195,7 +192,7 @@ def ape_residuals(cells: pd.DataFrame, w: float = 0.5, metrics: Sequence[str] | 
                 status = "ok"
             r = sk.log_n - ape.log_n  # NaN unless both are interior
             dr = sk.draws - ape.draws
-            lo, hi = _ci(dr, ci, r) if status == "ok" else (np.nan, np.nan)
+            lo, hi = fit.interval(dr, ci, r) if status == "ok" else (np.nan, np.nan)
             hungry = ("capacity" if lo > 0 else "data" if hi < 0 else "undetermined") if status == "ok" else ""
             row.update(n_opt_skill=np.exp(sk.log_n), n_opt_ape=np.exp(ape.log_n), residual=r,
                        residual_lo=lo, residual_hi=hi, boot_frac=_frac(dr), edge_skill=sk.edge,
@@ -238,7 +235,7 @@ def _line_with_draws(xs, ys, draws, n_boot, rng, ci):
         return slope, icpt, (np.nan, np.nan), (np.nan, np.nan), None, None
     dr = [d[np.isfinite(d)] if np.isfinite(d).any() else np.array([y]) for d, y in zip(draws, ys)]
     A, B = fit.line_draws(xs, dr, n_boot, rng)
-    return slope, icpt, _ci(A, ci, slope), _ci(B, ci, icpt), A, B
+    return slope, icpt, fit.interval(A, ci, slope), fit.interval(B, ci, icpt), A, B
 
 
 def datamix_slopes(cells: pd.DataFrame, metrics: Sequence[str] | None = None, n_boot: int = 200,
@@ -339,7 +336,7 @@ def validation_composition(cells: pd.DataFrame, ws: Sequence[float] = tuple(np.l
         counts = _counts(len(g), n_boot, rng)
         opts = [_optimum(x, w * k + (1 - w) * c, counts, f"{base}, validation mix w={w:g}", window) for w in ws]
         for w, o in zip(ws, opts):
-            lo, hi = _ci(o.draws, ci, o.log_n) if o.status == "ok" else (np.nan, np.nan)
+            lo, hi = fit.interval(o.draws, ci, o.log_n) if o.status == "ok" else (np.nan, np.nan)
             curve.append(dict(code_frac=cf, budget=b, w=w, n_opt=np.exp(o.log_n), n_opt_lo=np.exp(lo),
                               n_opt_hi=np.exp(hi), n_opt_bound=o.bound, edge_side=o.side, loss_opt=o.loss,
                               edge=o.edge, excluded_cells=ex, status=o.status))
@@ -365,7 +362,7 @@ def _composition_row(cf, b, ws, opts, n_boot, ci, base, ex) -> dict:
     o0, o1 = opts[0], opts[-1]
     if o0.status == "ok" and o1.status == "ok":
         con, dc = o1.log_n - o0.log_n, o1.draws - o0.draws
-        lo, hi = _ci(dc, ci, con)
+        lo, hi = fit.interval(dc, ci, con)
         sd = float(np.nanstd(dc)) if np.isfinite(dc).sum() >= 2 else np.nan
         row.update(contrast=con, contrast_lo=lo, contrast_hi=hi, contrast_z=con / sd if sd > 0 else np.nan)
     ln = np.array([opts[i].log_n for i in good])
@@ -374,7 +371,7 @@ def _composition_row(cf, b, ws, opts, n_boot, ci, base, ex) -> dict:
     D = np.column_stack([opts[i].draws for i in good]) if n_boot else np.zeros((0, len(good)))
     full = np.isfinite(D).all(axis=1)
     rd = np.exp(D[full].max(axis=1) - D[full].min(axis=1)) - 1 if full.any() else np.array([])
-    lo, hi = _ci(rd, ci, rel)
+    lo, hi = fit.interval(rd, ci, rel)
     bad = [f"{ws[i]:g}" for i, o in enumerate(opts) if o.status != "ok"]
     row.update(n_opt_min=float(np.exp(ln.min())), n_opt_max=float(np.exp(ln.max())), w_at_min=ws[good[i_min]],
                w_at_max=ws[good[i_max]], rel_change=rel, rel_change_lo=lo, rel_change_hi=hi,
@@ -444,7 +441,7 @@ def _predict_budget(cf, metric, label, held, train, n_budgets, lines, exg, ci) -
                fit_budgets=",".join(f"{p['budget']:g}" for p in train), excluded_cells=",".join(exg.get((cf,), [])),
                a=np.nan, n_opt_pred=np.nan, n_opt_pred_lo=np.nan, n_opt_pred_hi=np.nan, loss_pred=np.nan,
                loss_pred_lo=np.nan, loss_pred_hi=np.nan)
-    lo, hi = _ci(ho.draws, ci, ho.log_n) if ho.status == "ok" else (np.nan, np.nan)
+    lo, hi = fit.interval(ho.draws, ci, ho.log_n) if ho.status == "ok" else (np.nan, np.nan)
     row.update(n_opt_obs=np.exp(ho.log_n), n_opt_obs_lo=np.exp(lo), n_opt_obs_hi=np.exp(hi), loss_obs=ho.loss)
     if lines is None:
         row.update(status=f"failed: {label}: {len(train)} budget(s) below the held-out {held['budget']:g} with an"
@@ -454,8 +451,8 @@ def _predict_budget(cf, metric, label, held, train, n_budgets, lines, exg, ci) -
         lch = np.log(held["budget"])
         row.update(a=a, n_opt_pred=np.exp(a * lch + b_), loss_pred=np.exp(pl * lch + ql))
         if A is not None:
-            row["n_opt_pred_lo"], row["n_opt_pred_hi"] = np.exp(_ci(A * lch + B, ci, a * lch + b_))
-            row["loss_pred_lo"], row["loss_pred_hi"] = np.exp(_ci(PL * lch + QL, ci, pl * lch + ql))
+            row["n_opt_pred_lo"], row["n_opt_pred_hi"] = np.exp(fit.interval(A * lch + B, ci, a * lch + b_))
+            row["loss_pred_lo"], row["loss_pred_hi"] = np.exp(fit.interval(PL * lch + QL, ci, pl * lch + ql))
         row["status"] = ("ok" if ho.status == "ok" else
                          f"edge: {label}: held-out optimum at {held['budget']:g} {ho.describe_edge()}"
                          if ho.edge else ho.status)

@@ -340,7 +340,7 @@ def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise FitError(f"isoflop_optima: column(s) {missing} not in the data (have {list(df.columns)})")
-    rows, draws = [], []
+    rows, draws, vertices = [], [], []
     rng = np.random.default_rng(seed)
     keys = group_cols + [budget_col]
     for key, g in df.groupby(keys, sort=True, dropna=False):
@@ -351,7 +351,7 @@ def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
         row["budget"] = float(kd[budget_col])
         row.update({c: np.nan for c in OPTIMA_COLUMNS if c not in ("budget", "edge", "status", "note")})
         row.update(edge=False, edge_side="", note="", n_points=len(g))
-        d = np.array([], float)
+        d, vertex = np.array([], float), np.nan
         try:
             n = g[n_col].to_numpy(float)
             if np.any(n[np.isfinite(n)] <= 0):
@@ -365,6 +365,7 @@ def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
             if o.parabola is None:
                 raise FitError(o.status.removeprefix("failed: "))
             p, keep = o.parabola, o.keep
+            vertex = p.n_opt
             fin = np.isfinite(x) & np.isfinite(y) & (np.ones_like(x, bool) if w is None else np.isfinite(w))
             if (~fin).any():
                 # Enough remained (the fit failed otherwise): keep the number, say so.
@@ -413,8 +414,11 @@ def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
             row["status"] = f"failed: {e}"
         rows.append(row)
         draws.append(d)
+        vertices.append(vertex)
     cols = group_cols + OPTIMA_COLUMNS
     out = pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
+    # the parabola's vertex of every row, edge ones included, for exclude_edge=False only
+    out.attrs["vertex"] = vertices
     return out, draws
 
 
@@ -435,6 +439,10 @@ def isoflop_optima(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str 
     "failed: <why>") and a note (dropped points). Failed rows hold NaN; strict=True raises
     the FitError instead. `window` (in ln N) restricts each fit to sizes near the lowest
     observed loss (see `window_mask`); None fits every point.
+
+    An edge row (vertex at or beyond the sampled sizes) has no n_opt, d_opt, loss_opt or
+    interval: an extrapolated vertex is not a measured optimum. It gives n_opt_bound (the
+    smallest or largest fitted size) and edge_side ("below" / "above") instead.
     """
     out, _ = _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col, n_boot, seed, ci,
                      window, strict)
@@ -568,7 +576,8 @@ def isoflop_scaling(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str
     """Approach 2 end to end: per-budget optima, then per group ln N* = a ln C + b.
 
     Edge optima (vertex outside the sampled sizes) are extrapolations and are left out of
-    the power law unless exclude_edge=False; the `edge_excluded` column records the choice
+    the power law unless exclude_edge=False (which fits their extrapolated vertices, a
+    diagnostic only: the optima table reports no N* for them); the `edge_excluded` column records the choice
     and `n_edge` how many there were. The intervals on a and b propagate each budget's
     cell bootstrap (ci_method "cells"). weighted=True weights each budget by 1/var of its
     bootstrap ln N* (Porian et al.'s weighted fit). Groups that cannot be fitted get a
@@ -578,6 +587,7 @@ def isoflop_scaling(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str
     optima, draws = _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
                             n_boot, seed, ci, window, strict=False)
     rows, line_draws = [], {}
+    vertex = np.asarray(optima.attrs.get("vertex", optima["n_opt"]), float)  # = n_opt on interior rows
     grouped = optima.groupby(group_cols, sort=True, dropna=False) if group_cols else [((), optima)]
     for key, g in grouped:
         key = key if isinstance(key, tuple) else (key,)
@@ -595,7 +605,7 @@ def isoflop_scaling(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str
             if weighted and dr is not None:
                 sd = np.array([np.std(d) if d.size > 1 else np.nan for d in dr])
                 w = 1.0 / np.maximum(sd, 1e-6) ** 2
-            pl = power_law_fit(g.loc[use, "budget"].to_numpy(), g.loc[use, "n_opt"].to_numpy(),
+            pl = power_law_fit(g.loc[use, "budget"].to_numpy(), vertex[idx],
                                n_boot=n_boot, seed=seed, ci=ci, log_draws=dr, weights=w,
                                label=group_label(kd) or "all points")
             row.update(a=pl.a, a_lo=pl.a_lo, a_hi=pl.a_hi, b=pl.b, b_lo=pl.b_lo, b_hi=pl.b_hi,
