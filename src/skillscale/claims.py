@@ -184,4 +184,7 @@ def verdicts(tables: dict) -> pd.DataFrame:
                          n_groups=sum(p.n_groups for p in parts), n_for=sum(p.n_for for p in parts),
                          n_against=sum(p.n_against for p in parts), n_neither=sum(p.n_neither for p in parts),
                          verdict=combine(parts), median=np.nan))
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    # like every table: a status per row ("ok": the rule was applied; its outcome is `verdict`)
+    out["status"] = "ok"
+    return out
