@@ -125,3 +125,14 @@ def test_rules_on_intervals():
     small = claims.change_test("c", "p", "r", [0.01, 0.0], [-0.05, -0.02], [0.06, 0.03])
     assert small.verdict == claims.CONTRADICTED
     assert claims.combine([up, small]) == claims.CONTRADICTED and claims.combine([up, up]) == claims.SUPPORTED
+
+
+def test_claim3_old_statistic_could_not_fail_the_contrast_can():
+    """In a world where the composition does not matter, max/min - 1 still has its whole
+    interval above 0 (it is >= 0 by construction); the signed contrast says 'no change'."""
+    cells = make_cells(world(knowledge_text=dict(offset=0.0, kappa=0.0), code_text=dict(offset=0.0, kappa=0.0)),
+                       noise=0.0005)
+    s = analysis.validation_composition(cells, ws=(0, 0.5, 1), n_boot=60).summary
+    assert (s.rel_change_lo >= 0).all()
+    part = claims.claim3(s)[0]
+    assert part.verdict == claims.CONTRADICTED and part.n_for + part.n_against + part.n_neither == part.n_groups

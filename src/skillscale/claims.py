@@ -85,15 +85,17 @@ def change_test(claim: str, part: str, rule: str, est, lo, hi, margin: float = E
                 min_groups: int = MIN_GROUPS) -> Part:
     """The rule for a claim that a statistic differs from 0, with one sign across groups.
 
-    for: the interval excludes 0; against: the whole interval lies within +-margin. Groups
+    for: the interval excludes 0 and does not lie within +-margin; against: the whole
+    interval lies within +-margin (a change, if any, too small to matter). Groups
     that change in both directions (more of the rarer sign than chance explains) make the
     claim undecided: there is no consistent change.
     """
     est, lo, hi = (np.asarray(v, float) for v in (est, lo, hi))
     ok = np.isfinite(lo) & np.isfinite(hi)
     lo, hi, est = lo[ok], hi[ok], est[ok]
-    pos, neg = lo > 0, hi < 0
     small = (lo > -margin) & (hi < margin)
+    # a change the interval bounds below the margin is no change, even if it excludes 0
+    pos, neg = (lo > 0) & ~small, (hi < 0) & ~small
     n = int(ok.sum())
     n_for, n_against = int((pos | neg).sum()), int(small.sum())
     verdict = _verdict(n, n_for, n_against, min_groups)

@@ -61,7 +61,7 @@ class IncompleteStudy(RuntimeError):
 # Long free-text columns stay in the CSV and Markdown; the LaTeX table is for a paper.
 TEX_DROP = {"note", "excluded_cells", "n_opt_by_fraction", "fractions", "budgets", "fit_budgets",
             "edge_excluded", "ci_method", "n_fit_min", "n_fit_max", "curvature", "intercept", "w_at_min",
-            "n_opt_min", "n_opt_max", "boot_frac"}
+            "n_opt_min", "n_opt_max", "boot_frac", "rule"}
 _TEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
