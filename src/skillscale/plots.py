@@ -196,7 +196,9 @@ def scaling(optima: pd.DataFrame, scaling_df: pd.DataFrame, line_draws: dict, pa
                     A, B = line_draws[key]
                     ln = A[:, None] * np.log(cs)[None, :] + B[:, None]
                     lo, hi = np.quantile(ln, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
-                    ax.fill_between(cs, np.exp(lo), np.exp(hi), color=col, alpha=0.15, lw=0)
+                    line = r.b + r.a * np.log(cs)  # widened to hold the line, as fit.interval does
+                    ax.fill_between(cs, np.exp(np.minimum(lo, line)), np.exp(np.maximum(hi, line)), color=col,
+                                    alpha=0.15, lw=0)
                 ax.text(0.02, 0.98 - 0.07 * sorted(colors).index(m), f"a = {r.a:.2f}", color=col, fontsize=7,
                         transform=ax.transAxes, va="top")
         _log_axis(ax, "x")
