@@ -210,7 +210,19 @@ def parametric(t: dict, extra: dict) -> list[str]:
     return L + [""]
 
 
-SECTIONS = (top_budget, claim1, claim2, claim3, heldout, parametric)
+def precision(t: dict, extra: dict) -> list[str]:
+    p = t["precision"]
+    L = ["## How sure the answers are", ""]
+    if "statistic" not in p.columns:
+        return L + [f"Not available: {p['status'].iloc[0]}", ""]
+    for r in p.itertuples():
+        excl = f"; {r.excluding_0:.0f} of {r.n} intervals exclude 0" if np.isfinite(r.excluding_0) and r.n else ""
+        L.append(f"- {r.statistic}: median {r.median:.3g} over {r.n} (range {r.min:.3g} to {r.max:.3g}){excl}."
+                 f" {r.what[0].upper() + r.what[1:]}." if r.n else f"- {r.statistic}: {r.status}")
+    return L + ["", "(see precision.csv)", ""]
+
+
+SECTIONS = (top_budget, claim1, claim2, claim3, heldout, parametric, precision)
 
 
 def markdown(tables: dict, extra: dict, info: dict) -> str:

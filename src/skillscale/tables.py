@@ -133,6 +133,34 @@ def _failed_table(name: str, e: Exception) -> pd.DataFrame:
     return pd.DataFrame([{"status": f"failed: {name}: {type(e).__name__}: {e}"}])
 
 
+def precision_table(t: dict) -> pd.DataFrame:
+    """How sure the study's answers are, one row per statistic, read from the other tables:
+    the N* interval ratio hi/lo of every interior optimum, the interval width a_hi - a_lo of
+    every power-law exponent, and the knowledge-minus-code slope differences at the
+    reference compute (claim 2), with how many of their intervals exclude 0."""
+    def row(stat, values, what, excluding_0=np.nan):
+        v = np.asarray(values, float)
+        v = v[np.isfinite(v)]
+        stats = dict(median=np.median(v), min=v.min(), max=v.max()) if v.size else {}
+        return {"statistic": stat, "n": int(v.size), "median": np.nan, "min": np.nan, "max": np.nan, **stats,
+                "excluding_0": excluding_0, "what": what, "status": "ok" if v.size else "no rows with an interval"}
+
+    def usable(df, cols):
+        ok = df[df["status"] == "ok"] if "status" in df.columns else df.iloc[:0]
+        return ok[np.isfinite(ok[list(cols)].astype(float)).all(axis=1)] if set(cols) <= set(ok.columns) else ok.iloc[:0]
+
+    o = usable(t["optima"], ("n_opt_lo", "n_opt_hi"))
+    s = usable(t["scaling"], ("a_lo", "a_hi"))
+    d = t["datamix_slopes"]
+    d = usable(d[d["basis"] == "difference at C_ref"] if "basis" in d.columns else d.iloc[:0], ("slope_lo", "slope_hi"))
+    return pd.DataFrame([
+        row("n_opt_interval_ratio", o["n_opt_hi"] / o["n_opt_lo"], "hi/lo of the N* interval, interior optima"),
+        row("exponent_interval_width", s["a_hi"] - s["a_lo"], "a_hi - a_lo of the exponent of N* = e^b C^a"),
+        row("claim2_difference", d["slope"], "knowledge-minus-code slope at C_ref; excluding_0 = how many of"
+            " their intervals exclude 0", excluding_0=int(((d["slope_lo"] > 0) | (d["slope_hi"] < 0)).sum())),
+    ])
+
+
 def build_tables(cells: pd.DataFrame, cfg: dict) -> dict:
     """Every table (name -> DataFrame) plus 'extra' data the figures and summary need."""
     fc = cfg["fit"]
@@ -184,4 +212,5 @@ def build_tables(cells: pd.DataFrame, cfg: dict) -> dict:
     t["parametric"] = section("parametric", lambda: parametric_table(usable, min(n_boot, PARAMETRIC_MAX_BOOT),
                                                                      ci, c_top))
     t["claims"] = section("claims", lambda: claims.verdicts(t))
+    t["precision"] = section("precision", lambda: precision_table(t))
     return {"tables": t, "extra": extra}
