@@ -47,3 +47,37 @@ def test_study(tmp_path_factory):
     wd = copy_workflow(tmp_path_factory.mktemp("wf"))
     run_snakemake(wd, "--cores", "2", "--configfile", "config/studies/test.yaml")
     return {"dir": wd, "metrics": study_metrics(wd / "results" / "test")}
+
+
+NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?"
+
+
+def estimates_outside_intervals(tables_dir: Path) -> list[str]:
+    """Every point estimate that lies outside its own interval, in the CSV tables (columns
+    X, X_lo, X_hi) and in summary.md ('v [lo, hi]'); [] when the outputs are consistent."""
+    import re
+
+    import numpy as np
+    import pandas as pd
+
+    bad = []
+    for csv in sorted(Path(tables_dir).glob("*.csv")):
+        t = pd.read_csv(csv)
+        for c in t.columns:
+            if f"{c}_lo" not in t.columns or f"{c}_hi" not in t.columns:
+                continue
+            v, lo, hi = (pd.to_numeric(t[k], errors="coerce").to_numpy(float) for k in (c, f"{c}_lo", f"{c}_hi"))
+            has = np.isfinite(lo) & np.isfinite(hi)
+            tol = 1e-9 * np.maximum(1, np.abs(v))
+            out = has & ~(np.isfinite(v) & (lo - tol <= v) & (v <= hi + tol))
+            bad += [f"{csv.name} row {i} {c}={v[i]:g} [{lo[i]:g}, {hi[i]:g}]" for i in np.flatnonzero(out)]
+            wide = has & (hi - lo <= 0)
+            bad += [f"{csv.name} row {i} {c}: zero-width interval [{lo[i]:g}, {hi[i]:g}]" for i in np.flatnonzero(wide)]
+    summary = Path(tables_dir) / "summary.md"
+    pat = re.compile(rf"({NUMBER}) \[({NUMBER}), ({NUMBER})\]")
+    for line in summary.read_text().splitlines():
+        for m in pat.finditer(line):
+            v, lo, hi = (float(x) for x in m.groups())
+            if not lo <= v <= hi or lo == hi:
+                bad.append(f"summary.md: {m.group(0)} in: {line[:120]}")
+    return bad

@@ -54,7 +54,7 @@ def test_study_file_layers_over_the_default_config_like_snakemake(repo, tmp_path
     default = config.load(repo / "config/config.yaml")
     assert cfg["study"] == "cpu-long" and cfg["mix"]["code_fractions"] == [0.2, 0.8]
     assert cfg["train"] == default["train"]  # not the schema's defaults: the study file names no train keys
-    assert cfg["train"]["schedule"] == "wsd" != config.load(repo / "config/studies/cpu-long.yaml")["train"]["schedule"]
+    assert cfg["train"]["schedule"] == "wsd" == config.load(repo / "config/studies/cpu-long.yaml")["train"]["schedule"]
     with pytest.raises(config.ConfigError, match="missing.yaml: config file not found"):
         config.load_layers([repo / "config/config.yaml", tmp_path / "missing.yaml"])
 
@@ -101,3 +101,13 @@ def test_bad_config_names_the_key(bad, key, expected):
     assert msg.startswith("study.yaml: invalid config")
     assert f"\n  {key}:" in msg, msg  # the key leads its line
     assert expected in msg, msg
+
+
+def test_schema_defaults_are_the_default_study(repo):
+    """config/config.yaml only documents: a study file planned on its own (schema defaults
+    under it) and the same file layered over config.yaml (what snakemake does) agree."""
+    assert config.load(repo / "config/config.yaml") == config.validate({})
+    for study in sorted((repo / "config/studies").glob("*.yaml")):
+        alone = config.load(study)
+        layered = config.load_layers([repo / "config/config.yaml", study])
+        assert alone == layered, study.name

@@ -87,7 +87,11 @@ def test_edge_flag_when_minimum_outside_sampled_sizes():
     df, _, _ = chinchilla_like([1e19], sizes_per_budget=5, spread=1.4, offset=2.0)  # all sizes far too big
     opt = fit.isoflop_optima(df, n_boot=20)
     assert bool(opt.edge.iloc[0]) and opt.status.iloc[0] == "edge"
-    assert opt.n_opt.iloc[0] < df.n_params.min()  # still reported, flagged
+    # no extrapolated vertex: the bound it hit, and no N*, D*, loss* or interval
+    r = opt.iloc[0]
+    assert r.edge_side == "below" and r.n_opt_bound == pytest.approx(df.n_params.min())
+    assert np.isnan([r.n_opt, r.n_opt_lo, r.n_opt_hi, r.d_opt, r.tokens_per_param, r.loss_opt]).all()
+    assert f"below the smallest sampled size, {df.n_params.min():.2g}" in r.note
     res = fit.isoflop_scaling(pd.concat([df, chinchilla_like([1e20, 1e21])[0]]), n_boot=20)
     assert res.scaling.n_edge.iloc[0] == 1 and res.scaling.n_budgets.iloc[0] == 2
     assert bool(res.scaling.edge_excluded.iloc[0])
@@ -127,7 +131,10 @@ def test_power_law_fit_and_its_errors():
     n = 0.1 * c**0.5
     pl = fit.power_law_fit(c, n, n_boot=50)
     assert pl.a == pytest.approx(0.5, abs=1e-9) and pl.b == pytest.approx(np.log(0.1), abs=1e-6)
-    assert pl.ci_method == "budgets" and pl.a_lo <= 0.5 <= pl.a_hi
+    # exact points: every resample gives the same line, and a zero-width interval is none
+    assert pl.ci_method == "budgets" and np.isnan([pl.a_lo, pl.a_hi]).all()
+    noisy = fit.power_law_fit(c, n * np.exp([0.05, -0.05, 0.03, -0.02]), n_boot=50)
+    assert noisy.a_lo <= noisy.a <= noisy.a_hi and noisy.a_lo < noisy.a_hi
     with pytest.raises(fit.FitError, match="metric=code_fn: 1 budget"):
         fit.power_law_fit(c[:1], n[:1], label="metric=code_fn")
     with pytest.raises(fit.FitError, match="1 budget"):

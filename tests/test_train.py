@@ -56,7 +56,8 @@ def test_wsd_trunks_branch_at_each_cells_cooldown_start():
 def tiny(tmp_path_factory):
     """Prepared data and a config file for a one-cell study."""
     d = tmp_path_factory.mktemp("train")
-    over = {"train": {"checkpoint_seconds": 0, "log_every": 5}}
+    # cosine: these tests train one cell on its own (wsd cells cool down from a trunk)
+    over = {"train": {"checkpoint_seconds": 0, "log_every": 5, "schedule": "cosine"}}
     cfg = cfgmod.load(REPO / "config" / "studies" / "test.yaml", over)
     (d / "config.yaml").write_text(cfgmod.dump(cfg))
     prepare(cfg, d / "data")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_snakemake
+from conftest import estimates_outside_intervals, run_snakemake
 from skillscale import report
 
 pytestmark = pytest.mark.workflow
@@ -252,3 +252,26 @@ def test_hard_kill_of_the_whole_workflow_resumes_after_unlock(test_study, tmp_pa
     smk(wd, "--unlock", *TEST)
     smk(wd, *TEST)
     assert study_metrics(wd / "results/test") == test_study["metrics"]
+
+
+def test_plan_command_plans_what_snakemake_runs(tmp_path, repo):
+    """`skillscale plan --config config/studies/test.yaml` (no config.yaml named) lists the
+    cells a dry run of `snakemake --configfile config/studies/test.yaml` would evaluate."""
+    import subprocess
+    import sys
+
+    from conftest import copy_workflow
+
+    wd = copy_workflow(tmp_path)
+    out = smk(wd, "-n", *TEST).stdout
+    snake = {l.split("cells/")[1].split("/")[0] for l in out.splitlines()
+             if l.strip().startswith("output:") and "/eval.json" in l}
+    csv = tmp_path / "plan.csv"
+    subprocess.run([sys.executable, "-m", "skillscale.cli", "plan", "--config", str(repo / TEST[1]),
+                    "--out", str(csv)], check=True, capture_output=True)
+    assert snake and set(pd.read_csv(csv)["cell"]) == snake
+
+
+def test_no_estimate_outside_its_interval(study):
+    """Every table and the summary of the test study agree with themselves."""
+    assert estimates_outside_intervals(study / "results" / "test" / "tables") == []

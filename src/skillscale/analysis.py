@@ -7,8 +7,10 @@
 - `heldout_budget_prediction`: fit on all budgets but the largest, predict the largest.
 
 Conventions: N is `n_params` (Porian "standard"); ln is natural; every N* is the vertex of a
-parabola of bits/byte in ln N (fit.fit_parabola) over the cells of one (code_frac, budget).
-Intervals are percentile bootstraps over cells; when two optima are compared (skill vs mix,
+parabola of bits/byte in ln N over the cells of one (code_frac, budget), from
+fit.isoflop_optimum (the same routine as the optima table); an edge vertex is no estimate
+and gives NaN. Intervals are fit.interval: percentile bootstraps over cells widened to
+contain their point estimate; when two optima are compared (skill vs mix,
 or one mix weight vs another) they are computed on the same resample of cells, so the
 noise they share cancels. Diverged cells are excluded from every fit and listed in an
 `excluded_cells` column (and in `DataFrame.attrs["excluded_cells"]`). A group that cannot be
@@ -24,7 +26,6 @@ import pandas as pd
 
 from . import fit
 
-SKILL_METRICS = ("knowledge_qa", "code_fn", "knowledge_text", "code_text")
 CELL_COLUMNS = ("cell", "code_frac", "budget", "size", "seed", "n_params", "n_params_total",
                 "n_params_nonembed", "tokens", "flops", "diverged")
 MIX = "val_mix"
@@ -79,49 +80,22 @@ def _skill_of(metric: str, skills: dict) -> str:
     return "code" if metric.startswith("code") else "knowledge" if metric.startswith("knowledge") else "mix"
 
 
-class _Opt(NamedTuple):
-    log_n: float
-    loss: float
-    edge: bool
-    draws: np.ndarray  # bootstrap ln N*, aligned with the resamples (NaN where unusable)
-    loss_draws: np.ndarray
-    status: str
-    n_points: int
-
-
-def _optimum(x, y, counts, label: str, window: float | None = None) -> _Opt:
-    """Vertex of loss in ln N for one set of cells, with draws on the given resamples.
-
-    `counts` (n_boot x n_cells) is shared between the optima being compared, so their
-    draws are paired replicate by replicate.
-    """
+def _optimum(x, y, counts, label: str, window: float | None = None) -> fit.Optimum:
+    """fit.isoflop_optimum on one set of cells; `counts` (n_boot x n_cells) is shared between
+    the optima being compared, so their draws are paired replicate by replicate."""
     y = np.asarray(y, float)
-    fin = np.isfinite(x) & np.isfinite(y)
-    nan = np.full(len(counts), np.nan)
-    if not fin.any():
-        return _Opt(np.nan, np.nan, False, nan, nan, f"failed: {label}: no values in these cells", 0)
-    try:
-        keep = fin.copy()
-        if window is not None and len(np.unique(x[fin])) >= 3:
-            keep[fin] = fit._window(x[fin], y[fin], window)
-        p = fit.fit_parabola(x[keep], y[keep], label=label)
-    except fit.FitError as e:
-        return _Opt(np.nan, np.nan, False, nan, nan, f"failed: {e}", int(fin.sum()))
-    if len(counts) and p.n_points > 3:
-        bx, bl = fit.batch_vertices(x, np.where(keep, y, np.nan), counts)
-    else:  # three points fix the parabola: every resample repeats it, so no interval
-        bx, bl = nan, nan
-    return _Opt(p.log_n_opt, p.loss_opt, p.edge, bx, bl, "edge" if p.edge else "ok", p.n_points)
+    if not (np.isfinite(x) & np.isfinite(y)).any():
+        return _no_values(len(counts), label)
+    return fit.isoflop_optimum(x, y, counts=counts, window=window, label=label)
+
+
+def _no_values(n_boot: int, label: str) -> fit.Optimum:
+    nan = np.full(n_boot, np.nan)
+    return fit.Optimum(None, np.zeros(0, bool), nan, nan.copy(), 0, f"failed: {label}: no values in these cells")
 
 
 def _counts(n: int, n_boot: int, rng) -> np.ndarray:
     return fit.boot_counts(n, n_boot, rng) if n_boot > 0 and n > 0 else np.zeros((0, n))
-
-
-def _ci(draws, ci):
-    d = np.asarray(draws, float)
-    d = d[np.isfinite(d)]
-    return fit._interval(d, ci) if d.size >= 2 else (np.nan, np.nan)
 
 
 def _frac(draws) -> float:
@@ -167,19 +141,25 @@ def validation_mix(cells: pd.DataFrame, w: float, knowledge_metric: str = "knowl
 # skill vs aggregate optimum
 # --------------------------------------------------------------------------------------
 
-def ape_residuals(cells: pd.DataFrame, w: float = 0.5, metrics: Sequence[str] = SKILL_METRICS,
+def ape_residuals(cells: pd.DataFrame, w: float = 0.5, metrics: Sequence[str] | None = None,
                   knowledge_metric: str = "knowledge_text", code_metric: str = "code_text",
                   n_boot: int = 200, seed: int = 0, ci: float = 0.9,
                   window: float | None = None) -> pd.DataFrame:
     """ln N*(skill metric) - ln N*(validation mix w), per code_frac x budget x metric.
 
-    Positive: the skill wants a bigger model than the aggregate validation loss picks
-    (capacity-hungry); negative: data-hungry. The interval is a paired bootstrap over cells
-    (both optima refitted on the same resample). `hungry` is "capacity" / "data" when the
-    interval excludes 0, else "undetermined". A row with an edge optimum (either side) has
-    status "edge: ..." and should not be read as a measurement.
+    APE, the aggregate performance estimator: the validation loss of a knowledge/code text
+    mix, the quantity a practitioner would pick N* by. Positive residual: the skill wants a
+    bigger model than the aggregate picks (capacity-hungry); negative: data-hungry. The
+    interval is a paired bootstrap over cells (both optima refitted on the same resample).
+    `in_aggregate` marks the two metrics the mix is built from: their residuals oppose
+    each other by construction (the mix's optimum lies between theirs), so they are no
+    evidence about the skills and claim 1 leaves them out. `hungry` is "capacity" / "data"
+    when the interval excludes 0, else "undetermined". A row with an edge optimum (either
+    side) has status "edge: ..." and no residual (an edge vertex is no estimate).
+    `metrics` defaults to every metric of the cells.
     """
     usable, excluded = _split(cells)
+    metrics = sorted(usable["metric"].dropna().unique()) if metrics is None else list(metrics)
     exg = _excluded_by_group(cells, ["code_frac", "budget"])
     skills = _skills(cells)
     mix = validation_mix(usable, w, knowledge_metric, code_metric)
@@ -193,32 +173,34 @@ def ape_residuals(cells: pd.DataFrame, w: float = 0.5, metrics: Sequence[str] = 
         counts = _counts(len(g), n_boot, rng)
         ape = _optimum(x, g[MIX], counts, f"{base}, validation mix w={w:g}", window)
         for m in metrics:
-            row = dict(code_frac=cf, budget=b, metric=m, skill=_skill_of(m, skills), w=w, n_cells=len(g),
+            row = dict(code_frac=cf, budget=b, metric=m, skill=_skill_of(m, skills), w=w,
+                       in_aggregate=m in (knowledge_metric, code_metric), n_cells=len(g),
                        excluded_cells=",".join(exg.get((cf, b), [])))
             if m not in g.columns:
-                sk = _Opt(np.nan, np.nan, False, np.full(len(counts), np.nan), None,
-                          f"failed: {base}, metric={m}: no values in these cells", 0)
+                sk = _no_values(len(counts), f"{base}, metric={m}")
             else:
                 sk = _optimum(x, g[m], counts, f"{base}, metric={m}", window)
-            r = sk.log_n - ape.log_n
-            dr = sk.draws - ape.draws
-            lo, hi = _ci(dr, ci)
             if sk.status.startswith("failed"):
                 status = sk.status
             elif ape.status.startswith("failed"):
                 status = ape.status
             elif sk.edge or ape.edge:
-                which = [n for n, o in (("skill", sk), ("validation mix", ape)) if o.edge]
-                status = f"edge: {' and '.join(which)} optimum outside the sampled sizes"
+                which = [f"{n} optimum {o.describe_edge()}" for n, o in (("skill", sk), ("validation mix", ape))
+                         if o.edge]
+                status = f"edge: {' and '.join(which)}"
             else:
                 status = "ok"
+            r = sk.log_n - ape.log_n  # NaN unless both are interior
+            dr = sk.draws - ape.draws
+            lo, hi = fit.interval(dr, ci, r) if status == "ok" else (np.nan, np.nan)
             hungry = ("capacity" if lo > 0 else "data" if hi < 0 else "undetermined") if status == "ok" else ""
             row.update(n_opt_skill=np.exp(sk.log_n), n_opt_ape=np.exp(ape.log_n), residual=r,
                        residual_lo=lo, residual_hi=hi, boot_frac=_frac(dr), edge_skill=sk.edge,
                        edge_ape=ape.edge, hungry=hungry, status=status)
             rows.append(row)
-    cols = ["code_frac", "budget", "metric", "skill", "w", "n_opt_skill", "n_opt_ape", "residual", "residual_lo",
-            "residual_hi", "boot_frac", "edge_skill", "edge_ape", "hungry", "n_cells", "excluded_cells", "status"]
+    cols = ["code_frac", "budget", "metric", "skill", "w", "in_aggregate", "n_opt_skill", "n_opt_ape", "residual",
+            "residual_lo", "residual_hi", "boot_frac", "edge_skill", "edge_ape", "hungry", "n_cells",
+            "excluded_cells", "status"]
     return _finish(rows, cols, excluded)
 
 
@@ -238,18 +220,25 @@ def _metric_optima(usable: pd.DataFrame, metric: str, n_boot: int, rng, window) 
     return out
 
 
+def _n_opt_text(frac: float, o: fit.Optimum) -> str:
+    """'0.8:2.1e+04' for an interior optimum, '0.8:<1.5e+04' / '0.8:>9e+04' for an edge one."""
+    if o.edge:
+        return f"{frac:g}:{'<' if o.side == 'below' else '>'}{o.bound:.4g}"
+    return f"{frac:g}:{np.exp(o.log_n):.4g}"
+
+
 def _line_with_draws(xs, ys, draws, n_boot, rng, ci):
     """Least-squares slope/intercept and their intervals, propagating per-point draws."""
     xs, ys = np.asarray(xs, float), np.asarray(ys, float)
-    slope, icpt = fit._line(xs, ys)
+    slope, icpt = fit.fit_line(xs, ys)
     if n_boot <= 0 or not any(np.isfinite(d).any() for d in draws):  # no spread to propagate
         return slope, icpt, (np.nan, np.nan), (np.nan, np.nan), None, None
     dr = [d[np.isfinite(d)] if np.isfinite(d).any() else np.array([y]) for d, y in zip(draws, ys)]
     A, B = fit.line_draws(xs, dr, n_boot, rng)
-    return slope, icpt, _ci(A, ci), _ci(B, ci), A, B
+    return slope, icpt, fit.interval(A, ci, slope), fit.interval(B, ci, icpt), A, B
 
 
-def datamix_slopes(cells: pd.DataFrame, metrics: Sequence[str] = SKILL_METRICS, n_boot: int = 200,
+def datamix_slopes(cells: pd.DataFrame, metrics: Sequence[str] | None = None, n_boot: int = 200,
                    seed: int = 0, ci: float = 0.9, window: float | None = None,
                    exclude_edge: bool = True) -> pd.DataFrame:
     """d ln N* / d fraction of the skill's own data, per metric x budget.
@@ -259,10 +248,13 @@ def datamix_slopes(cells: pd.DataFrame, metrics: Sequence[str] = SKILL_METRICS, 
     code fractions whose optimum is interior (edge optima are left out unless
     exclude_edge=False); the interval propagates each optimum's bootstrap over its cells.
     Positive: giving the skill more of its data moves its optimum to bigger models.
+    `metrics` defaults to every metric of the cells with a knowledge or code skill.
     """
     usable, excluded = _split(cells)
-    exg = _excluded_by_group(cells, ["budget"])
     skills = _skills(cells)
+    if metrics is None:
+        metrics = [m for m in sorted(usable["metric"].dropna().unique()) if _skill_of(m, skills) in ("knowledge", "code")]
+    exg = _excluded_by_group(cells, ["budget"])
     rng = np.random.default_rng(seed)
     rows = []
     for m in metrics:
@@ -280,8 +272,8 @@ def datamix_slopes(cells: pd.DataFrame, metrics: Sequence[str] = SKILL_METRICS, 
                        n_edge=sum(p["opt"].edge for p in ps),
                        n_failed=sum(p["opt"].status.startswith("failed") for p in ps),
                        fractions=",".join(f"{f:g}" for f, u in zip(frac, use) if u),
-                       n_opt_by_fraction=",".join(f"{f:g}:{np.exp(p['opt'].log_n):.4g}"
-                                                  for f, p in zip(frac, ps) if np.isfinite(p["opt"].log_n)),
+                       n_opt_by_fraction=",".join(_n_opt_text(f, p["opt"]) for f, p in zip(frac, ps)
+                                                  if p["opt"].parabola is not None),
                        edge_excluded=exclude_edge, excluded_cells=",".join(exg.get((b,), [])))
             xs = np.array([f for f, u in zip(frac, use) if u])
             if len(np.unique(xs)) < 2:
@@ -306,7 +298,7 @@ def datamix_slopes(cells: pd.DataFrame, metrics: Sequence[str] = SKILL_METRICS, 
 
 class ValidationComposition(NamedTuple):
     curve: pd.DataFrame  # one row per code_frac x budget x w: N* picked by that validation mix
-    summary: pd.DataFrame  # one row per code_frac x budget: max/min - 1 of N* over w
+    summary: pd.DataFrame  # one row per code_frac x budget: signed contrast w=1 vs w=0, max/min - 1
 
 
 def validation_composition(cells: pd.DataFrame, ws: Sequence[float] = tuple(np.linspace(0, 1, 11)),
@@ -315,11 +307,17 @@ def validation_composition(cells: pd.DataFrame, ws: Sequence[float] = tuple(np.l
                            window: float | None = None) -> ValidationComposition:
     """N* picked by the validation mix as its knowledge weight w goes over `ws`.
 
-    Summary per code_frac x budget: the largest relative change of N*, rel_change =
-    max_w N* / min_w N* - 1, over the weights with an interior optimum, with a paired
-    bootstrap interval (every weight refitted on the same resample of cells). Status "ok"
-    when every weight gave an interior optimum, "partial: ..." when some did not (they are
-    left out of the max/min), "failed: ..." when fewer than 2 did.
+    Summary per code_frac x budget:
+    - contrast = ln N*(w = max ws) - ln N*(w = min ws), the signed change of N* from an
+      all-code to an all-knowledge validation set, with a paired bootstrap interval (every
+      weight refitted on the same resample of cells) and contrast_z = contrast / its
+      bootstrap standard deviation (the change against the noise of the same statistic).
+      Only when both end weights give an interior optimum.
+    - rel_change = max_w N* / min_w N* - 1 over the weights with an interior optimum, a
+      description of the spread: it is >= 0 for any data, so it is no test.
+    Status "ok" when every weight gave an interior optimum, "partial: ..." when some did
+    not (left out of max/min; no contrast if an end weight is among them), "failed: ..."
+    when fewer than 2 did.
     """
     usable, excluded = _split(cells)
     exg = _excluded_by_group(cells, ["code_frac", "budget"])
@@ -327,7 +325,7 @@ def validation_composition(cells: pd.DataFrame, ws: Sequence[float] = tuple(np.l
     for m in (knowledge_metric, code_metric):
         if m not in wide.columns:
             wide[m] = np.nan
-    ws = [float(w) for w in ws]
+    ws = sorted(float(w) for w in ws)
     rng = np.random.default_rng(seed)
     curve, summary = [], []
     for (cf, b), g in wide.groupby(["code_frac", "budget"], sort=True):
@@ -338,37 +336,49 @@ def validation_composition(cells: pd.DataFrame, ws: Sequence[float] = tuple(np.l
         counts = _counts(len(g), n_boot, rng)
         opts = [_optimum(x, w * k + (1 - w) * c, counts, f"{base}, validation mix w={w:g}", window) for w in ws]
         for w, o in zip(ws, opts):
-            lo, hi = _ci(o.draws, ci)
+            lo, hi = fit.interval(o.draws, ci, o.log_n) if o.status == "ok" else (np.nan, np.nan)
             curve.append(dict(code_frac=cf, budget=b, w=w, n_opt=np.exp(o.log_n), n_opt_lo=np.exp(lo),
-                              n_opt_hi=np.exp(hi), loss_opt=o.loss, edge=o.edge, excluded_cells=ex,
-                              status=o.status))
-        good = [i for i, o in enumerate(opts) if o.status == "ok"]
-        row = dict(code_frac=cf, budget=b, n_w=len(ws), n_w_ok=len(good), excluded_cells=ex)
-        if len(good) < 2:
-            why = next((o.status for o in opts if o.status != "ok"), "")
-            row.update(n_opt_min=np.nan, n_opt_max=np.nan, w_at_min=np.nan, w_at_max=np.nan, rel_change=np.nan,
-                       rel_change_lo=np.nan, rel_change_hi=np.nan,
-                       status=f"failed: {base}: {len(good)} of {len(ws)} weights gave an interior optimum ({why})")
-        else:
-            ln = np.array([opts[i].log_n for i in good])
-            i_min, i_max = int(np.argmin(ln)), int(np.argmax(ln))
-            rel = float(np.exp(ln.max() - ln.min()) - 1)
-            D = np.column_stack([opts[i].draws for i in good]) if len(counts) else np.zeros((0, len(good)))
-            full = np.isfinite(D).all(axis=1)
-            rd = np.exp(D[full].max(axis=1) - D[full].min(axis=1)) - 1 if full.any() else np.array([])
-            lo, hi = _ci(rd, ci)
-            bad = [f"{ws[i]:g}" for i, o in enumerate(opts) if o.status != "ok"]
-            row.update(n_opt_min=float(np.exp(ln.min())), n_opt_max=float(np.exp(ln.max())),
-                       w_at_min=ws[good[i_min]], w_at_max=ws[good[i_max]], rel_change=rel,
-                       rel_change_lo=lo, rel_change_hi=hi,
-                       status="ok" if not bad else f"partial: no interior optimum at w={','.join(bad)}"
-                                                   " (left out of max/min)")
-        summary.append(row)
-    ccols = ["code_frac", "budget", "w", "n_opt", "n_opt_lo", "n_opt_hi", "loss_opt", "edge", "excluded_cells",
-             "status"]
-    scols = ["code_frac", "budget", "n_opt_min", "n_opt_max", "w_at_min", "w_at_max", "rel_change",
-             "rel_change_lo", "rel_change_hi", "n_w", "n_w_ok", "excluded_cells", "status"]
+                              n_opt_hi=np.exp(hi), n_opt_bound=o.bound, edge_side=o.side, loss_opt=o.loss,
+                              edge=o.edge, excluded_cells=ex, status=o.status))
+        summary.append(_composition_row(cf, b, ws, opts, len(counts), ci, base, ex))
+    ccols = ["code_frac", "budget", "w", "n_opt", "n_opt_lo", "n_opt_hi", "n_opt_bound", "edge_side", "loss_opt",
+             "edge", "excluded_cells", "status"]
+    scols = ["code_frac", "budget", "w_lo", "w_hi", "contrast", "contrast_lo", "contrast_hi", "contrast_z",
+             "n_opt_min", "n_opt_max", "w_at_min", "w_at_max", "rel_change", "rel_change_lo", "rel_change_hi",
+             "n_w", "n_w_ok", "excluded_cells", "status"]
     return ValidationComposition(_finish(curve, ccols, excluded), _finish(summary, scols, excluded))
+
+
+def _composition_row(cf, b, ws, opts, n_boot, ci, base, ex) -> dict:
+    good = [i for i, o in enumerate(opts) if o.status == "ok"]
+    row = dict(code_frac=cf, budget=b, w_lo=ws[0], w_hi=ws[-1], n_w=len(ws), n_w_ok=len(good), excluded_cells=ex,
+               contrast=np.nan, contrast_lo=np.nan, contrast_hi=np.nan, contrast_z=np.nan, n_opt_min=np.nan,
+               n_opt_max=np.nan, w_at_min=np.nan, w_at_max=np.nan, rel_change=np.nan, rel_change_lo=np.nan,
+               rel_change_hi=np.nan)
+    if len(good) < 2:
+        why = next((o.status for o in opts if o.status != "ok"), "")
+        row["status"] = f"failed: {base}: {len(good)} of {len(ws)} weights gave an interior optimum ({why})"
+        return row
+    o0, o1 = opts[0], opts[-1]
+    if o0.status == "ok" and o1.status == "ok":
+        con, dc = o1.log_n - o0.log_n, o1.draws - o0.draws
+        lo, hi = fit.interval(dc, ci, con)
+        sd = float(np.nanstd(dc)) if np.isfinite(dc).sum() >= 2 else np.nan
+        row.update(contrast=con, contrast_lo=lo, contrast_hi=hi, contrast_z=con / sd if sd > 0 else np.nan)
+    ln = np.array([opts[i].log_n for i in good])
+    i_min, i_max = int(np.argmin(ln)), int(np.argmax(ln))
+    rel = float(np.exp(ln.max() - ln.min()) - 1)
+    D = np.column_stack([opts[i].draws for i in good]) if n_boot else np.zeros((0, len(good)))
+    full = np.isfinite(D).all(axis=1)
+    rd = np.exp(D[full].max(axis=1) - D[full].min(axis=1)) - 1 if full.any() else np.array([])
+    lo, hi = fit.interval(rd, ci, rel)
+    bad = [f"{ws[i]:g}" for i, o in enumerate(opts) if o.status != "ok"]
+    row.update(n_opt_min=float(np.exp(ln.min())), n_opt_max=float(np.exp(ln.max())), w_at_min=ws[good[i_min]],
+               w_at_max=ws[good[i_max]], rel_change=rel, rel_change_lo=lo, rel_change_hi=hi,
+               status="ok" if not bad else f"partial: no interior optimum at w={','.join(bad)}"
+                                           " (left out of max/min" + ("" if np.isfinite(row["contrast"])
+                                                                      else "; no contrast") + ")")
+    return row
 
 
 # --------------------------------------------------------------------------------------
@@ -431,7 +441,7 @@ def _predict_budget(cf, metric, label, held, train, n_budgets, lines, exg, ci) -
                fit_budgets=",".join(f"{p['budget']:g}" for p in train), excluded_cells=",".join(exg.get((cf,), [])),
                a=np.nan, n_opt_pred=np.nan, n_opt_pred_lo=np.nan, n_opt_pred_hi=np.nan, loss_pred=np.nan,
                loss_pred_lo=np.nan, loss_pred_hi=np.nan)
-    lo, hi = _ci(ho.draws, ci)
+    lo, hi = fit.interval(ho.draws, ci, ho.log_n) if ho.status == "ok" else (np.nan, np.nan)
     row.update(n_opt_obs=np.exp(ho.log_n), n_opt_obs_lo=np.exp(lo), n_opt_obs_hi=np.exp(hi), loss_obs=ho.loss)
     if lines is None:
         row.update(status=f"failed: {label}: {len(train)} budget(s) below the held-out {held['budget']:g} with an"
@@ -441,10 +451,10 @@ def _predict_budget(cf, metric, label, held, train, n_budgets, lines, exg, ci) -
         lch = np.log(held["budget"])
         row.update(a=a, n_opt_pred=np.exp(a * lch + b_), loss_pred=np.exp(pl * lch + ql))
         if A is not None:
-            row["n_opt_pred_lo"], row["n_opt_pred_hi"] = np.exp(_ci(A * lch + B, ci))
-            row["loss_pred_lo"], row["loss_pred_hi"] = np.exp(_ci(PL * lch + QL, ci))
+            row["n_opt_pred_lo"], row["n_opt_pred_hi"] = np.exp(fit.interval(A * lch + B, ci, a * lch + b_))
+            row["loss_pred_lo"], row["loss_pred_hi"] = np.exp(fit.interval(PL * lch + QL, ci, pl * lch + ql))
         row["status"] = ("ok" if ho.status == "ok" else
-                         f"edge: {label}: held-out optimum at {held['budget']:g} is outside the sampled sizes"
+                         f"edge: {label}: held-out optimum at {held['budget']:g} {ho.describe_edge()}"
                          if ho.edge else ho.status)
     row["n_opt_rel_err"] = row["n_opt_pred"] / row["n_opt_obs"] - 1
     row["loss_rel_err"] = row["loss_pred"] / row["loss_obs"] - 1

@@ -302,7 +302,33 @@ def bench_cell_jobs(a, widths=(16, 32, 64)) -> dict:
             new_eval = _seconds(lambda: run_tasks(lm, eval_dir))
             rows[d] = {"start_old_s": start(OLD_JOB.format(d=d)), "start_new_s": start(NEW_JOB.format(d=d)),
                        "eval_old_s": old_eval, "eval_new_s": new_eval}
+            rows[d] |= compile_payoff(ModelShape(d, 2, 2, cfg["data"]["tokenizer"]["vocab_size"], shape.seq_len,
+                                                 shape.ffn_mult), cfg, a)
     return {"widths": rows, "threads": 1, "eval_sizes": cfg["data"]["eval"], "harness": harness_evaluate.__name__}
+
+
+def compile_payoff(shape: ModelShape, cfg: dict, a) -> dict:
+    """Eager vs compiled step at this shape (1 thread), the seconds the first compiled step
+    takes (a cold inductor cache, as in a fresh job), and the steps a job needs before
+    compiling pays: compile seconds / seconds saved per step."""
+    tc = cfg["train"]
+    batch = torch.randint(0, shape.vocab_size, (tc["batch_size"], shape.seq_len + 1))
+    torch.manual_seed(0)
+    eager = trainer(Decoder(shape), tc, batch, "cpu", False, hf=False)
+    compiled = trainer(Decoder(shape), tc, batch, "cpu", True, hf=False)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        old = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        try:
+            first = _seconds(compiled)
+        finally:
+            os.environ.pop("TORCHINDUCTOR_CACHE_DIR") if old is None else os.environ.update(TORCHINDUCTOR_CACHE_DIR=old)
+        sec = time_runs({"eager": eager, "compiled": compiled}, a.steps, a.warmup_steps, a.repeats, "cpu")
+    saved = sec["eager"] - sec["compiled"]
+    return {"step_eager_ms": 1e3 * sec["eager"], "step_compiled_ms": 1e3 * sec["compiled"], "compile_s": first,
+            "break_even_steps": first / saved if saved > 0 else float("inf")}
 
 
 def _seconds(f) -> float:
@@ -326,10 +352,12 @@ def _simple_evaluate(lm, eval_dir: Path) -> None:
 def cell_jobs_table(r: dict) -> str:
     lines = ["", "a cell's fixed costs (1 thread; a fresh process to its first step; one evaluation of the "
              "study's eval-set sizes), old path vs ours:",
-             f"{'width':<7}{'start old':>11}{'start ours':>12}{'eval old':>10}{'eval ours':>11}"]
+             f"{'width':<7}{'start old':>11}{'start ours':>12}{'eval old':>10}{'eval ours':>11}"
+             f"{'step eager':>12}{'compiled':>10}{'compile':>9}{'pays after':>12}"]
     for d, x in r["widths"].items():
         lines.append(f"d{d:<6}{x['start_old_s']:>10.2f}s{x['start_new_s']:>11.2f}s{x['eval_old_s']:>9.2f}s"
-                     f"{x['eval_new_s']:>10.2f}s")
+                     f"{x['eval_new_s']:>10.2f}s{x['step_eager_ms']:>9.1f} ms{x['step_compiled_ms']:>7.1f} ms"
+                     f"{x['compile_s']:>8.1f}s{x['break_even_steps']:>7,.0f} steps")
     lines.append("old: a training process and an evaluation process per cell; ours: one process per WSD trunk "
                  "for its trunk, cooldowns and evaluations")
     return "\n".join(lines)

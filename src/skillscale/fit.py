@@ -41,13 +41,25 @@ def _fail(label: str, msg: str) -> FitError:
     return FitError(f"{label}: {msg}" if label else msg)
 
 
-def _interval(draws: np.ndarray, ci: float) -> tuple[float, float]:
+def interval(draws: np.ndarray, ci: float, point: float | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of the finite `draws`, widened to contain `point`.
+
+    A point estimate outside its own percentile interval (a skewed or biased bootstrap:
+    the full-data fit is not the centre of its resamples) would make a table contradict
+    itself, so the interval is stretched to reach the point. An interval of zero width
+    (every usable draw identical, e.g. an exact fit) says nothing and is returned as NaN,
+    as are fewer than 2 usable draws.
+    """
     draws = np.asarray(draws, float)
     draws = draws[np.isfinite(draws)]
     if draws.size < 2:
         return np.nan, np.nan
-    lo, hi = np.quantile(draws, [(1 - ci) / 2, (1 + ci) / 2])
-    return float(lo), float(hi)
+    lo, hi = (float(v) for v in np.quantile(draws, [(1 - ci) / 2, (1 + ci) / 2]))
+    if point is not None and np.isfinite(point):
+        lo, hi = min(lo, float(point)), max(hi, float(point))
+    if hi - lo <= 1e-12 * max(1.0, abs(lo), abs(hi)):
+        return np.nan, np.nan
+    return lo, hi
 
 
 # --------------------------------------------------------------------------------------
@@ -136,7 +148,7 @@ def fit_parabola(log_n, loss, weights=None, *, label: str = "") -> ParabolaFit:
     )
 
 
-def _window(x: np.ndarray, y: np.ndarray, window: float | None, min_sizes: int = 5) -> np.ndarray:
+def window_mask(x: np.ndarray, y: np.ndarray, window: float | None, min_sizes: int = 5) -> np.ndarray:
     """Mask of points within `window` (in ln N) of the size with the lowest observed loss.
 
     IsoFLOP curves are asymmetric far from the optimum (loss explodes for models trained on
@@ -220,9 +232,104 @@ def boot_counts(n_points: int, n_boot: int, rng) -> np.ndarray:
     return rng.multinomial(n_points, np.full(n_points, 1.0 / n_points), size=n_boot).astype(float)
 
 
-OPTIMA_COLUMNS = ["budget", "n_opt", "n_opt_lo", "n_opt_hi", "d_opt", "tokens_per_param", "loss_opt",
-                  "loss_opt_lo", "loss_opt_hi", "n_points", "n_sizes", "residual_rms", "curvature",
+@dataclass
+class Optimum:
+    """One IsoFLOP optimum: the parabola through the (windowed) points and its bootstrap.
+
+    `draws` / `loss_draws` hold ln N* and loss* per resample (row of the `counts` passed
+    in, NaN where the resample gave no usable vertex), aligned across optima fitted on the
+    same counts, so two optima can be compared replicate by replicate.
+    """
+
+    parabola: ParabolaFit | None
+    keep: np.ndarray  # points the parabola used (finite and inside the window)
+    draws: np.ndarray
+    loss_draws: np.ndarray
+    n_runaway: int  # bootstrap vertices dropped as runaway extrapolations
+    status: str  # "ok", "edge" or "failed: <why>"
+
+    @property
+    def edge(self) -> bool:
+        return self.parabola is not None and self.parabola.edge
+
+    @property
+    def log_n(self) -> float:
+        """ln N* of an interior optimum; NaN for an edge or failed one (no estimate there)."""
+        return self.parabola.log_n_opt if self.status == "ok" else np.nan
+
+    @property
+    def loss(self) -> float:
+        return self.parabola.loss_opt if self.status == "ok" else np.nan
+
+    @property
+    def bound(self) -> float:
+        """For an edge optimum, the sampled size it lies beyond (N, not ln N); else NaN."""
+        if not self.edge:
+            return np.nan
+        lo, hi = self.parabola.log_n_range
+        return float(np.exp(lo if self.parabola.log_n_opt <= lo else hi))
+
+    @property
+    def side(self) -> str:
+        """'below' / 'above' the sampled sizes for an edge optimum, '' otherwise."""
+        if not self.edge:
+            return ""
+        return "below" if self.parabola.log_n_opt <= self.parabola.log_n_range[0] else "above"
+
+    def describe_edge(self) -> str:
+        if not self.edge:
+            return ""
+        which = "smallest" if self.side == "below" else "largest"
+        return f"{self.side} the {which} sampled size, {self.bound:.2g}"
+
+    @property
+    def boot_frac(self) -> float:
+        return float(np.isfinite(self.draws).mean()) if self.draws.size else np.nan
+
+
+def isoflop_optimum(log_n, loss, weights=None, *, counts=None, window: float | None = None,
+                    label: str = "") -> Optimum:
+    """The IsoFLOP optimum of one set of points, with bootstrap draws (the one routine).
+
+    Fits `fit_parabola` to the finite points within `window` (in ln N) of the best observed
+    size (`window_mask`; None keeps all). `counts` (n_boot x n_points, e.g. `boot_counts`)
+    are resample weights over ALL the points given: points outside the window or with
+    non-finite loss get weight 0 in every resample, so optima of several metrics over the
+    same cells can share one `counts` and pair their draws. No draws when the parabola
+    goes through 3 points (an exact fit: every resample repeats it, so an interval would
+    have zero width and mean nothing). Never raises: a failure is in `status`.
+    """
+    x = np.asarray(log_n, float).ravel()
+    y = np.asarray(loss, float).ravel()
+    w = np.ones_like(x) if weights is None else np.asarray(weights, float).ravel()
+    counts = np.zeros((0, x.size)) if counts is None else np.atleast_2d(np.asarray(counts, float))
+    nan = np.full(len(counts), np.nan)
+    fin = np.isfinite(x) & np.isfinite(y) & np.isfinite(w)
+    keep = fin.copy()
+    if window is not None and len(np.unique(x[fin])) >= 3:
+        keep[fin] = window_mask(x[fin], y[fin], window)
+    try:
+        p = fit_parabola(x[keep], y[keep], w[keep], label=label)
+    except FitError as e:
+        return Optimum(None, keep, nan, nan.copy(), 0, f"failed: {e}")
+    bx, bl, n_runaway = nan, nan.copy(), 0
+    if len(counts) and p.n_points > 3:
+        bx, bl = batch_vertices(x, np.where(keep, y, np.nan), counts * np.where(keep, w, 0.0)[None, :],
+                                max_extrapolation=None)
+        vlo, vhi = vertex_limits(x[keep])
+        runaway = np.isfinite(bx) & ~((bx >= vlo) & (bx <= vhi))
+        n_runaway = int(runaway.sum())
+        bx, bl = np.where(runaway, np.nan, bx), np.where(runaway, np.nan, bl)
+    return Optimum(p, keep, bx, bl, n_runaway, "edge" if p.edge else "ok")
+
+
+OPTIMA_COLUMNS = ["budget", "n_opt", "n_opt_lo", "n_opt_hi", "n_opt_bound", "edge_side", "d_opt", "tokens_per_param",
+                  "loss_opt", "loss_opt_lo", "loss_opt_hi", "n_points", "n_sizes", "residual_rms", "curvature",
                   "n_fit_min", "n_fit_max", "boot_frac", "edge", "status", "note"]
+
+
+def _note(row: dict, text: str) -> None:
+    row["note"] = "; ".join(filter(None, [row["note"], text]))
 
 
 def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col, n_boot, seed, ci,
@@ -233,7 +340,7 @@ def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise FitError(f"isoflop_optima: column(s) {missing} not in the data (have {list(df.columns)})")
-    rows, draws = [], []
+    rows, draws, vertices = [], [], []
     rng = np.random.default_rng(seed)
     keys = group_cols + [budget_col]
     for key, g in df.groupby(keys, sort=True, dropna=False):
@@ -243,8 +350,8 @@ def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
         row = {c: kd[c] for c in group_cols}
         row["budget"] = float(kd[budget_col])
         row.update({c: np.nan for c in OPTIMA_COLUMNS if c not in ("budget", "edge", "status", "note")})
-        row.update(edge=False, note="", n_points=len(g))
-        d = np.array([], float)
+        row.update(edge=False, edge_side="", note="", n_points=len(g))
+        d, vertex = np.array([], float), np.nan
         try:
             n = g[n_col].to_numpy(float)
             if np.any(n[np.isfinite(n)] <= 0):
@@ -253,75 +360,65 @@ def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
                 x = np.log(n)
             y = g[loss_col].to_numpy(float)
             w = None if weight_col is None else g[weight_col].to_numpy(float)
+            counts = boot_counts(len(g), n_boot, rng) if n_boot > 0 else None
+            o = isoflop_optimum(x, y, w, counts=counts, window=window, label=label)
+            if o.parabola is None:
+                raise FitError(o.status.removeprefix("failed: "))
+            p, keep = o.parabola, o.keep
+            vertex = p.n_opt
             fin = np.isfinite(x) & np.isfinite(y) & (np.ones_like(x, bool) if w is None else np.isfinite(w))
-            n_bad = int((~fin).sum())
-            x, y = x[fin], y[fin]
-            w = np.ones_like(x) if w is None else w[fin]
-            if x.size and len(np.unique(x)) >= 3:
-                keep = _window(x, y, window)
+            if (~fin).any():
+                # Enough remained (the fit failed otherwise): keep the number, say so.
+                _note(row, f"dropped {int((~fin).sum())} point(s) with non-finite {loss_col} or {n_col}")
+            if window is not None and (fin & ~keep).any():
+                _note(row, f"{int((fin & ~keep).sum())} point(s) outside the fit window")
+            row.update(n_points=p.n_points, n_sizes=p.n_sizes, residual_rms=p.residual_rms, curvature=p.curvature,
+                       edge=p.edge, n_fit_min=float(np.exp(p.log_n_range[0])),
+                       n_fit_max=float(np.exp(p.log_n_range[1])), status=o.status)
+            if o.edge:
+                # An edge vertex is an extrapolation, not a measured optimum: report the bound.
+                row.update(n_opt_bound=o.bound, edge_side=o.side)
+                _note(row, f"optimum {o.describe_edge()}: no estimate of N*, D* or loss*")
             else:
-                keep = np.ones_like(x, bool)
-            p = fit_parabola(x[keep], y[keep], w[keep], label=label)
-            if n_bad:
-                # Enough remained (fit_parabola raised otherwise): keep the number, say so.
-                row["note"] = f"dropped {n_bad} point(s) with non-finite {loss_col} or {n_col}"
-            if window is not None and (~keep).any():
-                outside = f"{int((~keep).sum())} point(s) outside the fit window"
-                row["note"] = "; ".join(filter(None, [row["note"], outside]))
-            row.update(n_opt=p.n_opt, loss_opt=p.loss_opt, n_points=p.n_points, n_sizes=p.n_sizes,
-                       residual_rms=p.residual_rms, curvature=p.curvature, edge=p.edge,
-                       n_fit_min=float(np.exp(p.log_n_range[0])), n_fit_max=float(np.exp(p.log_n_range[1])),
-                       status="edge" if p.edge else "ok")
-            vlo, vhi = vertex_limits(x[keep])
-            if not vlo <= p.log_n_opt <= vhi:
-                row["note"] = "; ".join(filter(None, [row["note"], (
-                    f"vertex N={p.n_opt:.3g} lies far outside the fitted sizes"
-                    f" [{row['n_fit_min']:.3g}, {row['n_fit_max']:.3g}]: an extrapolation of a nearly flat"
-                    " curve, not an optimum")]))
-            if tokens_col is not None:
-                # Tokens optimum from its own parabola in ln D (Porian's t*): equals
-                # C/(6 N*) only when every point sits exactly on C = 6 N D.
-                t = g[tokens_col].to_numpy(float)[fin][keep]
-                try:
-                    pt = fit_parabola(np.log(t), y[keep], w[keep], label=label)
-                    row["d_opt"] = float(np.exp(pt.log_n_opt))
-                except FitError as e:
-                    row["d_opt"] = np.nan
-                    row["note"] = "; ".join(filter(None, [row["note"], f"tokens fit: {e}"]))
-            else:
-                row["d_opt"] = row["budget"] / (6 * p.n_opt)
-            row["tokens_per_param"] = row["d_opt"] / p.n_opt
+                row.update(n_opt=p.n_opt, loss_opt=p.loss_opt)
+                if tokens_col is not None:
+                    # Tokens optimum from its own parabola in ln D (Porian's t*): equals
+                    # C/(6 N*) only when every point sits exactly on C = 6 N D.
+                    t = g[tokens_col].to_numpy(float)[keep]
+                    try:
+                        pt = fit_parabola(np.log(t), y[keep], None if w is None else w[keep], label=label)
+                        row["d_opt"] = float(np.exp(pt.log_n_opt))
+                    except FitError as e:
+                        _note(row, f"tokens fit: {e}")
+                else:
+                    row["d_opt"] = row["budget"] / (6 * p.n_opt)
+                row["tokens_per_param"] = row["d_opt"] / p.n_opt
             if n_boot > 0 and p.n_points <= 3:
-                # Three points fix a parabola exactly: every usable resample is the same fit,
-                # so a bootstrap interval would have zero width and mean nothing.
-                row["note"] = "; ".join(filter(None, [row["note"], "3 points: no residual to resample, no interval"]))
+                _note(row, "3 points: no residual to resample, no interval")
             elif n_boot > 0:
-                counts = boot_counts(int(keep.sum()), n_boot, rng)
-                bx, bl = batch_vertices(x[keep], y[keep], counts * w[keep][None, :], max_extrapolation=None)
-                vlo, vhi = vertex_limits(x[keep])
-                runaway = np.isfinite(bx) & ~((bx >= vlo) & (bx <= vhi))
-                bx, bl = np.where(runaway, np.nan, bx), np.where(runaway, np.nan, bl)
-                good = np.isfinite(bx)
-                row["boot_frac"] = float(good.mean())  # share of resamples kept for the interval
-                if runaway.any():
-                    row["note"] = "; ".join(filter(None, [row["note"], (
-                        f"{int(runaway.sum())} of {n_boot} bootstrap vertices beyond the fitted ln N range"
-                        f" +- {MAX_EXTRAPOLATION:g} of it dropped")]))
+                good = np.isfinite(o.draws)
+                row["boot_frac"] = o.boot_frac  # share of resamples kept for the interval
+                if o.n_runaway:
+                    _note(row, f"{o.n_runaway} of {n_boot} bootstrap vertices beyond the fitted ln N range"
+                               f" +- {MAX_EXTRAPOLATION:g} of it dropped")
                 if good.mean() < 0.5:
-                    row["note"] = "; ".join(filter(None, [row["note"], (
-                        f"only {good.mean():.0%} of bootstrap resamples usable: interval unreliable")]))
-                lo, hi = _interval(bx[good], ci)
-                row["n_opt_lo"], row["n_opt_hi"] = np.exp(lo), np.exp(hi)
-                row["loss_opt_lo"], row["loss_opt_hi"] = _interval(bl[good], ci)
-                d = bx[good]
+                    _note(row, f"only {good.mean():.0%} of bootstrap resamples usable: interval unreliable")
+                if not o.edge:
+                    lo, hi = interval(o.draws, ci, p.log_n_opt)
+                    row["n_opt_lo"], row["n_opt_hi"] = np.exp(lo), np.exp(hi)
+                    row["loss_opt_lo"], row["loss_opt_hi"] = interval(o.loss_draws, ci, p.loss_opt)
+                d = o.draws[good]
         except FitError as e:
             if strict:
                 raise
             row["status"] = f"failed: {e}"
         rows.append(row)
         draws.append(d)
+        vertices.append(vertex)
     cols = group_cols + OPTIMA_COLUMNS
     out = pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
+    # the parabola's vertex of every row, edge ones included, for exclude_edge=False only
+    out.attrs["vertex"] = vertices
     return out, draws
 
 
@@ -341,7 +438,11 @@ def isoflop_optima(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str 
     over, after the window), edge, status ("ok", "edge" or
     "failed: <why>") and a note (dropped points). Failed rows hold NaN; strict=True raises
     the FitError instead. `window` (in ln N) restricts each fit to sizes near the lowest
-    observed loss (see `_window`); None fits every point.
+    observed loss (see `window_mask`); None fits every point.
+
+    An edge row (vertex at or beyond the sampled sizes) has no n_opt, d_opt, loss_opt or
+    interval: an extrapolated vertex is not a measured optimum. It gives n_opt_bound (the
+    smallest or largest fitted size) and edge_side ("below" / "above") instead.
     """
     out, _ = _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col, n_boot, seed, ci,
                      window, strict)
@@ -377,7 +478,7 @@ class PowerLaw:
         return {k: v for k, v in asdict(self).items() if k != "draws"}
 
 
-def _line(lx, ly, w=None):
+def fit_line(lx, ly, w=None):
     if w is None:
         w = np.ones_like(lx)
     X = np.column_stack([lx, np.ones_like(lx)]) * np.sqrt(w)[:, None]
@@ -429,7 +530,7 @@ def power_law_fit(budgets, n_opts, n_boot: int = 1000, seed: int = 0, ci: float 
         raise _fail(lab, f"{n_b} budget(s) with a usable optimum; a power law needs >= 2")
     lc, ly = np.log(c[ok]), np.log(y[ok])
     wk = None if w is None else w[ok]
-    a, b = _line(lc, ly, wk)
+    a, b = fit_line(lc, ly, wk)
     resid = ly - (a * lc + b)
     rms = float(np.sqrt(np.mean(resid**2)))
     rng = np.random.default_rng(seed)
@@ -453,10 +554,10 @@ def power_law_fit(budgets, n_opts, n_boot: int = 1000, seed: int = 0, ci: float 
             j = idx[i]
             if len(np.unique(lc[j])) < 2:
                 continue
-            A[i], B[i] = _line(lc[j], ly[j], None if wk is None else wk[j])
+            A[i], B[i] = fit_line(lc[j], ly[j], None if wk is None else wk[j])
     good = np.isfinite(A)
-    a_lo, a_hi = _interval(A[good], ci)
-    b_lo, b_hi = _interval(B[good], ci)
+    a_lo, a_hi = interval(A[good], ci, a)
+    b_lo, b_hi = interval(B[good], ci, b)
     return PowerLaw(a=a, a_lo=a_lo, a_hi=a_hi, b=b, b_lo=b_lo, b_hi=b_hi, n_budgets=n_b, ci=ci,
                     ci_method=method, boot_frac=float(good.mean()) if n_boot > 0 else np.nan,
                     residual_rms=rms, draws=(A[good], B[good]) if n_boot > 0 and good.any() else None)
@@ -475,7 +576,8 @@ def isoflop_scaling(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str
     """Approach 2 end to end: per-budget optima, then per group ln N* = a ln C + b.
 
     Edge optima (vertex outside the sampled sizes) are extrapolations and are left out of
-    the power law unless exclude_edge=False; the `edge_excluded` column records the choice
+    the power law unless exclude_edge=False (which fits their extrapolated vertices, a
+    diagnostic only: the optima table reports no N* for them); the `edge_excluded` column records the choice
     and `n_edge` how many there were. The intervals on a and b propagate each budget's
     cell bootstrap (ci_method "cells"). weighted=True weights each budget by 1/var of its
     bootstrap ln N* (Porian et al.'s weighted fit). Groups that cannot be fitted get a
@@ -485,6 +587,7 @@ def isoflop_scaling(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str
     optima, draws = _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
                             n_boot, seed, ci, window, strict=False)
     rows, line_draws = [], {}
+    vertex = np.asarray(optima.attrs.get("vertex", optima["n_opt"]), float)  # = n_opt on interior rows
     grouped = optima.groupby(group_cols, sort=True, dropna=False) if group_cols else [((), optima)]
     for key, g in grouped:
         key = key if isinstance(key, tuple) else (key,)
@@ -502,7 +605,7 @@ def isoflop_scaling(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str
             if weighted and dr is not None:
                 sd = np.array([np.std(d) if d.size > 1 else np.nan for d in dr])
                 w = 1.0 / np.maximum(sd, 1e-6) ** 2
-            pl = power_law_fit(g.loc[use, "budget"].to_numpy(), g.loc[use, "n_opt"].to_numpy(),
+            pl = power_law_fit(g.loc[use, "budget"].to_numpy(), vertex[idx],
                                n_boot=n_boot, seed=seed, ci=ci, log_draws=dr, weights=w,
                                label=group_label(kd) or "all points")
             row.update(a=pl.a, a_lo=pl.a_lo, a_hi=pl.a_hi, b=pl.b, b_lo=pl.b_lo, b_hi=pl.b_hi,
@@ -690,5 +793,6 @@ def _fit_parametric(lnN, lnD, lnL, delta, n_boot, seed, ci, n_starts, lab):
             draws.append([np.exp(re), np.exp(ra), np.exp(rb), ral, rbe, _derived(ral, rbe, 1, 1)[0]])
         draws = np.array(draws).reshape(-1, 6)
         fit.n_boot, fit.ci, fit.boot_frac = n_boot, ci, len(draws) / n_boot
-        fit.intervals = {k: _interval(draws[:, j], ci) for j, k in enumerate(PARAM_NAMES + ("a_opt",))}
+        point = dict(E=fit.E, A=fit.A, B=fit.B, alpha=fit.alpha, beta=fit.beta, a_opt=fit.a_opt)
+        fit.intervals = {k: interval(draws[:, j], ci, point[k]) for j, k in enumerate(PARAM_NAMES + ("a_opt",))}
     return fit

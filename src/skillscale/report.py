@@ -21,7 +21,9 @@ booktabs rules; the .tex merges each value with its interval and shortens status
 - heldout_prediction: power laws fitted on every budget but the largest predict the
   largest budget's N* and optimal loss; relative errors.
 - parametric: Approach 3, L(N, D) = E + A/N^alpha + B/D^beta, per code fraction x metric.
-- summary.md: what the numbers say per claim of the paper, generated from the tables.
+- claims: the verdict per claim and part (rules: docs/claims.md, claims.py).
+- summary.md: what the numbers say per claim of the paper, generated from the tables
+  (summary.py).
 
 figures/: isoflop, scaling, optimum_vs_code_fraction, validation_composition, ape_residuals.
 
@@ -40,15 +42,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import aggregate, analysis, fit, io
+from . import aggregate, fit, io, summary
 from . import config as cfgmod
 from .outputs import FIGURES, TABLE_FORMATS, TABLES, output_paths  # noqa: F401  (re-exported)
+from .tables import APE_W, build_tables
 
 log = logging.getLogger("skillscale.report")
-GROUP = ["code_frac", "metric", "skill"]
-APE_W = 0.5  # knowledge byte share of the aggregate validation set (APE)
-VALIDATION_WS = tuple(np.round(np.linspace(0, 1, 11), 10))
-PARAMETRIC_MAX_BOOT = 100  # Approach-3 refits are ~10 ms each; 100 keeps analyze under a minute
 
 
 class IncompleteStudy(RuntimeError):
@@ -62,7 +61,7 @@ class IncompleteStudy(RuntimeError):
 # Long free-text columns stay in the CSV and Markdown; the LaTeX table is for a paper.
 TEX_DROP = {"note", "excluded_cells", "n_opt_by_fraction", "fractions", "budgets", "fit_budgets",
             "edge_excluded", "ci_method", "n_fit_min", "n_fit_max", "curvature", "intercept", "w_at_min",
-            "n_opt_min", "n_opt_max", "boot_frac"}
+            "n_opt_min", "n_opt_max", "boot_frac", "rule"}
 _TEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
@@ -146,357 +145,6 @@ def write_table(df: pd.DataFrame, path_csv: Path, title: str | None = None, note
 
 
 # --------------------------------------------------------------------------------------
-# tables
-# --------------------------------------------------------------------------------------
-
-def _own_fraction(skill: str, code_frac):
-    return np.asarray(code_frac, float) if skill == "code" else 1 - np.asarray(code_frac, float)
-
-
-def datamix_at_reference(scaling: pd.DataFrame, c_ref: float, n_boot: int, ci: float,
-                         seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """d ln N*/d own-data fraction at one compute C_ref, from each code fraction's power law.
-
-    N*(C_ref) = exp(b) C_ref^a per code fraction pools every interior budget of that code
-    fraction; its draws come from the power law's cell-level bootstrap replicates, and the
-    slope's interval takes one draw per code fraction per replicate. Also returns the
-    points (code fraction, metric, N*(C_ref) with interval) for the figure, and adds rows
-    'knowledge - code' with the difference of slopes (replicates paired independently: the
-    two metrics' bootstraps are separate resamples of the same cells, so this interval is,
-    if anything, too wide).
-    """
-    line_draws = scaling.attrs.get("line_draws", {})
-    rng = np.random.default_rng(seed)
-    lc = float(np.log(c_ref))
-    rows, points, slope_draws = [], [], {}
-    for (m, skill), g in scaling.groupby(["metric", "skill"], sort=True):
-        label = fit.group_label({"metric": m, "C_ref": c_ref})
-        ok = g[g["status"] == "ok"].sort_values("code_frac")
-        xs, ys, ds, spread = [], [], [], False
-        for _, r in ok.iterrows():
-            y = r["a"] * lc + r["b"]
-            A, B = line_draws.get((r["code_frac"], r["metric"], r["skill"]), (None, None))
-            spread |= A is not None and len(A) > 1
-            d = A * lc + B if A is not None and len(A) else np.array([y])
-            xs.append(float(_own_fraction(skill, r["code_frac"])))
-            ys.append(y)
-            ds.append(d[np.isfinite(d)] if np.isfinite(d).any() else np.array([y]))
-            lo, hi = fit._interval(d, ci)
-            points.append(dict(code_frac=r["code_frac"], metric=m, skill=skill, budget=c_ref, n_opt=np.exp(y),
-                               n_opt_lo=np.exp(lo), n_opt_hi=np.exp(hi)))
-        row = dict(metric=m, skill=skill, basis="power law at C_ref", budget=c_ref,
-                   n_fractions=len(set(xs)), n_edge=0, n_failed=int((g["status"] != "ok").sum()),
-                   fractions=",".join(f"{x:g}" for x in xs),
-                   n_opt_by_fraction=",".join(f"{x:g}:{np.exp(y):.4g}" for x, y in zip(xs, ys)),
-                   edge_excluded=True, excluded_cells="")
-        if len(set(xs)) < 2:
-            why = "; ".join(str(s) for s in g.loc[g["status"] != "ok", "status"]) or "only one data fraction"
-            row.update(slope=np.nan, slope_lo=np.nan, slope_hi=np.nan, intercept=np.nan,
-                       status=f"failed: {label}: {len(set(xs))} data fraction(s) with a fitted power law;"
-                              f" a slope needs >= 2 ({why})")
-        else:
-            s, i = fit._line(np.array(xs), np.array(ys))
-            lo = hi = np.nan
-            A = None
-            if n_boot > 0 and spread:  # else no code fraction has bootstrap draws: no interval
-                A, _ = fit.line_draws(np.array(xs), ds, n_boot, rng)
-                lo, hi = fit._interval(A, ci)
-            slope_draws[(m, skill)] = (s, A)
-            row.update(slope=s, slope_lo=lo, slope_hi=hi, intercept=i, status="ok")
-        rows.append(row)
-    for (mk, sk), (s_k, A_k) in slope_draws.items():
-        if sk != "knowledge":
-            continue
-        for (mc, sc), (s_c, A_c) in slope_draws.items():
-            if sc != "code":
-                continue
-            lo, hi = fit._interval(A_k - A_c, ci) if A_k is not None and A_c is not None else (np.nan, np.nan)
-            rows.append(dict(metric=f"{mk} - {mc}", skill="knowledge - code", basis="difference at C_ref",
-                             budget=c_ref, slope=s_k - s_c, slope_lo=lo, slope_hi=hi, status="ok"))
-    return pd.DataFrame(rows), pd.DataFrame(points)
-
-
-def parametric_table(usable: pd.DataFrame, n_boot: int, ci: float, c_top: float) -> pd.DataFrame:
-    rows = []
-    for key, g in usable.groupby(GROUP, sort=True):
-        kd = dict(zip(GROUP, key))
-        label = fit.group_label(kd)
-        row = dict(kd, n_points=int(np.isfinite(g["loss"]).sum()), budget_top=c_top)
-        n_budgets = g.loc[np.isfinite(g["loss"]), "budget"].nunique()
-        try:
-            if n_budgets < 3:
-                # On an IsoFLOP grid D is tied to N within a budget: two budgets cannot
-                # separate A/N^alpha from B/D^beta (the fit runs off to degenerate exponents).
-                raise fit.FitError(f"{label}: {n_budgets} budget(s) with finite losses; L(N, D) needs >= 3"
-                                   " on an IsoFLOP grid")
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                f = fit.fit_parametric(g["n_params"], g["tokens"], g["loss"], n_boot=n_boot, seed=0, ci=ci,
-                                       label=label)
-            d = f.to_dict()
-            row.update({k: d.get(k, np.nan) for k in ("E", "E_lo", "E_hi", "alpha", "alpha_lo", "alpha_hi",
-                                                       "beta", "beta_lo", "beta_hi", "a_opt", "a_opt_lo",
-                                                       "a_opt_hi", "objective", "converged")})
-            row["n_opt_top"] = float(f.n_opt(c_top))
-            notes = []
-            if not f.converged:
-                notes.append("L-BFGS-B did not report convergence")
-            if f.E < 1e-3:
-                notes.append("E ~ 0: no irreducible loss identified; exponents absorb it")
-            if max(f.alpha, f.beta) > 1.5 or min(f.alpha, f.beta) < 0.05:
-                notes.append("an exponent at an implausible value: the grid does not pin the surface down")
-            row.update(note="; ".join(notes), status="ok" if not notes else "flagged: " + "; ".join(notes))
-        except fit.FitError as e:
-            row.update(status=f"failed: {e}", note="")
-        rows.append(row)
-    cols = GROUP + ["n_points", "E", "E_lo", "E_hi", "alpha", "alpha_lo", "alpha_hi", "beta", "beta_lo", "beta_hi",
-                    "a_opt", "a_opt_lo", "a_opt_hi", "budget_top", "n_opt_top", "objective", "converged", "note",
-                    "status"]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def _failed_table(name: str, e: Exception) -> pd.DataFrame:
-    log.exception("analysis %s failed", name)
-    return pd.DataFrame([{"status": f"failed: {name}: {type(e).__name__}: {e}"}])
-
-
-def build_tables(cells: pd.DataFrame, cfg: dict) -> dict:
-    """Every table (name -> DataFrame) plus 'extra' data the figures and summary need."""
-    fc = cfg["fit"]
-    n_boot, ci = int(fc["n_boot"]), float(fc["ci"])
-    window = fc.get("window")  # not in the schema today: every size of a budget is fitted
-    div = cells["diverged"].astype(bool)
-    usable = cells[~div].rename(columns={"value": "loss"})  # NaN losses stay: the fits say so
-    metrics = sorted(cells["metric"].dropna().unique())
-    budgets = np.array(sorted(cells["budget"].dropna().unique()), float)
-    c_ref = float(np.exp(np.mean(np.log(budgets)))) if budgets.size else np.nan
-    c_top = float(budgets.max()) if budgets.size else np.nan
-    t, extra = {}, dict(c_ref=c_ref, c_top=c_top, n_boot=n_boot, ci=ci, window=window)
-    sc = fit.isoflop_scaling(usable, GROUP, n_col="n_params", budget_col="budget", loss_col="loss",
-                             n_boot=n_boot, seed=0, ci=ci, window=window)
-    t["optima"], t["scaling"] = sc.optima, sc.scaling
-    if "n_budgets" in sc.scaling.columns:
-        sc.scaling["note"] = np.where((sc.scaling["n_budgets"] == 2) & (sc.scaling["status"] == "ok"),
-                                      "2 budgets: the line passes through both optima; its interval comes only"
-                                      " from their cell bootstraps", "")
-    extra["line_draws"] = sc.scaling.attrs.get("line_draws", {})
-    kw = dict(n_boot=n_boot, seed=0, ci=ci, window=window)
-
-    def section(name, f):
-        try:
-            return f()
-        except Exception as e:  # one analysis failing must not lose the others
-            return _failed_table(name, e)
-
-    t["ape_residuals"] = section("ape_residuals", lambda: analysis.ape_residuals(cells, w=APE_W, metrics=metrics, **kw))
-
-    def slopes():
-        per = analysis.datamix_slopes(cells, metrics=metrics, **kw)
-        per.insert(2, "basis", "budget")
-        ref, pts = datamix_at_reference(sc.scaling, c_ref, n_boot, ci)
-        extra["optimum_at_reference"] = pts
-        return pd.concat([per, ref], ignore_index=True)[per.columns]
-    t["datamix_slopes"] = section("datamix_slopes", slopes)
-
-    def composition():
-        vc = analysis.validation_composition(cells, ws=VALIDATION_WS, **kw)
-        return vc.curve, vc.summary
-    vc = section("validation_composition", composition)
-    t["validation_composition"], t["validation_composition_summary"] = vc if isinstance(vc, tuple) else (vc, vc)
-
-    def heldout():
-        parts = [analysis.heldout_budget_prediction(cells, m, mix_w=APE_W, **kw) for m in metrics + [analysis.MIX]]
-        return pd.concat(parts, ignore_index=True)
-    t["heldout_prediction"] = section("heldout_prediction", heldout)
-    t["parametric"] = section("parametric", lambda: parametric_table(usable, min(n_boot, PARAMETRIC_MAX_BOOT),
-                                                                     ci, c_top))
-    return {"tables": t, "extra": extra}
-
-
-# --------------------------------------------------------------------------------------
-# summary.md: the claims, in numbers
-# --------------------------------------------------------------------------------------
-
-def _ci_str(v, lo, hi, fmt=".3g") -> str:
-    if not np.isfinite(v):
-        return "n/a"
-    inner = f" [{lo:{fmt}}, {hi:{fmt}}]" if np.isfinite(lo) and np.isfinite(hi) else " (no interval)"
-    return f"{v:{fmt}}{inner}"
-
-
-def _ok(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["status"] == "ok"] if "status" in df.columns else df.iloc[0:0]
-
-
-def _status_counts(df: pd.DataFrame) -> str:
-    if "status" not in df.columns or df.empty:
-        return "no rows"
-    kinds = df["status"].astype(str).str.split(":").str[0].value_counts()
-    return ", ".join(f"{n} {k}" for k, n in kinds.items())
-
-
-def summary_markdown(tables: dict, extra: dict, info: dict) -> str:
-    t = tables
-    ci = extra["ci"]
-    L = [f"# Summary of study `{info['study']}`", "",
-         "Generated from the tables in this folder; every number below is read from them.", "",
-         f"- {info['n_cells']} cells analysed, {info['n_missing']} missing, {info['n_diverged']} diverged"
-         " (excluded from fits)." + "".join(f"\n  - {k}: {', '.join(info.get(k) or [])}"
-                                            for k in ("missing", "diverged") if info.get(k)),
-         f"- {info.get('provenance', 'provenance: unrecorded')}",
-         f"- Intervals: {ci:.0%} percentile bootstrap over cells ({extra['n_boot']} resamples).",
-         f"- IsoFLOP fits (optima.csv): {_status_counts(t['optima'])}.", ""]
-
-    # N* at the top budget
-    o = t["optima"]
-    top = o[o["budget"] == extra["c_top"]] if "budget" in o.columns else o.iloc[0:0]
-    if not top.empty:
-        L += [f"## N* per skill metric at the largest budget, C = {extra['c_top']:.3g} FLOPs", ""]
-        ms = sorted(top["metric"].unique())
-        L.append("| code fraction | " + " | ".join(ms) + " |")
-        L.append("|---:|" + "---|" * len(ms))
-        for cf, g in top.groupby("code_frac"):
-            cells = []
-            for m in ms:
-                r = g[g["metric"] == m]
-                if r.empty:
-                    cells.append("-")
-                    continue
-                r = r.iloc[0]
-                st = str(r["status"]).split(":")[0]
-                cells.append(_ci_str(r["n_opt"], r["n_opt_lo"], r["n_opt_hi"]) + ("" if st == "ok" else f" ({st})"))
-            L.append(f"| {cf:g} | " + " | ".join(cells) + " |")
-        L.append("")
-
-    # Claim 1
-    a = t["ape_residuals"]
-    L += [f"## Claim 1: knowledge is capacity-hungry, code data-hungry (APE residuals, w = {APE_W:g})", "",
-          "Residual = ln N*(skill) - ln N*(validation mix); > 0 capacity-hungry, < 0 data-hungry."
-          " Counted over (code fraction, budget) groups whose optima are all interior.", ""]
-    ok = _ok(a)
-    skill_sign = {}
-    if ok.empty:
-        L += [f"No interior residuals ({_status_counts(a)}).", ""]
-    else:
-        for m, g in ok.groupby("metric"):
-            pos, neg = int((g.residual > 0).sum()), int((g.residual < 0).sum())
-            cap, dat = int((g.hungry == "capacity").sum()), int((g.hungry == "data").sum())
-            med = float(g.residual.median())
-            L.append(f"- {m} ({g.skill.iloc[0]}): residual > 0 in {pos} of {len(g)}, < 0 in {neg};"
-                     f" interval above 0 in {cap}, below 0 in {dat}; median {med:+.3f}"
-                     f" (N* x{np.exp(med):.2f} of the aggregate optimum).")
-            s = skill_sign.setdefault(g.skill.iloc[0], [0, 0, 0, 0, 0])
-            s[0] += pos; s[1] += neg; s[2] += cap; s[3] += dat; s[4] += len(g)  # noqa: E702
-        k, c = skill_sign.get("knowledge"), skill_sign.get("code")
-        if k and c:
-            if k[0] > k[1] and c[1] > c[0] and k[2] > 0 and c[3] > 0 and k[3] == 0 and c[2] == 0:
-                verdict = "consistent with claim 1 (majority signs as claimed, some intervals exclude 0, none the wrong way)"
-            elif k[1] > k[0] and c[0] > c[1]:
-                verdict = "opposite to claim 1 (majority signs reversed)"
-            else:
-                verdict = "not established at this scale (signs mixed or intervals include 0)"
-            L += ["", f"By skill: knowledge residuals > 0 in {k[0]} of {k[4]} (interval above 0 in {k[2]}),"
-                      f" code residuals < 0 in {c[1]} of {c[4]} (interval below 0 in {c[3]}): {verdict}."]
-        L.append(f"\nOther rows: {_status_counts(a[a['status'] != 'ok'])} (see ape_residuals.csv).")
-    L.append("")
-
-    # Claim 2
-    s = t["datamix_slopes"]
-    L += ["## Claim 2: upsampling a skill's data moves its optimum to larger N, knowledge faster than code", "",
-          "Slope = d ln N* / d (fraction of training tokens that are the skill's own data).", ""]
-    if "basis" in s.columns:
-        ref = s[s["basis"] == "power law at C_ref"]
-        if not ref.empty:
-            L.append(f"At C_ref = {extra['c_ref']:.3g} FLOPs (each code fraction's power law):")
-            for _, r in ref.iterrows():
-                if r["status"] == "ok":
-                    L.append(f"- {r['metric']} ({r['skill']}): {_ci_str(r['slope'], r['slope_lo'], r['slope_hi'])}"
-                             f"; N* by own fraction {r['n_opt_by_fraction']}")
-                else:
-                    L.append(f"- {r['metric']}: {r['status']}")
-        diff = s[s["basis"] == "difference at C_ref"]
-        if not diff.empty:
-            L.append("\nKnowledge minus code slope at C_ref (> 0: knowledge optima move faster):")
-            for _, r in diff.iterrows():
-                sig = ("" if not np.isfinite(r["slope_lo"]) else " (interval above 0)" if r["slope_lo"] > 0
-                       else " (interval below 0)" if r["slope_hi"] < 0 else " (interval includes 0)")
-                L.append(f"- {r['metric']}: {_ci_str(r['slope'], r['slope_lo'], r['slope_hi'])}{sig}")
-        per = s[s["basis"] == "budget"]
-        okp = _ok(per)
-        if not okp.empty:
-            L.append("\nPer budget:")
-            for m, g in okp.groupby("metric"):
-                L.append(f"- {m}: slope > 0 at {int((g.slope > 0).sum())} of {len(g)} budgets with a slope"
-                         f" (interval above 0 at {int((g.slope_lo > 0).sum())}, below 0 at"
-                         f" {int((g.slope_hi < 0).sum())}); range {g.slope.min():+.2f} to {g.slope.max():+.2f}")
-        L.append(f"\nRows: {_status_counts(s)} (see datamix_slopes.csv).")
-    else:
-        L.append(f"Not available: {s['status'].iloc[0]}")
-    L.append("")
-
-    # Claim 3
-    vs = t["validation_composition_summary"]
-    L += ["## Claim 3: the validation set's skill composition changes N* (paper: up to ~50%)", "",
-          "rel_change = max over w of N* / min over w of N* - 1, w = knowledge byte share from 0 to 1.", ""]
-    good = vs[vs["status"].astype(str).str.match(r"^(ok|partial)")] if "rel_change" in vs.columns else vs.iloc[0:0]
-    good = good[np.isfinite(good["rel_change"])] if not good.empty else good
-    if good.empty:
-        L.append(f"No usable group ({_status_counts(vs)}).")
-    else:
-        r = good.loc[good["rel_change"].idxmax()]
-        iv = (f"interval {r['rel_change_lo']:.1%} to {r['rel_change_hi']:.1%}"
-              if np.isfinite(r["rel_change_lo"]) and np.isfinite(r["rel_change_hi"]) else "no interval")
-        L.append(f"- Largest: {r['rel_change']:.1%} ({iv})"
-                 f" at code fraction {r['code_frac']:g}, C = {r['budget']:.3g}; N* from {r['n_opt_min']:.3g}"
-                 f" (w = {r['w_at_min']:g}) to {r['n_opt_max']:.3g} (w = {r['w_at_max']:g}).")
-        L.append(f"- Median over {len(good)} (code fraction, budget) groups: {good['rel_change'].median():.1%};"
-                 f" N* largest at w = 1 (all knowledge) in {int((good['w_at_max'] == 1).sum())},"
-                 f" at w = 0 (all code) in {int((good['w_at_max'] == 0).sum())}.")
-        L.append(f"- Rows: {_status_counts(vs)} (see validation_composition_summary.csv).")
-    L.append("")
-
-    # held-out prediction
-    h = t["heldout_prediction"]
-    L += ["## Held-out budget prediction", ""]
-    if "n_opt_rel_err" in h.columns:
-        hk = h[np.isfinite(h["n_opt_rel_err"].astype(float))]
-        for _, r in hk.iterrows():
-            L.append(f"- {r['metric']}, code fraction {r['code_frac']:g}, C = {r['heldout_budget']:.3g}:"
-                     f" N* predicted {_ci_str(r['n_opt_pred'], r['n_opt_pred_lo'], r['n_opt_pred_hi'])}"
-                     f" vs {r['n_opt_obs']:.3g} observed ({r['n_opt_rel_err']:+.1%});"
-                     f" loss* {r['loss_pred']:.4g} vs {r['loss_obs']:.4g} ({r['loss_rel_err']:+.2%})"
-                     + ("" if r["status"] == "ok" else f" [{str(r['status']).split(':')[0]}]"))
-        if not hk.empty:
-            L.append(f"\nMedian |error|: N* {hk['n_opt_rel_err'].abs().median():.1%},"
-                     f" optimal loss {hk['loss_rel_err'].abs().median():.2%} over {len(hk)} predictions.")
-        L.append(f"Rows: {_status_counts(h)} (see heldout_prediction.csv).")
-    else:
-        L.append(f"Not available: {h['status'].iloc[0]}")
-    L.append("")
-
-    # parametric
-    p = t["parametric"]
-    L += ["## Approach 3 (parametric) next to Approach 2", ""]
-    if "a_opt" in p.columns:
-        sc = t["scaling"]
-        for _, r in p.iterrows():
-            if not np.isfinite(r.get("a_opt", np.nan)):
-                L.append(f"- code fraction {r['code_frac']:g}, {r['metric']}: no exponent ({r['status']})")
-                continue
-            a2 = sc[(sc.code_frac == r["code_frac"]) & (sc.metric == r["metric"])]
-            a2s = (_ci_str(a2.a.iloc[0], a2.a_lo.iloc[0], a2.a_hi.iloc[0])
-                   if len(a2) and np.isfinite(a2.a.iloc[0]) else "n/a")
-            L.append(f"- code fraction {r['code_frac']:g}, {r['metric']}: N* ∝ C^a with a ="
-                     f" {_ci_str(r['a_opt'], r['a_opt_lo'], r['a_opt_hi'])} (Approach 2: {a2s});"
-                     f" N*({extra['c_top']:.3g}) = {r['n_opt_top']:.3g}"
-                     + ("" if r["status"] == "ok" else f" [{r['status']}]"))
-        L.append(f"\nRows: {_status_counts(p)} (see parametric.csv).")
-    else:
-        L.append(f"Not available: {p['status'].iloc[0]}")
-    L.append("")
-    return "\n".join(L) + "\n"
-
-
-# --------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------
 
@@ -520,8 +168,11 @@ def _notes(extra: dict, missing: list, diverged: list, provenance: str = "") -> 
              "IsoFLOP fit: parabola of bits/byte in ln N per budget, "
              + ("every sampled size" if w is None else f"sizes within {w:g} of the best in ln N")
              + f"; bootstrap vertices beyond the fitted ln N range +- {fit.MAX_EXTRAPOLATION:g} of it are dropped",
-             "status 'edge': the minimum is at or beyond the smallest/largest size sampled; not used in power laws",
-             f"validation mix: w * knowledge_text + (1 - w) * code_text (w = knowledge byte share); APE w = {APE_W:g}",
+             "status 'edge': the minimum is at or beyond the smallest/largest size sampled; no N* is reported"
+             " (n_opt_bound is the size it passed, edge_side which side) and it is left out of power laws",
+             "intervals are percentile bootstraps widened to contain their point estimate; none when zero-width",
+             f"validation mix: w * knowledge_text + (1 - w) * code_text (w = knowledge byte share); APE"
+             f" (aggregate performance estimator) = the validation mix at w = {APE_W:g}",
              f"C_ref (datamix slopes at a reference compute) = {extra['c_ref']:.4g} FLOPs, geometric mean of the budgets"]
     if missing:
         notes.append(f"missing cells ({len(missing)}): " + ", ".join(missing))
@@ -571,7 +222,7 @@ def analyze(cfg: dict, study_dir: Path, allow_missing: bool = False, cells: pd.D
     info = dict(study=cfg.get("study", study_dir.name), n_cells=int(cells["cell"].nunique()),
                 n_missing=len(missing), n_diverged=len(diverged), provenance=provenance,
                 missing=missing, diverged=diverged)
-    io.write_text(out["summary"], summary_markdown(tables, extra, info))
+    io.write_text(out["summary"], summary.markdown(tables, extra, info))
 
     from . import plots  # matplotlib only when drawing
 
@@ -579,7 +230,7 @@ def analyze(cfg: dict, study_dir: Path, allow_missing: bool = False, cells: pd.D
         ("isoflop", lambda p: plots.isoflop(cells, tables["optima"], p)),
         ("scaling", lambda p: plots.scaling(tables["optima"], tables["scaling"], extra["line_draws"], p)),
         ("optimum_vs_mix", lambda p: plots.optimum_vs_mix(tables["optima"], p, extra.get("optimum_at_reference"),
-                                                          extra["c_ref"])),
+                                                          extra["c_ref"], tables["datamix_slopes"])),
         ("validation_composition", lambda p: plots.validation_composition(
             tables["validation_composition"], tables["validation_composition_summary"], p)),
         ("ape_residuals", lambda p: plots.ape_residuals(tables["ape_residuals"], p)),
