@@ -126,34 +126,74 @@ def load_cell(cell_dir: Path, data_dir: Path, device: str = "cpu"):
     return model, BPETokenizer.load(data_dir / "tokenizer.json"), rec
 
 
-def run_tasks(lm, eval_dir: Path, metrics=tuple(METRICS), limit=None) -> dict[str, float]:
+def metrics_of(manifest: dict) -> dict[str, tuple[str, str]]:
+    """metric -> (lm-eval task, skill): the embedded study's four, or what a study with
+    configured sources prepared (manifest["metrics"]: each source's held-out text, the
+    knowledge/code validation text pooled over the role's sources, code_fn where any)."""
+    if "metrics" not in manifest:
+        return dict(METRICS)
+    return {m: (METRICS[m][0] if m in METRICS else f"skillscale_{m}", v["skill"]) for m, v in manifest["metrics"].items()}
+
+
+def source_text_tasks(folder: Path, tasks: dict[str, tuple[str, str]]) -> None:
+    """One lm-eval task YAML per source's held-out text, each the packaged raw-text task
+    (included by absolute path, so its !function helpers resolve) on another file."""
+    for m, (task, _) in tasks.items():
+        if m not in METRICS:
+            (folder / f"{task}.yaml").write_text(
+                f"include: {TASKS_DIR / 'skillscale_code_text.yaml'}\ntask: {task}\n"
+                f"dataset_kwargs:\n  file: {m}.jsonl\n")
+
+
+def run_tasks(lm, eval_dir: Path, metrics=tuple(METRICS), limit=None, tasks=None) -> dict[str, float]:
     """Run the skillscale tasks through lm-eval; return bits per byte per metric."""
+    import tempfile
+
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
-                     metadata={"eval_dir": str(Path(eval_dir).resolve())})
-    out = simple_evaluate(
-        model=lm, tasks=[METRICS[m][0] for m in metrics], task_manager=tm,
-        bootstrap_iters=0, log_samples=False, limit=limit, verbosity="WARNING",
-    )
-    return {m: out["results"][METRICS[m][0]]["bits_per_byte,none"] for m in metrics}
+    tasks = tasks or METRICS
+    with tempfile.TemporaryDirectory(prefix="skillscale-tasks-") as tmp:
+        source_text_tasks(Path(tmp), {m: tasks[m] for m in metrics})
+        tm = TaskManager(include_path=[str(TASKS_DIR), tmp], include_defaults=False,
+                         metadata={"eval_dir": str(Path(eval_dir).resolve())})
+        out = simple_evaluate(
+            model=lm, tasks=[tasks[m][0] for m in metrics], task_manager=tm,
+            bootstrap_iters=0, log_samples=False, limit=limit, verbosity="WARNING",
+        )
+    return {m: out["results"][tasks[m][0]]["bits_per_byte,none"] for m in metrics}
+
+
+def run_tasks_once(lm, eval_dir: Path, tasks: dict, manifest: dict) -> dict[str, float]:
+    """run_tasks, scoring a file once where two metrics share it (a role with one source:
+    its pooled validation text is that source's held-out text)."""
+    def key(m):  # raw-text tasks all score the same way
+        kind = "text" if m.startswith("text_") or m.endswith("_text") else tasks[m][0]
+        return kind, manifest["eval"][m]["sha256"]
+
+    first = {}
+    for m in tasks:
+        first.setdefault(key(m), m)
+    got = run_tasks(lm, eval_dir, tuple(first.values()), tasks=tasks)
+    return {m: got[first[key(m)]] for m in tasks}
 
 
 def evaluate_cell(cell_dir: Path, data_dir: Path, batch_size: int, threads: int = 1) -> dict:
     torch.set_num_threads(threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tok, rec = load_cell(cell_dir, data_dir, device)
+    manifest = io.read_json(data_dir / "manifest.json", "data manifest")
+    tasks = metrics_of(manifest)
     t0 = time.time()
     if rec["diverged"]:
-        bpb = {m: math.nan for m in METRICS}  # a diverged model is listed, never scored
+        bpb = {m: math.nan for m in tasks}  # a diverged model is listed, never scored
     else:
         lm = SkillscaleLM(model, tok, rec["cell"]["shape"]["seq_len"], batch_size, device)
-        bpb = run_tasks(lm, data_dir / "eval")
+        bpb = run_tasks_once(lm, data_dir / "eval", tasks, manifest)
     result = {
         "cell": rec["cell"]["cell"],
         "bits_per_byte": bpb,
-        "skills": {m: METRICS[m][1] for m in METRICS},
+        "skills": {m: tasks[m][1] for m in tasks},
         "diverged": rec["diverged"],
         "wall_seconds": round(time.time() - t0, 2),
         "provenance": io.provenance(train_provenance=rec["provenance"], device=device),

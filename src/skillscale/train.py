@@ -36,7 +36,7 @@ import torch
 from . import config as cfgmod
 from . import io, plan
 from .config import NOT_TRAJECTORY
-from .mixing import Mixture, Shard
+from . import mixing
 from .model import Decoder, param_counts
 
 
@@ -158,8 +158,8 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
     torch.manual_seed(job.seed)
     device = pick_device(tc["device"])
     seq_len, bs = job.shape.seq_len, tc["batch_size"]
-    mix = Mixture(Shard(data_dir / "shards" / "code.bin", seq_len),
-                  Shard(data_dir / "shards" / "knowledge.bin", seq_len), job.code_frac, bs, job.seed)
+    mix = mixing.for_cell(data_dir, io.read_json(data_dir / "manifest.json", "data manifest"), cfg,
+                          job.code_frac, seq_len, bs, job.seed)
     model = Decoder(job.shape).to(device)
     opt = build_optimizer(model, tc, job.lr(0), device)
     loss_of = loss_fn(model, use_compile(tc, device))
