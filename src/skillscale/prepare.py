@@ -21,9 +21,10 @@ import logging
 import random
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import io, plan, sources
+from . import io, sources
 from .config import digest
 from .corpora import DataError, Doc, code_fn_items
 from .datastore import ShardWriter, dtype_for, sha256_file
@@ -99,9 +100,19 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
             extra["fn_pool"].append({"id": row.id, "text": row.text})
             extra["fn_bytes"] += len(row.text.encode())
 
-    def flush(rows_done):
-        nonlocal texts, pending, done
-        ids = tok.encode_batch(texts) if texts else []
+    # encode_batch runs in a worker thread (it releases the GIL and fans out over the
+    # tokenizer's thread pool) while this one reads and splits the next chunk's rows
+    pool = ThreadPoolExecutor(1)
+    inflight = []  # at most one (future ids, texts, rows consumed after them)
+
+    def complete():
+        nonlocal done
+        if not inflight:
+            return
+        fut, chunk, rows_done, snapshot = inflight.pop()
+        ids = fut.result()
+        if done and max_tok is not None and w.n_tokens >= max_tok:
+            return  # the cap was reached by the chunk before
         if max_tok is not None:  # whole documents up to the cap
             room, keep = max_tok - w.n_tokens, 0
             for x in ids:
@@ -110,9 +121,16 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
                     break
                 room -= len(x) + 1
                 keep += 1
-            ids = ids[:keep]
-            texts = texts[:keep]
-        w.add(ids, sum(len(t.encode()) for t in texts), rows_done, extra)
+            ids, chunk = ids[:keep], chunk[:keep]
+        w.add(ids, sum(len(t.encode()) for t in chunk), rows_done, snapshot)
+
+    def flush(rows_done):
+        nonlocal texts, pending
+        fut = pool.submit(tok.encode_batch, texts)
+        complete()
+        # what a resume from after this chunk must know: the held-out rows read so far
+        snapshot = {k: list(v) if isinstance(v, list) else v for k, v in extra.items()}
+        inflight.append((fut, texts, rows_done, snapshot))
         texts, pending = [], 0
 
     for n_rows, row in sources.rows(name, spec, frac, seed, skip=w.resumed_rows):
@@ -132,6 +150,8 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
             break
     if texts:
         flush(n_rows)
+    complete()
+    pool.shutdown()
     if w.n_docs == 0:
         raise DataError(f"{sources.key(name)}: no training document after {n_rows:,} rows"
                         f" ({extra['rows_filtered']:,} filtered out by filters/min_chars/empty text); tried "
@@ -191,6 +211,8 @@ def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
     # a cell that would repeat a source past max_epochs is refused now, before any training
     width = cfg["model"]["seq_len"] + 1
     n_seqs = {k: sum(f["n_tokens"] // width for f in v["files"]) for k, v in shards.items()}
+    from . import plan  # (pandas: only here)
+
     cells, _ = plan.build(cfg)
     problems = sources.epoch_problems(cfg, cells, n_seqs, cfg["train"]["batch_size"])
     if problems:
