@@ -48,10 +48,18 @@ def job_startup_seconds() -> float:
     return time.perf_counter() - t0
 
 
-def estimate(cfg: dict, threads: int, jobs: int | None = None) -> tuple[pd.DataFrame, dict]:
-    """One row per training job of the plan (cells, and trunks under WSD) with est. seconds."""
+def stated_rates(cfg: dict, cells, flops_per_second: float) -> dict:
+    """Tokens/s per size at a stated throughput (no calibration): the exact FLOPs per token
+    (attention and the output head included) at `flops_per_second`."""
+    return {c.size: flops_per_second * c.tokens / c.flops_exact for c in cells}
+
+
+def estimate(cfg: dict, threads: int, jobs: int | None = None,
+             flops_per_second: float | None = None) -> tuple[pd.DataFrame, dict]:
+    """One row per training job of the plan (cells, and trunks under WSD) with est. seconds:
+    calibrated on this machine, or at a stated throughput (flops_per_second)."""
     cells, _ = plan.build(cfg)
-    rates = {}
+    rates = stated_rates(cfg, cells, flops_per_second) if flops_per_second else {}
     for c in cells:
         if c.size not in rates:
             rates[c.size] = tokens_per_second(cfg, c.shape(cfg), threads)

@@ -46,18 +46,12 @@ def training_docs(name: str, spec: dict, fraction: float, seed: int):
 
 def tokenizer_for(cfg: dict, out: Path) -> tuple[BPETokenizer, dict]:
     tc, dc = cfg["data"]["tokenizer"], cfg["data"]
-    if tc["pretrained"]:
-        src = Path(tc["pretrained"])
-        path = src / "tokenizer.json" if src.is_dir() else src
-        try:
-            tok = BPETokenizer.load(path)
-        except Exception as e:
-            raise DataError(f"data.tokenizer.pretrained: {path} does not load as a tokenizers file: {e}") from None
-        if tok.eos_id is None:
-            raise DataError(f"data.tokenizer.pretrained: {path} has none of the EOS tokens {BPETokenizer.EOS_NAMES}")
+    if tc["pretrained"]:  # checked at validation (sources.pretrained_problems); copied as is
+        path = sources.pretrained_path(tc)
+        tok = BPETokenizer.load(path)
         with io.atomic_path(out / "tokenizer.json") as tmp:
             shutil.copyfile(path, tmp)
-        return tok, {"pretrained": str(src.resolve())}
+        return tok, {"pretrained": str(path.resolve()), "pretrained_sha256": sha256_file(path)}
     # a fixed sample: the first sample_bytes / n of every source's training documents
     srcs, texts = dc["sources"], []
     per = tc["sample_bytes"] // len(srcs)

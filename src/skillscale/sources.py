@@ -243,6 +243,13 @@ def config_problems(cfg: dict) -> list[str]:
                 out.append(f"{key(name)}.{k}: required for kind: {s['kind']}")
         if s["role"] not in ("knowledge", "code") and not s.get("share"):
             out.append(f"{key(name)}.share: role {s['role']!r} is neither knowledge nor code, so it needs a fixed share")
+        if s["kind"] == "files":  # local files are checked now: a typo must not wait for a job
+            for part in ("files", "heldout_files"):
+                if s.get(part):
+                    try:
+                        resolve_files(name, s[part], part)
+                    except DataError as e:
+                        out.append(str(e))
         if s["kind"] != "hf" and s.get("heldout_split"):
             out.append(f"{key(name)}.heldout_split: only for kind: hf (files take heldout_files)")
     fixed = sum(s["share"] for s in srcs.values() if s.get("share"))
@@ -257,9 +264,35 @@ def config_problems(cfg: dict) -> list[str]:
         out.append("data.sources: mix.code_fractions asks for code but no source has role: code (without a fixed share)")
     if min(fracs) < 1 - fixed - 1e-9 and "knowledge" not in roles:
         out.append("data.sources: the mix leaves a knowledge share but no source has role: knowledge (without a fixed share)")
-    if cfg["data"]["tokenizer"]["pretrained"] is None and cfg["data"]["tokenizer"]["vocab_size"] > 65535:
+    tc = cfg["data"]["tokenizer"]
+    if tc["pretrained"] is None and tc["vocab_size"] > 65535:
         out.append("data.tokenizer.vocab_size: a trained tokenizer is at most 65535 ids")
+    if tc["pretrained"]:
+        out += pretrained_problems(tc)
     return out
+
+
+def pretrained_path(tc: dict) -> Path:
+    src = Path(tc["pretrained"]).expanduser()
+    return src / "tokenizer.json" if src.is_dir() else src
+
+
+def pretrained_problems(tc: dict) -> list[str]:
+    """A pretrained tokenizer must load now, and the models' vocabulary must be its size."""
+    from .tokenizer import BPETokenizer
+
+    path = pretrained_path(tc)
+    try:
+        tok = BPETokenizer.load(path)
+    except Exception as e:
+        return [f"data.tokenizer.pretrained: {path} does not load as a tokenizers JSON file"
+                f" (a tokenizer.json, or a Hugging Face tokenizer folder holding one): {type(e).__name__}: {e}"]
+    if tok.eos_id is None:
+        return [f"data.tokenizer.pretrained: {path} has none of the document separators {BPETokenizer.EOS_NAMES}"]
+    if tok.vocab_size != tc["vocab_size"]:
+        return [f"data.tokenizer.vocab_size: {tc['vocab_size']}, but data.tokenizer.pretrained {path} has"
+                f" {tok.vocab_size} ids; set vocab_size: {tok.vocab_size} (the models' embedding size)"]
+    return []
 
 
 def epoch_problems(cfg: dict, cells, n_seqs: dict[str, int], batch_size: int) -> list[str]:
