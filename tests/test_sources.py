@@ -31,7 +31,7 @@ def study(tmp_path_factory):
     wd = copy_workflow(tmp_path_factory.mktemp("wf"))
     samplecorpora.write(wd / "corpora")
     t0 = time.time()
-    run_snakemake(wd, "--cores", "2", *STUDY)
+    run_snakemake(wd, "--cores", "2", *STUDY, timeout=1800)  # ~2 min on 2 idle cores
     print(f"\ntest-sources study end to end: {time.time() - t0:.0f} s")
     return wd, wd / "results" / "test-sources"
 
