@@ -176,10 +176,16 @@ def test_tokenizer_file_that_does_not_load_is_refused(tmp_path):
 
 
 def test_a_cell_repeating_a_source_too_often_is_refused_naming_both(tmp_path):
+    # size known at planning (a max_tokens cap): refused by the config check itself
     raw = base_cfg(tmp_path, web={"max_tokens": 2000})
     raw["data"]["max_epochs"] = 4
-    msg = refused(tmp_path, raw, "data.max_epochs", "of source 'web'", "cell code0.20_C")
-    assert "epochs" in msg
+    with pytest.raises(config.ConfigError, match=r"cell code0.20_C\S+ would take at least .* of source 'web'"):
+        config.validate(raw)
+    # size known once prepared (5 documents): refused by the preparation, before training
+    raw = base_cfg(tmp_path, web={"max_documents": 5})
+    raw["data"]["max_epochs"] = 4
+    msg = refused(tmp_path, raw, "data.max_epochs", "of source 'web'", "cell code0.20_C", "epochs")
+    assert "at planning" not in msg
 
 
 def test_pretrained_tokenizer_and_uint32_ids(tmp_path):

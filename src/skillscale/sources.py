@@ -264,6 +264,8 @@ def config_problems(cfg: dict) -> list[str]:
         out.append("data.sources: mix.code_fractions asks for code but no source has role: code (without a fixed share)")
     if min(fracs) < 1 - fixed - 1e-9 and "knowledge" not in roles:
         out.append("data.sources: the mix leaves a knowledge share but no source has role: knowledge (without a fixed share)")
+    if not out and any(s.get("max_tokens") for s in srcs.values()):
+        out += capped_epoch_problems(cfg)
     tc = cfg["data"]["tokenizer"]
     if tc["pretrained"] is None and tc["vocab_size"] > 65535:
         out.append("data.tokenizer.vocab_size: a trained tokenizer is at most 65535 ids")
@@ -311,3 +313,20 @@ def epoch_problems(cfg: dict, cells, n_seqs: dict[str, int], batch_size: int) ->
                            f" add data to {key(name)} (or raise its max_tokens/max_documents), lower the budget,"
                            " or raise data.max_epochs")
     return out
+
+
+def capped_epoch_problems(cfg: dict) -> list[str]:
+    """At planning, where a source's size is known: one capped by max_tokens holds at most
+    about max_tokens / (seq_len + 1) sequences, so a cell needing more than max_epochs of
+    that is refused before any job (the rest are checked once preparation has counted)."""
+    from . import plan
+
+    try:
+        cells, _ = plan.build(cfg)
+    except Exception:  # a broken grid is reported by the grid checks
+        return []
+    width = cfg["model"]["seq_len"] + 1
+    most = {k: s["max_tokens"] // width for k, s in cfg["data"]["sources"].items() if s.get("max_tokens")}
+    n_seqs = {k: most.get(k, 0) for k in cfg["data"]["sources"]}
+    return [p.replace("would take", "would take at least") + " (its max_tokens cap, at planning)"
+            for p in epoch_problems(cfg, cells, n_seqs, cfg["train"]["batch_size"])]
