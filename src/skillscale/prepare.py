@@ -81,9 +81,10 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
     texts, pending, n_rows, done = [], 0, w.resumed_rows, False
     max_docs, max_tok = spec.get("max_documents"), spec.get("max_tokens")
     want_fn = spec["role"] == "code"
-    # a chunk holds fewer tokens than a shard file (a token is >= 1 character), so files close
-    # at chunk ends (where progress can be recorded) with between 1x and 2x shard_tokens
-    chunk_chars = min(CHUNK_BYTES, dc["shard_tokens"])
+    # a chunk holds fewer tokens than a shard file (a byte-level token is >= 1 byte), so files
+    # close at chunk ends (where progress can be recorded) with between 1x and 2x shard_tokens
+    chunk_bytes = min(CHUNK_BYTES, dc["shard_tokens"])
+    n_taken = w.n_docs  # training documents read so far (the writer lags by the chunk in flight)
 
     def keep_heldout(row):
         if extra["held_bytes"] < dc["eval"]["text_bytes"]:
@@ -97,13 +98,13 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
     # encode_batch runs in a worker thread (it releases the GIL and fans out over the
     # tokenizer's thread pool) while this one reads and splits the next chunk's rows
     pool = ThreadPoolExecutor(1)
-    inflight = []  # at most one (future ids, texts, rows consumed after them)
+    inflight = []  # at most one chunk: (future ids, texts, their bytes, rows consumed, held-out so far)
 
     def complete():
         nonlocal done
         if not inflight:
             return
-        fut, chunk, rows_done, snapshot = inflight.pop()
+        fut, chunk, nbytes, rows_done, snapshot = inflight.pop()
         ids = fut.result()
         if done and max_tok is not None and w.n_tokens >= max_tok:
             return  # the cap was reached by the chunk before
@@ -115,8 +116,11 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
                     break
                 room -= len(x) + 1
                 keep += 1
-            ids, chunk = ids[:keep], chunk[:keep]
-        w.add(ids, sum(len(t.encode()) for t in chunk), rows_done, snapshot)
+            ids = ids[:keep]
+        if len(ids) < len(chunk):
+            chunk = chunk[:len(ids)]
+            nbytes = sum(len(t.encode()) for t in chunk)
+        w.add(ids, nbytes, rows_done, snapshot)
 
     def flush(rows_done):
         nonlocal texts, pending
@@ -124,7 +128,7 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
         complete()
         # what a resume from after this chunk must know: the held-out rows read so far
         snapshot = {k: list(v) if isinstance(v, list) else v for k, v in extra.items()}
-        inflight.append((fut, texts, rows_done, snapshot))
+        inflight.append((fut, texts, pending, rows_done, snapshot))
         texts, pending = [], 0
 
     for n_rows, row in sources.rows(name, spec, frac, seed, skip=w.resumed_rows):
@@ -135,10 +139,11 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
             keep_heldout(row)
             continue
         texts.append(row.text)
-        pending += len(row.text)
-        if max_docs is not None and w.n_docs + len(texts) >= max_docs:
+        pending += len(row.text.encode())
+        n_taken += 1
+        if max_docs is not None and n_taken >= max_docs:
             done = True
-        if pending >= chunk_chars or len(texts) >= CHUNK_DOCS or done:
+        if pending >= chunk_bytes or len(texts) >= CHUNK_DOCS or done:
             flush(n_rows)
         if done:
             break
