@@ -123,7 +123,8 @@ def base_cfg(tmp_path: Path, **sources_over) -> dict:
         v["files"] = str(tmp_path / v["files"])
     for k, v in sources_over.items():
         raw["data"]["sources"][k] = v if v is None else {**raw["data"]["sources"].get(k, {}), **v}
-    raw["data"]["sources"] = {k: v for k, v in raw["data"]["sources"].items() if v is not None}
+    raw["data"]["sources"] = {k: {f: x for f, x in v.items() if x is not None}
+                              for k, v in raw["data"]["sources"].items() if v is not None}
     return raw
 
 
@@ -236,3 +237,11 @@ def test_killed_preparation_resumes_from_its_shard_and_matches_an_uninterrupted_
     again = json.loads((tmp_path / "killed" / "manifest.json").read_text())
     assert {k: v["sha256"] for k, v in again["shards"].items()} == {k: v["sha256"] for k, v in whole["shards"].items()}
     assert again["eval"] == whole["eval"]
+
+
+def test_an_embedded_corpus_mixes_with_local_files(tmp_path):
+    raw = base_cfg(tmp_path, stdlib={"kind": "embedded", "corpus": "stdlib", "files": None, "text_field": "text",
+                                     "id_field": None, "filters": None, "max_documents": 40})
+    m = data.prepare(config.validate(raw), tmp_path / "data")
+    assert m["sources"]["stdlib"] == m["sources"]["stdlib"] | {"kind": "embedded", "corpus": "stdlib"}
+    assert m["shards"]["stdlib"]["n_docs"] == 40 and m["metrics"]["text_stdlib"]["skill"] == "code"
