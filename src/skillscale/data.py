@@ -89,10 +89,19 @@ def write_jsonl(path: Path, rows: list[dict]) -> dict:
 SOURCE_KEYS = {"sources": None, "max_epochs": 4, "shard_tokens": 67108864}
 
 
-def legacy_hash(dc: dict) -> str:
+def legacy_view(dc: dict) -> dict:
     view = {k: v for k, v in dc.items() if not (k in SOURCE_KEYS and v == SOURCE_KEYS[k])}
     view["tokenizer"] = {k: v for k, v in dc["tokenizer"].items() if not (k == "pretrained" and v is None)}
-    return digest(view)
+    return view
+
+
+def legacy_hash(dc: dict) -> str:
+    return digest(legacy_view(dc))
+
+
+def rule_params(dc: dict) -> dict:
+    """The data section as the prepare_data rule's params (Snakemake reruns a job whose params changed)."""
+    return legacy_view(dc) if dc["sources"] is None else dc
 
 
 def prepare(cfg: dict, out: Path, threads: int = 1) -> dict:

@@ -16,6 +16,11 @@ else:
     ]
     SHARDS = [f"{DATA}/shards/{k}/index.json" for k in SOURCES]
 
+# (the embedded preparation is single-threaded: its command stays what it was)
+PREPARE_CMD = "python -m skillscale.data --config {params.config} --out {params.out}" + (
+    " > {log} 2>&1" if SOURCES is None else " --threads {threads} > {log} 2>&1"
+)
+
 
 rule plan:
     output:
@@ -40,7 +45,9 @@ rule prepare_data:
     params:
         config=CONFIG_FILE,
         out=lambda w, output: os.path.dirname(output.manifest),
-        data=config["data"],
+        # the embedded study's data keys as before data.sources existed (new keys at their
+        # defaults left out), so that adding them reruns no existing study
+        data=study_data.rule_params(config["data"]),
     conda:
         "../../envs/skillscale.yaml"
     log:
@@ -50,4 +57,4 @@ rule prepare_data:
         mem_mb=config["resources"]["prepare_mem_mb"],
         runtime=30 if SOURCES is None else 24 * 60,
     shell:
-        "python -m skillscale.data --config {params.config} --out {params.out} --threads {threads} > {log} 2>&1"
+        PREPARE_CMD
