@@ -245,3 +245,17 @@ def test_an_embedded_corpus_mixes_with_local_files(tmp_path):
     m = data.prepare(config.validate(raw), tmp_path / "data")
     assert m["sources"]["stdlib"] == m["sources"]["stdlib"] | {"kind": "embedded", "corpus": "stdlib"}
     assert m["shards"]["stdlib"]["n_docs"] == 40 and m["metrics"]["text_stdlib"]["skill"] == "code"
+
+
+def test_heldout_documents_can_come_from_their_own_files(tmp_path):
+    raw = base_cfg(tmp_path)
+    parts = sorted((tmp_path / "corpora" / "knowledge").glob("*.parquet"))
+    raw["data"]["sources"]["wiki"] |= {"files": str(parts[0]), "heldout_files": str(parts[1])}
+    m = data.prepare(config.validate(raw), tmp_path / "data")
+    import pyarrow.parquet as pq
+
+    train_ids = {f"wiki:{i}" for i in pq.read_table(parts[0]).column("id").to_pylist()}
+    held = [json.loads(x) for x in (tmp_path / "data" / "eval" / "text_wiki.jsonl").read_text().splitlines()]
+    assert held and not {r["id"] for r in held} & train_ids
+    assert m["shards"]["wiki"]["n_docs"] == len(train_ids)  # every training-file document, none held out by hash
+    assert [f["path"] for f in m["sources"]["wiki"]["heldout_files"]] == [str(parts[1])]
