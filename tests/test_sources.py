@@ -37,7 +37,10 @@ def study(tmp_path_factory):
 
 
 def study_cfg(wd: Path) -> dict:
-    return config.load_layers([wd / "config" / "config.yaml", wd / "config" / "studies" / "test-sources.yaml"])
+    import contextlib
+
+    with contextlib.chdir(wd):  # the study's file globs are relative to the workflow folder
+        return config.load_layers(["config/config.yaml", "config/studies/test-sources.yaml"])
 
 
 @pytest.mark.workflow
