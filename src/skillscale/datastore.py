@@ -6,8 +6,8 @@
                                     so a store without it is never read by training
     shards/<source>/progress.json   how far a preparation got (removed when it finishes)
 
-A shard file is closed at the first document boundary past `shard_tokens`, written under a
-temporary name and renamed, and only then recorded in progress.json together with how many
+A shard file is closed at the first chunk boundary past `shard_tokens`, written under a
+temporary name (NNNNN.bin.part) and renamed, and only then recorded in progress.json together with how many
 rows of the source stream it consumed. A killed preparation restarted with the same settings
 skips those rows and continues with the next shard file; a half-written file is never named
 by the progress record, so nothing torn is ever trusted.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from itertools import chain
 from pathlib import Path
 
@@ -42,7 +43,10 @@ def sha256_file(path: Path) -> str:
 
 
 class ShardWriter:
-    """Appends tokenized documents to a source's shard folder; resumable at file boundaries."""
+    """Appends tokenized documents to a source's shard folder; resumable at file boundaries.
+
+    Tokens go straight to the open file (hashed as they are written), so memory holds one
+    chunk, not one shard file; the file gets its name only when it is complete."""
 
     def __init__(self, folder: Path, dtype: str, eos_id: int, shard_tokens: int, fingerprint: str):
         self.folder, self.dtype, self.eos = Path(folder), np.dtype(dtype), eos_id
@@ -50,10 +54,8 @@ class ShardWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "index.json").unlink(missing_ok=True)  # unfinished from here on
         self.state = self._load_progress()
-        self._buf: list[np.ndarray] = []
-        self._buf_tokens = 0
-        self._buf_docs = 0
-        self._buf_bytes = 0
+        self._file = None  # the open shard file: (handle, temporary path, sha256)
+        self._buf_tokens = self._buf_docs = self._buf_bytes = 0
 
     # -- resume -----------------------------------------------------------------------------
     def _load_progress(self) -> dict:
@@ -74,7 +76,7 @@ class ShardWriter:
         return fresh
 
     def _remove_strays(self, keep: set) -> None:
-        for p in self.folder.glob("*.bin"):
+        for p in [*self.folder.glob("*.bin"), *self.folder.glob("*.bin.part")]:
             if p.name not in keep:
                 p.unlink()
 
@@ -99,7 +101,13 @@ class ShardWriter:
                 x.append(self.eos)
             n = sum(map(len, ids))
             arr = np.fromiter(chain.from_iterable(ids), dtype=self.dtype, count=n)
-            self._buf.append(arr)
+            if self._file is None:
+                tmp = self.folder / f"{len(self.state['files']):05d}.bin.part"
+                self._file = (open(tmp, "wb"), tmp, hashlib.sha256())
+            f, _, h = self._file
+            data = arr.tobytes()
+            f.write(data)
+            h.update(data)
             self._buf_tokens += arr.size
             self._buf_docs += len(ids)
             self._buf_bytes += n_bytes
@@ -107,17 +115,19 @@ class ShardWriter:
             self._flush(rows_done, extra)
 
     def _flush(self, rows_done: int, extra: dict) -> None:
-        if self._buf_tokens:
-            name = f"{len(self.state['files']):05d}.bin"
-            path = self.folder / name
-            arr = np.concatenate(self._buf)
-            with io.atomic_path(path) as tmp:
-                arr.tofile(tmp)
-            self.state["files"].append({"file": name, "n_tokens": int(arr.size), "sha256": sha256_file(path)})
-            self.state["n_tokens"] += int(arr.size)
+        if self._file is not None:
+            f, tmp, h = self._file
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            name = tmp.name[: -len(".part")]
+            os.replace(tmp, self.folder / name)
+            self.state["files"].append({"file": name, "n_tokens": int(self._buf_tokens), "sha256": h.hexdigest()})
+            self.state["n_tokens"] += int(self._buf_tokens)
             self.state["n_docs"] += self._buf_docs
             self.state["n_bytes"] += self._buf_bytes
-        self._buf, self._buf_tokens, self._buf_docs, self._buf_bytes = [], 0, 0, 0
+            self._file = None
+        self._buf_tokens = self._buf_docs = self._buf_bytes = 0
         self.state["rows_done"] = rows_done
         self.state["extra"] = extra
         io.write_json(self.folder / "progress.json", self.state)
