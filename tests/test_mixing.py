@@ -69,3 +69,43 @@ def test_each_epoch_takes_every_sequence_once_in_a_seeded_order(tmp_path):
     assert not np.array_equal(order[0][:n], order[1][:n])  # seeds differ in the whole order
     # a batch draws from all over the shard, not a run of neighbours
     assert np.abs(np.diff(order[0][:n])).mean() > 5
+
+
+def test_several_sources_keep_their_shares_over_every_prefix():
+    from skillscale.mixing import nested_counts, ratios_of, taken
+
+    shares = [0.3, 0.2, 0.15, 0.35]
+    counts = np.zeros(len(shares), dtype=int)
+    for step in range(400):
+        parts = nested_counts(step * 16, 16, ratios_of(shares))
+        masks = np.array([m for _, m in parts])
+        assert (masks.sum(0) == 1).all()  # every sequence goes to exactly one source
+        assert [b for b, _ in parts] == list(counts)  # counts before a step need no replay
+        counts += masks.sum(1)
+        n = (step + 1) * 16
+        assert np.abs(counts - np.array(shares) * n).max() <= len(shares)
+        assert list(counts) == taken(n, shares)
+
+
+def test_sharded_store_reads_what_was_written(tmp_path):
+    from skillscale.datastore import ShardedStore, ShardWriter
+
+    w = ShardWriter(tmp_path / "s", "uint16", 0, 1000, "fp")
+    docs = [list(range(1 + i, 300 + i)) for i in range(20)]
+    for i in range(0, 20, 4):
+        w.add([list(d) for d in docs[i:i + 4]], 0, i + 4, {})
+    index = w.finish(20, {}, {})
+    assert len(index["files"]) >= 2 and not (tmp_path / "s" / "progress.json").exists()
+    flat = np.concatenate([np.fromfile(tmp_path / "s" / f["file"], dtype=np.uint16) for f in index["files"]])
+    assert flat.size == sum(len(d) + 1 for d in docs) and (flat == 0).sum() == 20
+    store = ShardedStore(tmp_path / "s", 31)
+    rows = store.sequences_at(np.arange(store.n_seqs))
+    # sequence j is a slice of its own file: never across a file boundary
+    starts = np.cumsum([0] + [f["n_tokens"] for f in index["files"]])
+    per = [f["n_tokens"] // 32 for f in index["files"]]
+    j = 0
+    for k, n in enumerate(per):
+        for i in range(n):
+            assert (rows[j] == flat[starts[k] + 32 * i: starts[k] + 32 * (i + 1)]).all()
+            j += 1
+    assert j == store.n_seqs

@@ -3,6 +3,7 @@
     python -m skillscale.bench train [--json] [--precision fp32|bf16|both] [--threads N]
         [--config config/config.yaml] [--d-model D --n-layers L --n-heads H]
     python -m skillscale.bench dag [--fractions 10 --budgets 20 --seeds 5]   # 5,000 cells
+    python -m skillscale.bench prepare [--sizes 10M,100M,1G]   # data preparation (benchprep.py)
 
 In one process, at one model shape (default: the largest cell of the study in --config,
 at its train.batch_size and model.seq_len), it measures
@@ -443,7 +444,19 @@ def main(argv=None) -> int:
     g.add_argument("--budgets", type=int, default=20)
     g.add_argument("--seeds", type=int, default=5)
     g.add_argument("--json", action="store_true")
+    q = sub.add_parser("prepare", help="tokens/s and peak RSS of data preparation vs a naive one (benchprep.py)")
+    q.add_argument("--sizes", default="10M,100M,1G", help="corpus sizes in bytes of text")
+    q.add_argument("--threads", type=int, default=cores())
+    q.add_argument("--workdir", default="/tmp/skillscale-benchprep")
+    q.add_argument("--keep", action="store_true", help="keep the generated corpora")
+    q.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
+    if a.what == "prepare":
+        from . import benchprep
+
+        r = benchprep.bench_prepare(a)
+        print(json.dumps(r, indent=2) if a.json else benchprep.table(r))
+        return 0
     if a.what == "dag":
         r = bench_dag(a)
         print(json.dumps(r, indent=2) if a.json else dag_table(r))

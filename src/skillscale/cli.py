@@ -43,8 +43,18 @@ def cmd_plan(a) -> int:
         from . import costplan
 
         threads = a.threads or cfg["resources"]["train_threads"]
-        jobs, s = costplan.estimate(cfg, threads, a.jobs)
-        print(f"\ncalibrated on this machine ({threads} thread(s) per job): training throughput per shape")
+        rate = a.flops_per_second
+        if rate is None and cfg["train"]["device"] == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():  # a GPU study planned on a machine without one
+                rate = cfg["resources"]["flops_per_second"]
+        jobs, s = costplan.estimate(cfg, threads, a.jobs or (8 if rate else None), flops_per_second=rate)
+        if rate:
+            print(f"\nat a stated throughput of {rate:.3g} FLOP/s per job (resources.flops_per_second or"
+                  " --flops-per-second; exact FLOPs incl. attention and head), not calibrated here")
+        else:
+            print(f"\ncalibrated on this machine ({threads} thread(s) per job): training throughput per shape")
         by_size = jobs.groupby(["kind", "size", "n_params"], sort=False).agg(
             jobs=("job", "size"), tok_per_s=("tok_per_s", "first"), flops=("flops", "sum"), seconds=("seconds", "sum"))
         print(by_size.sort_index(level="n_params").to_string(float_format=lambda x: f"{x:.3g}"))
@@ -53,7 +63,32 @@ def cmd_plan(a) -> int:
               f" evaluation {s['eval_seconds'] / 60:.1f} min ({s['harness_seconds']:.2f} s of lm-eval per cell +"
               f" {s['eval_tokens']:,.0f} tokens scored);"
               f" with {s['parallel_jobs']} jobs at a time about {s['wall_seconds'] / 60:.1f} minutes of wall time")
+        if rate:
+            gpu_h = float(jobs.seconds.sum()) / 3600
+            longest = float(jobs.groupby("process").seconds.sum().max()) / 3600
+            print(f"GPU-hours: {gpu_h:,.0f} of training and evaluation at {rate:.3g} FLOP/s per GPU"
+                  f" ({s['jobs']} jobs; the longest {longest:.1f} h);"
+                  f" on {a.jobs or 8} GPUs about {max(gpu_h / (a.jobs or 8), longest):.1f} h of wall time")
+        print(data_needs(cfg))
     return 0
+
+
+def data_needs(cfg: dict) -> str:
+    """Training tokens each configured source must supply (the largest cell's share of it)."""
+    from . import plan
+
+    if cfg["data"]["sources"] is None:
+        return "data: the embedded corpora (repeated as the default study does)"
+    from .sources import shares
+
+    cells, _ = plan.build(cfg)
+    need = {}
+    for c in cells:
+        for k, v in shares(cfg["data"]["sources"], c.code_frac).items():
+            need[k] = max(need.get(k, 0), v * c.tokens)
+    me = cfg["data"]["max_epochs"]
+    return "data: the largest cell takes " + ", ".join(
+        f"{k} {v:.3g} tokens (>= {v / me:.3g} unique at max_epochs={me:g})" for k, v in need.items())
 
 
 def cmd_analyze(a) -> int:
@@ -120,7 +155,10 @@ def main(argv=None) -> int:
     sp.add_argument("--out", help="write plan.csv here")
     sp.add_argument("--estimate", action="store_true", help="calibrate this machine and estimate wall time per job")
     sp.add_argument("--threads", type=int, help="threads per training job (default: resources.train_threads)")
-    sp.add_argument("--jobs", type=int, help="jobs side by side (default: cores / threads)")
+    sp.add_argument("--jobs", type=int, help="jobs side by side (default: cores / threads; GPUs for a stated estimate: 8)")
+    sp.add_argument("--flops-per-second", type=float,
+                    help="estimate at this stated throughput per job instead of calibrating (default for a"
+                         " train.device=cuda study on a machine without CUDA: resources.flops_per_second)")
     sp.set_defaults(func=cmd_plan)
     sa = sub.add_parser("analyze", help="aggregate cells, fit, write tables and figures")
     sa.add_argument("--config", required=True)

@@ -31,8 +31,13 @@ def _fill_defaults(node: dict, sch: dict) -> None:
     for key, sub in sch.get("properties", {}).items():
         if key not in node and "default" in sub:
             node[key] = copy.deepcopy(sub["default"])
-        if isinstance(node.get(key), dict) and sub.get("type") == "object":
+        if isinstance(node.get(key), dict) and "object" in (sub.get("type") or []):
             _fill_defaults(node[key], sub)
+            extra = sub.get("additionalProperties")
+            if isinstance(extra, dict) and "properties" in extra:  # a mapping of named entries
+                for k, v in node[key].items():
+                    if isinstance(v, dict) and k not in sub.get("properties", {}):
+                        _fill_defaults(v, extra)
 
 
 def _coerce_numbers(node, sch: dict):
@@ -49,6 +54,11 @@ def _coerce_numbers(node, sch: dict):
         for k, sub in sch.get("properties", {}).items():
             if k in node:
                 node[k] = _coerce_numbers(node[k], sub)
+        extra = sch.get("additionalProperties")
+        if isinstance(extra, dict):
+            for k in node:
+                if k not in sch.get("properties", {}):
+                    node[k] = _coerce_numbers(node[k], extra)
     if isinstance(node, list) and isinstance(sch.get("items"), dict):
         return [_coerce_numbers(x, sch["items"]) for x in node]
     return node
@@ -133,6 +143,10 @@ def check_cross_fields(cfg: dict, source: str = "config") -> None:
             f"grid.sizes_per_budget: {cfg['grid']['sizes_per_budget']} is more than the"
             f" {len(ladder)} shapes in grid.ladder"
         )
+    if cfg["data"]["sources"] is not None:
+        from .sources import config_problems
+
+        problems += config_problems(cfg)
     kc, ev = cfg["data"]["knowledge"], cfg["data"]["eval"]
     from .corpora import QUESTIONS
 

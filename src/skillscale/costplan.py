@@ -74,6 +74,12 @@ def job_startup_seconds() -> float:
     return time.perf_counter() - t0
 
 
+def stated_rates(cfg: dict, cells, flops_per_second: float) -> dict:
+    """Tokens/s per size at a stated throughput (no calibration): the exact FLOPs per token
+    (attention and the output head included) at `flops_per_second`."""
+    return {c.size: flops_per_second * c.tokens / c.flops_exact for c in cells}
+
+
 def harness_seconds() -> float:
     """One evaluation's fixed cost: lm-eval building the four tasks and scoring a handful of
     items each with a byte-level model (scoring itself is counted per token, apart)."""
@@ -97,11 +103,15 @@ def harness_seconds() -> float:
         return time.perf_counter() - t0
 
 
-def estimate(cfg: dict, threads: int, jobs: int | None = None) -> tuple[pd.DataFrame, dict]:
+def estimate(cfg: dict, threads: int, jobs: int | None = None,
+             flops_per_second: float | None = None) -> tuple[pd.DataFrame, dict]:
     """One row per piece of work of the plan (each cell's training, a cooldown under WSD, and
-    its evaluation; the trunks under WSD) with estimated seconds."""
+    its evaluation; the trunks under WSD) with estimated seconds: calibrated on this
+    machine, or at a stated throughput (flops_per_second; a forward pass is a third of a
+    training step's FLOPs)."""
     cells, _ = plan.build(cfg)
-    rates, eval_rates = {}, {}
+    rates = stated_rates(cfg, cells, flops_per_second) if flops_per_second else {}
+    eval_rates = {k: 3 * v for k, v in rates.items()}
     for c in cells:
         if c.size not in rates:
             rates[c.size] = tokens_per_second(cfg, c.shape(cfg), threads)

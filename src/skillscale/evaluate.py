@@ -145,13 +145,35 @@ def harness_evaluate(lm, tasks: list[str], task_manager, limit=None) -> dict:
     return evaluate(lm=lm, task_dict=loaded, limit=limit, bootstrap_iters=0, log_samples=False, verbosity="WARNING")
 
 
-def run_tasks(lm, eval_dir: Path, metrics=tuple(METRICS), limit=None, benchmarks=(),
-              benchmarks_dir: Path | None = None) -> dict:
-    """Run the skillscale tasks through lm-eval; return bits per byte per metric.
+def metrics_of(manifest: dict) -> dict[str, tuple[str, str]]:
+    """metric -> (lm-eval task, skill): the embedded study's four, or what a study with
+    configured sources prepared (manifest["metrics"]: each source's held-out text, the
+    knowledge/code validation text pooled over the role's sources, code_fn where any)."""
+    if "metrics" not in manifest:
+        return dict(METRICS)
+    return {m: (METRICS[m][0] if m in METRICS else f"skillscale_{m}", v["skill"]) for m, v in manifest["metrics"].items()}
 
-    With `benchmarks` (names prepared in `benchmarks_dir`), also "benchmarks": name ->
-    {bits_per_byte, gold_bytes[, acc, acc_norm]} from the same lm-eval run.
+
+def source_text_tasks(folder: Path, tasks: dict[str, tuple[str, str]]) -> None:
+    """One lm-eval task YAML per source's held-out text, each the packaged raw-text task
+    (included by absolute path, so its !function helpers resolve) on another file."""
+    for m, (task, _) in tasks.items():
+        if m not in METRICS:
+            (folder / f"{task}.yaml").write_text(
+                f"include: {TASKS_DIR / 'skillscale_code_text.yaml'}\ntask: {task}\n"
+                f"dataset_kwargs:\n  file: {m}.jsonl\n")
+
+
+def run_tasks(lm, eval_dir: Path, metrics=tuple(METRICS), limit=None, tasks=None, benchmarks=(),
+              benchmarks_dir: Path | None = None) -> dict:
+    """Run the study's skill tasks through lm-eval; return bits per byte per metric.
+
+    `tasks` maps metric -> (lm-eval task, skill) (default: the embedded study's four; see
+    `metrics_of`). With `benchmarks` (names prepared in `benchmarks_dir`), also
+    "benchmarks": name -> {bits_per_byte, gold_bytes[, acc, acc_norm]} from the same run.
     """
+    import tempfile
+
     from lm_eval.tasks import TaskManager
 
     from . import benchmarks as bench
@@ -159,23 +181,40 @@ def run_tasks(lm, eval_dir: Path, metrics=tuple(METRICS), limit=None, benchmarks
     # lm-eval warns once per task that custom_dataset takes metadata (that is how we pass
     # the eval folder); it does not help in a job log
     logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
-
+    tasks = tasks or METRICS
     meta = {"eval_dir": str(Path(eval_dir).resolve())}
     if benchmarks:
         meta["benchmarks_dir"] = str(Path(benchmarks_dir).resolve())
     specs = bench.shipped()
-    tasks = [METRICS[m][0] for m in metrics] + [specs[b]["task"] for b in benchmarks]
-    # one TaskManager over tasks/ (benchmarks/ included): each task's loader takes its own key
-    tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=meta)
-    out = harness_evaluate(lm, tasks, tm, limit=limit)
-    res = out["results"]
-    scores = {m: res[METRICS[m][0]]["bits_per_byte,none"] for m in metrics}
+    names = [tasks[m][0] for m in metrics] + [specs[b]["task"] for b in benchmarks]
+    with tempfile.TemporaryDirectory(prefix="skillscale-tasks-") as tmp:
+        source_text_tasks(Path(tmp), {m: tasks[m] for m in metrics})
+        # one TaskManager over tasks/ (benchmarks/ included): each task's loader takes its own key
+        tm = TaskManager(include_path=[str(TASKS_DIR), tmp], include_defaults=False, metadata=meta)
+        res = harness_evaluate(lm, names, tm, limit=limit)["results"]
+    scores = {m: res[tasks[m][0]]["bits_per_byte,none"] for m in metrics}
     if benchmarks:
         scores["benchmarks"] = {
             b: {k.split(",")[0]: v for k, v in res[specs[b]["task"]].items()
                 if k.endswith(",none") and not k.endswith("_stderr,none")}
             for b in benchmarks}
     return scores
+
+
+def run_tasks_once(lm, eval_dir: Path, tasks: dict, manifest: dict, **bench) -> dict:
+    """run_tasks, scoring a file once where two metrics share it (a role with one source:
+    its pooled validation text is that source's held-out text)."""
+    def key(m):  # raw-text tasks all score the same way
+        kind = "text" if m.startswith("text_") or m.endswith("_text") else tasks[m][0]
+        return kind, manifest.get("eval", {}).get(m, {}).get("sha256", m)
+
+    first = {}
+    for m in tasks:
+        first.setdefault(key(m), m)
+    got = run_tasks(lm, eval_dir, tuple(first.values()), tasks=tasks, **bench)
+    return {m: got[first[key(m)]] for m in tasks} | ({"benchmarks": got["benchmarks"]} if "benchmarks" in got else {})
+
+
 
 
 def benchmark_metrics(details: dict, manifest: dict) -> tuple[dict, dict]:
@@ -210,9 +249,12 @@ def score(lm, data_dir: Path, benchmarks=()) -> dict:
     """Every skill metric and benchmark of a study's data folder, for one model."""
     data_dir = Path(data_dir)
     manifest = read_benchmark_manifest(data_dir, benchmarks)
-    r = run_tasks(lm, data_dir / "eval", benchmarks=tuple(benchmarks), benchmarks_dir=data_dir / "benchmarks")
+    data_manifest = io.read_json(data_dir / "manifest.json", "data manifest")
+    tasks = metrics_of(data_manifest)
+    r = run_tasks_once(lm, data_dir / "eval", tasks, data_manifest, benchmarks=tuple(benchmarks),
+                       benchmarks_dir=data_dir / "benchmarks")
     details = r.pop("benchmarks", {})
-    bpb, skills = dict(r), {m: METRICS[m][1] for m in METRICS}
+    bpb, skills = dict(r), {m: tasks[m][1] for m in tasks}
     b_bpb, b_skills = benchmark_metrics(details, manifest)
     bpb.update(b_bpb)
     skills.update(b_skills)
@@ -228,13 +270,15 @@ def evaluate_cell(cell_dir: Path, data_dir: Path, batch_size: int, threads: int 
     torch.set_num_threads(threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tok, rec = load_cell(cell_dir, data_dir, device)
+    manifest = io.read_json(data_dir / "manifest.json", "data manifest")
+    tasks = metrics_of(manifest)
     t0 = time.time()
     if rec["diverged"]:  # a diverged model is listed, never scored
-        manifest = read_benchmark_manifest(data_dir, benchmarks)
+        bench_manifest = read_benchmark_manifest(data_dir, benchmarks)
         nan_details = {b: {"bits_per_byte": math.nan, "gold_bytes": 1} for b in benchmarks}
-        b_bpb, b_skills = benchmark_metrics(nan_details, manifest)
-        scores = {"bits_per_byte": {**{m: math.nan for m in METRICS}, **b_bpb},
-                  "skills": {**{m: METRICS[m][1] for m in METRICS}, **b_skills}, "benchmarks": {}}
+        b_bpb, b_skills = benchmark_metrics(nan_details, bench_manifest)
+        scores = {"bits_per_byte": {**{m: math.nan for m in tasks}, **b_bpb},
+                  "skills": {**{m: tasks[m][1] for m in tasks}, **b_skills}, "benchmarks": {}}
     else:
         lm = SkillscaleLM(model, tok, rec["cell"]["shape"]["seq_len"], batch_size, device)
         scores = score(lm, data_dir, benchmarks)

@@ -84,30 +84,114 @@ def n_code(n: int, p: float) -> int:
     return int(np.floor(n * p + 1e-9))
 
 
+def nested_counts(first: int, count: int, ratios: list[float]) -> list[tuple[int, np.ndarray]]:
+    """Which of sequences first..first+count-1 go to each of several streams.
+
+    Stream k takes a Bresenham share ratios[k] of the sequences the streams before it left
+    (ratios[k] = share_k / (1 - shares of streams 0..k-1), the last one 1). Returns, per
+    stream, (how many it took before `first`, mask over the count sequences). With two
+    streams this is exactly code_mask; with L streams each one's count over any prefix is
+    within L sequences of its share (within one per level), and it depends on the index
+    only, so any step's batch is computed without replaying the run."""
+    out = []
+    rest = np.ones(count, dtype=bool)
+    for r in ratios:
+        m = np.zeros(count, dtype=bool)
+        k_first, k_count = first, int(rest.sum())
+        took = code_mask(k_first, k_count, r) if k_count else np.zeros(0, dtype=bool)
+        m[np.flatnonzero(rest)[took]] = True
+        before = n_code(k_first, r)
+        out.append((before, m))
+        rest &= ~m
+        first -= before  # sequences left for later streams among the first `first`
+    return out
+
+
+def ratios_of(shares: list[float]) -> list[float]:
+    out, left = [], 1.0
+    for i, s in enumerate(shares):
+        out.append(1.0 if i == len(shares) - 1 or left <= 1e-12 else min(1.0, s / left))
+        left -= s
+    return out
+
+
+def taken(n: int, shares: list[float]) -> list[int]:
+    """Sequences each stream takes among the first n (consistent with nested_counts)."""
+    out = []
+    for r in ratios_of(shares):
+        c = n_code(n, r)
+        out.append(c)
+        n -= c
+    return out
+
+
 class Mixture:
-    def __init__(self, code: Shard, knowledge: Shard, p: float, batch_size: int, seed: int):
-        self.code, self.know, self.p, self.batch_size = code, knowledge, p, batch_size
-        self.streams = {"code": ShuffledStream(code, seed, "code"), "know": ShuffledStream(knowledge, seed, "knowledge")}
+    """Training batches drawn from several stores at fixed shares of sequences.
+
+    `Mixture(code, knowledge, p, ...)` is the two-source mix of the embedded study;
+    `Mixture.of({name: (store, share)}, ...)` any number of sources (shares summing to 1),
+    the first stream getting the exact code_mask spread."""
+
+    def __init__(self, code, knowledge, p: float, batch_size: int, seed: int):
+        self._setup({"code": (code, p), "knowledge": (knowledge, 1.0 - p)}, batch_size, seed)
+        self.code, self.know, self.p = code, knowledge, p
+
+    @classmethod
+    def of(cls, sources: dict, batch_size: int, seed: int) -> "Mixture":
+        self = cls.__new__(cls)
+        self._setup(sources, batch_size, seed)
+        return self
+
+    def _setup(self, sources: dict, batch_size: int, seed: int) -> None:
+        total = sum(sh for _, sh in sources.values())
+        if abs(total - 1) > 1e-6:
+            raise ValueError(f"mixture shares sum to {total}, not 1: {dict((k, v[1]) for k, v in sources.items())}")
+        self.names = list(sources)
+        self.stores = {k: st for k, (st, _) in sources.items()}
+        self.shares = [sh for _, sh in sources.values()]
+        self.ratios = ratios_of(self.shares)
+        self.batch_size = batch_size
+        self.width = next(iter(self.stores.values())).width
+        self.streams = {k: ShuffledStream(st, seed, k) for k, st in self.stores.items()}
 
     def batch(self, step: int) -> np.ndarray:
         first = step * self.batch_size
-        mask = code_mask(first, self.batch_size, self.p)
-        c_before = n_code(first, self.p)
-        k_before = first - c_before
-        out = np.empty((self.batch_size, self.code.width), dtype=np.int64)
-        nc = int(mask.sum())
-        if nc:
-            out[mask] = self.streams["code"].sequences(c_before, nc)
-        if nc < self.batch_size:
-            out[~mask] = self.streams["know"].sequences(k_before, self.batch_size - nc)
+        out = np.empty((self.batch_size, self.width), dtype=np.int64)
+        for name, (before, mask) in zip(self.names, nested_counts(first, self.batch_size, self.ratios)):
+            nk = int(mask.sum())
+            if nk:
+                out[mask] = self.streams[name].sequences(before, nk)
         return out
 
     def summary(self, steps: int) -> dict:
         n = steps * self.batch_size
-        nc = n_code(n, self.p)
+        counts = dict(zip(self.names, taken(n, self.shares)))
+        roles = getattr(self, "roles", None) or {k: k for k in self.names}
+        n_code_seqs = sum(c for k, c in counts.items() if roles[k] == "code")
         return {
             "sequences": n,
-            "code_sequences": nc,
-            "code_token_fraction": nc / n if n else 0.0,
-            "epochs": {"code": nc / self.code.n_seqs, "knowledge": (n - nc) / self.know.n_seqs},
+            "code_sequences": n_code_seqs,
+            "code_token_fraction": n_code_seqs / n if n else 0.0,
+            "sequences_by_source": counts,
+            "share_by_source": {k: (c / n if n else 0.0) for k, c in counts.items()},
+            "epochs": {k: c / self.stores[k].n_seqs for k, c in counts.items()},
+            "roles": roles,
         }
+
+
+def for_cell(data_dir: Path, manifest: dict, cfg: dict, code_frac: float, seq_len: int,
+             batch_size: int, seed: int) -> Mixture:
+    """A cell's mixture from a prepared data folder: the embedded two-shard layout, or the
+    configured sources' sharded stores at their shares (sources.shares)."""
+    data_dir = Path(data_dir)
+    if manifest.get("layout") != "sources":
+        return Mixture(Shard(data_dir / "shards" / "code.bin", seq_len),
+                       Shard(data_dir / "shards" / "knowledge.bin", seq_len), code_frac, batch_size, seed)
+    from .datastore import ShardedStore
+    from .sources import shares
+
+    sh = shares(cfg["data"]["sources"], code_frac)
+    mix = Mixture.of({k: (ShardedStore(data_dir / manifest["shards"][k]["dir"], seq_len), v) for k, v in sh.items()},
+                     batch_size, seed)
+    mix.roles = {k: cfg["data"]["sources"][k]["role"] for k in sh}
+    return mix

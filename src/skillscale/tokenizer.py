@@ -13,9 +13,12 @@ EOS = "<|endoftext|>"
 
 
 class BPETokenizer:
+    # a pretrained tokenizer's document separator: the first of these it has
+    EOS_NAMES = (EOS, "</s>", "<eos>", "<|end_of_text|>", "<|endoftext|>".upper())
+
     def __init__(self, tok):
         self._tok = tok
-        self.eos_id = tok.token_to_id(EOS)
+        self.eos_id = next((i for i in map(tok.token_to_id, self.EOS_NAMES) if i is not None), None)
         self.vocab_size = tok.get_vocab_size()
 
     @classmethod
@@ -44,10 +47,12 @@ class BPETokenizer:
         self._tok.save(str(path))
 
     def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text).ids
+        # no BOS/EOS a pretrained tokenizer's post-processor would add: documents are
+        # separated by EOS explicitly (a tokenizer trained here has no post-processor)
+        return self._tok.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self._tok.encode_batch(texts)]
+        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
 
     def decode(self, ids) -> str:
         return self._tok.decode(list(ids))

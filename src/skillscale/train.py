@@ -40,9 +40,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from . import config as cfgmod  # noqa: E402
-from . import io, plan  # noqa: E402
+from . import io, mixing, plan  # noqa: E402
 from .config import NOT_TRAJECTORY  # noqa: E402
-from .mixing import Mixture, Shard  # noqa: E402
 from .model import Decoder, param_counts  # noqa: E402
 
 
@@ -212,8 +211,8 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
     torch.manual_seed(job.seed)
     device = pick_device(tc["device"])
     seq_len, bs = job.shape.seq_len, tc["batch_size"]
-    mix = Mixture(Shard(data_dir / "shards" / "code.bin", seq_len),
-                  Shard(data_dir / "shards" / "knowledge.bin", seq_len), job.code_frac, bs, job.seed)
+    mix = mixing.for_cell(data_dir, io.read_json(data_dir / "manifest.json", "data manifest"), cfg,
+                          job.code_frac, seq_len, bs, job.seed)
     model = Decoder(job.shape).to(device)
     opt = build_optimizer(model, tc, job.lr(0), device)
     loss_of = loss_fn(model, use_compile(tc, device))

@@ -1,8 +1,25 @@
 # Corpora -> split -> tokenizer -> token shards + held-out eval sets, once per study.
 
 DATA = f"{R}/data"
-EVAL_FILES = expand(f"{DATA}/eval/{{name}}.jsonl", name=["knowledge_qa", "code_fn", "knowledge_text", "code_text"])
-SHARDS = expand(f"{DATA}/shards/{{source}}.{{ext}}", source=["knowledge", "code"], ext=["bin", "json"])
+SOURCES = config["data"]["sources"]
+if SOURCES is None:  # the embedded corpora: two shards and four eval sets
+    EVAL_FILES = expand(f"{DATA}/eval/{{name}}.jsonl", name=["knowledge_qa", "code_fn", "knowledge_text", "code_text"])
+    SHARDS = expand(f"{DATA}/shards/{{source}}.{{ext}}", source=["knowledge", "code"], ext=["bin", "json"])
+else:
+    # configured sources: each one's shard index (its shard files are not outputs: Snakemake
+    # would delete them when a preparation fails, and a rerun resumes from them) and its
+    # held-out text; the pooled validation text of the knowledge and code roles. How many
+    # shard files there are is known only once prepared, so a dry run needs no download.
+    _roles = {s["role"] for s in SOURCES.values()}
+    EVAL_FILES = [f"{DATA}/eval/text_{k}.jsonl" for k in SOURCES] + [
+        f"{DATA}/eval/{r}_text.jsonl" for r in ("knowledge", "code") if r in _roles
+    ]
+    SHARDS = [f"{DATA}/shards/{k}/index.json" for k in SOURCES]
+
+# (the embedded preparation is single-threaded: its command stays what it was)
+PREPARE_CMD = "python -m skillscale.data --config {params.config} --out {params.out}" + (
+    " > {log} 2>&1" if SOURCES is None else " --threads {threads} > {log} 2>&1"
+)
 
 
 rule plan:
@@ -28,17 +45,19 @@ rule prepare_data:
     params:
         config=CONFIG_FILE,
         out=lambda w, output: os.path.dirname(output.manifest),
-        data=config["data"],
+        # the embedded study's data keys as before data.sources existed (new keys at their
+        # defaults left out), so that adding them reruns no existing study
+        data=study_data.rule_params(config["data"]),
     conda:
         "../../envs/skillscale.yaml"
     log:
         f"{R}/logs/prepare_data.log",
-    threads: 2
+    threads: config["resources"]["prepare_threads"]
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=config["resources"]["prepare_mem_mb"],
+        runtime=30 if SOURCES is None else 24 * 60,
     shell:
-        "python -m skillscale.data --config {params.config} --out {params.out} > {log} 2>&1"
+        PREPARE_CMD
 
 
 # Standard benchmarks (eval.benchmarks): each mirror's split checked and copied into the

@@ -1,0 +1,264 @@
+"""Studies on configured sources (data.sources): local corpora in real shapes, end to end.
+
+The corpora (samplecorpora.py): a parquet dataset with a `text` column, a jsonl code dataset
+with `content` and `lang` columns (non-Python rows to be filtered out), a folder of plain
+text files as a fixed 20% background. config/studies/test-sources.yaml runs on them.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import copy_workflow, run_snakemake
+from skillscale import config, data, mixing, samplecorpora, sources
+from skillscale.corpora import DataError
+from skillscale.datastore import ShardedStore, sha256_file
+from skillscale.tokenizer import BPETokenizer
+
+STUDY = ["--configfile", "config/studies/test-sources.yaml"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    wd = copy_workflow(tmp_path_factory.mktemp("wf"))
+    samplecorpora.write(wd / "corpora")
+    t0 = time.time()
+    run_snakemake(wd, "--cores", "2", *STUDY, timeout=1800)  # ~2 min on 2 idle cores
+    print(f"\ntest-sources study end to end: {time.time() - t0:.0f} s")
+    return wd, wd / "results" / "test-sources"
+
+
+def study_cfg(wd: Path) -> dict:
+    import contextlib
+
+    with contextlib.chdir(wd):  # the study's file globs are relative to the workflow folder
+        return config.load_layers(["config/config.yaml", "config/studies/test-sources.yaml"])
+
+
+@pytest.mark.workflow
+def test_realised_proportions_hold_over_every_prefix(study):
+    wd, r = study
+    cfg = study_cfg(wd)
+    manifest = json.loads((r / "data" / "manifest.json").read_text())
+    seq_len, bs = cfg["model"]["seq_len"], cfg["train"]["batch_size"]
+    # every sequence of every store, to tell which source a batch row came from
+    owner = {}
+    for name, meta in manifest["shards"].items():
+        store = ShardedStore(r / "data" / meta["dir"], seq_len)
+        for row in store.sequences_at(np.arange(store.n_seqs)):
+            owner.setdefault(row.tobytes(), name)
+    for rec in sorted(r.glob("cells/*/train.json")):
+        t = json.loads(rec.read_text())
+        cell = t["cell"]
+        want = sources.shares(cfg["data"]["sources"], cell["code_frac"])
+        assert want == pytest.approx({"stdlib": cell["code_frac"], "web": 0.2, "wiki": 0.8 - cell["code_frac"]})
+        assert t["mixture"]["share_by_source"] == pytest.approx(want, abs=3 / t["mixture"]["sequences"])
+        assert t["mixture"]["code_token_fraction"] == pytest.approx(cell["code_frac"], abs=2 / t["mixture"]["sequences"])
+        assert set(t["mixture"]["epochs"]) == {"stdlib", "web", "wiki"}  # epochs of every source recorded
+        mix = mixing.for_cell(r / "data", manifest, cfg, cell["code_frac"], seq_len, bs, cell["seed"])
+        counts = dict.fromkeys(want, 0)
+        for step in range(cell["steps"]):
+            for row in mix.batch(step):
+                counts[owner[row.tobytes()]] += 1
+            n = (step + 1) * bs
+            for k, share in want.items():  # the realised count over this prefix
+                assert abs(counts[k] - share * n) <= 3, (rec.parent.name, step, k, counts)
+        assert counts == t["mixture"]["sequences_by_source"]
+
+
+@pytest.mark.workflow
+def test_heldout_documents_never_reach_training(study):
+    wd, r = study
+    manifest = json.loads((r / "data" / "manifest.json").read_text())
+    tok = BPETokenizer.load(r / "data" / "tokenizer.json")
+    for name, meta in manifest["shards"].items():
+        folder = r / "data" / meta["dir"]
+        text = "".join(tok.decode(np.fromfile(folder / f["file"], dtype=meta["dtype"])) for f in meta["files"])
+        held = [json.loads(line) for line in (r / "data" / "eval" / f"text_{name}.jsonl").read_text().splitlines()]
+        assert held
+        for row in held:  # a held-out document's opening is nowhere in the training text
+            assert row["text"][:300] not in text, (name, row["id"])
+        if name == "stdlib":
+            assert "NOT PYTHON" not in text  # the lang filter dropped the Markdown rows
+            fns = [json.loads(x) for x in (r / "data" / "eval" / "code_fn.jsonl").read_text().splitlines()]
+            assert fns and all(f["context"] + f["target"] not in text for f in fns)  # functions of held-out files
+
+
+@pytest.mark.workflow
+def test_provenance_names_every_source_file_and_shard(study):
+    wd, r = study
+    m = json.loads((r / "data" / "manifest.json").read_text())
+    assert set(m["sources"]) == {"wiki", "stdlib", "web"}
+    for name, src in m["sources"].items():
+        assert src["kind"] == "files" and src["files"]
+        for f in src["files"]:
+            assert Path(f["path"]).exists() and sha256_file(Path(f["path"])) == f["sha256"]
+    assert len(m["sources"]["web"]["files"]) == len(list((wd / "corpora" / "web").glob("*.txt")))
+    for name, sh in m["shards"].items():
+        assert len(sh["files"]) >= 2  # several fixed-size shard files (data.shard_tokens)
+        for f in sh["files"]:
+            assert sha256_file(r / "data" / sh["dir"] / f["file"]) == f["sha256"]
+    t = json.loads(next(r.glob("cells/*/train.json")).read_text())
+    assert set(t["provenance"]["shard_sha256"]) == {"wiki", "stdlib", "web"}
+    cells = pd.read_csv(r / "cells.csv")
+    skills = cells.groupby("metric").skill.first().to_dict()
+    assert skills == {"text_wiki": "knowledge", "text_stdlib": "code", "text_web": "web", "knowledge_text": "knowledge",
+                      "code_text": "code", "code_fn": "code"}
+    assert cells.value.between(0.5, 9).all()
+    # the validation-mix analysis ran over the real sources' held-out text
+    vc = pd.read_csv(r / "tables" / "validation_composition.csv")
+    assert len(vc)
+
+
+# -- bad input: refused before any training, naming the key ----------------------------------
+def base_cfg(tmp_path: Path, **sources_over) -> dict:
+    samplecorpora.write(tmp_path / "corpora", wiki_docs=400, code_bytes=200_000)
+    raw = config.read_yaml(Path(__file__).parents[1] / "config" / "studies" / "test-sources.yaml")
+    for k, v in raw["data"]["sources"].items():
+        v["files"] = str(tmp_path / v["files"])
+    for k, v in sources_over.items():
+        raw["data"]["sources"][k] = v if v is None else {**raw["data"]["sources"].get(k, {}), **v}
+    raw["data"]["sources"] = {k: {f: x for f, x in v.items() if x is not None}
+                              for k, v in raw["data"]["sources"].items() if v is not None}
+    return raw
+
+
+def refused(tmp_path, raw, *needles):
+    with pytest.raises((DataError, config.ConfigError)) as e:
+        cfg = config.validate(raw)
+        data.prepare(cfg, tmp_path / "data")
+    for n in needles:
+        assert n in str(e.value), str(e.value)
+    assert not (tmp_path / "data" / "manifest.json").exists()
+    return str(e.value)
+
+
+def test_missing_text_field_is_refused(tmp_path):
+    refused(tmp_path, base_cfg(tmp_path, stdlib={"text_field": "body"}), "data.sources.stdlib.text_field", "'body'", "content")
+
+
+def test_unknown_files_are_refused_at_validation(tmp_path):
+    refused(tmp_path, base_cfg(tmp_path, wiki={"files": str(tmp_path / "nope" / "*.parquet")}),
+            "data.sources.wiki.files", "matches no file")
+
+
+def test_empty_after_filtering_is_refused(tmp_path):
+    refused(tmp_path, base_cfg(tmp_path, stdlib={"filters": {"lang": "Rust"}}),
+            "data.sources.stdlib", "no training document", "filtered out", "filters")
+
+
+def test_hub_source_while_offline_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    raw = base_cfg(tmp_path, wiki=None, fineweb={"role": "knowledge", "kind": "hf", "path": "HuggingFaceFW/fineweb-edu",
+                                                  "name": "sample-10BT"})
+    refused(tmp_path, raw, "data.sources.fineweb", "HuggingFaceFW/fineweb-edu", "HF_HUB_OFFLINE")
+
+
+def test_shares_that_do_not_add_up_and_a_role_without_source_are_refused(tmp_path):
+    refused(tmp_path, base_cfg(tmp_path, web={"share": 0.5}), "mix.code_fractions", "exceed 1")
+    refused(tmp_path, base_cfg(tmp_path, stdlib=None), "no source has role: code")
+    refused(tmp_path, base_cfg(tmp_path, web={"share": None}), "data.sources.web.share")
+
+
+def test_tokenizer_file_that_does_not_load_is_refused(tmp_path):
+    bad = tmp_path / "tok.json"
+    bad.write_text("{not a tokenizer")
+    raw = base_cfg(tmp_path)
+    raw["data"]["tokenizer"] = {"pretrained": str(bad)}
+    refused(tmp_path, raw, "data.tokenizer.pretrained", str(bad))
+
+
+def test_a_cell_repeating_a_source_too_often_is_refused_naming_both(tmp_path):
+    # size known at planning (a max_tokens cap): refused by the config check itself
+    raw = base_cfg(tmp_path, web={"max_tokens": 2000})
+    raw["data"]["max_epochs"] = 4
+    with pytest.raises(config.ConfigError, match=r"cell code0.20_C\S+ would take at least .* of source 'web'"):
+        config.validate(raw)
+    # size known once prepared (5 documents): refused by the preparation, before training
+    raw = base_cfg(tmp_path, web={"max_documents": 5})
+    raw["data"]["max_epochs"] = 4
+    msg = refused(tmp_path, raw, "data.max_epochs", "of source 'web'", "cell code0.20_C", "epochs")
+    assert "at planning" not in msg
+
+
+def test_pretrained_tokenizer_and_uint32_ids(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    # a tokenizer.json with a vocabulary past uint16 (every byte + many filler tokens)
+    vocab = {c: i for i, c in enumerate(pre_tokenizers.ByteLevel.alphabet())}
+    vocab |= {f"filler{i}": len(vocab) + i for i in range(70000)}
+    vocab["</s>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    (tmp_path / "hf_tok").mkdir()
+    tok.save(str(tmp_path / "hf_tok" / "tokenizer.json"))
+    raw = base_cfg(tmp_path)
+    # a folder, as HF saves it; the models' vocabulary must be the tokenizer's
+    raw["data"]["tokenizer"] = {"pretrained": str(tmp_path / "hf_tok"), "vocab_size": len(vocab)}
+    raw["grid"]["budgets"] = [6e13, 2e14]  # a 70k vocabulary's embeddings make every model ~1M parameters
+    m = data.prepare(config.validate(raw), tmp_path / "data")
+    assert m["tokenizer"]["vocab_size"] > 65536 and m["tokenizer"]["dtype"] == "uint32"
+    assert all(s["dtype"] == "uint32" for s in m["shards"].values())
+    store = ShardedStore(tmp_path / "data" / "shards" / "wiki", 64)
+    assert store.sequences_at(np.arange(3)).max() < m["tokenizer"]["vocab_size"]
+
+
+def test_killed_preparation_resumes_from_its_shard_and_matches_an_uninterrupted_one(tmp_path):
+    raw = base_cfg(tmp_path)
+    raw["data"]["shard_tokens"] = 5000
+    cfg_path = tmp_path / "study.yaml"
+    cfg_path.write_text(config.dump(config.validate(raw)))
+    env = dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", ""))
+
+    def prep(out):
+        return [sys.executable, "-m", "skillscale.data", "--config", str(cfg_path), "--out", str(out)]
+
+    subprocess.run(prep(tmp_path / "whole"), check=True, env=env, capture_output=True)
+    whole = json.loads((tmp_path / "whole" / "manifest.json").read_text())
+
+    p = subprocess.Popen(prep(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress = tmp_path / "killed" / "shards" / "stdlib" / "progress.json"
+    while p.poll() is None and not (progress.exists() and len(json.loads(progress.read_text() or "{}").get("files", [])) >= 2):
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (tmp_path / "killed" / "manifest.json").exists()
+    with pytest.raises(FileNotFoundError, match="index.json"):  # nothing training would trust
+        ShardedStore(tmp_path / "killed" / "shards" / "stdlib", 64)
+    r = subprocess.run(prep(tmp_path / "killed"), check=True, env=env, capture_output=True, text=True)
+    assert "stdlib: resuming after" in r.stderr
+    again = json.loads((tmp_path / "killed" / "manifest.json").read_text())
+    assert {k: v["sha256"] for k, v in again["shards"].items()} == {k: v["sha256"] for k, v in whole["shards"].items()}
+    assert again["eval"] == whole["eval"]
+
+
+def test_an_embedded_corpus_mixes_with_local_files(tmp_path):
+    raw = base_cfg(tmp_path, stdlib={"kind": "embedded", "corpus": "stdlib", "files": None, "text_field": "text",
+                                     "id_field": None, "filters": None, "max_documents": 40})
+    m = data.prepare(config.validate(raw), tmp_path / "data")
+    assert m["sources"]["stdlib"] == m["sources"]["stdlib"] | {"kind": "embedded", "corpus": "stdlib"}
+    assert m["shards"]["stdlib"]["n_docs"] == 40 and m["metrics"]["text_stdlib"]["skill"] == "code"
+
+
+def test_heldout_documents_can_come_from_their_own_files(tmp_path):
+    raw = base_cfg(tmp_path)
+    parts = sorted((tmp_path / "corpora" / "knowledge").glob("*.parquet"))
+    raw["data"]["sources"]["wiki"] |= {"files": str(parts[0]), "heldout_files": str(parts[1])}
+    m = data.prepare(config.validate(raw), tmp_path / "data")
+    import pyarrow.parquet as pq
+
+    train_ids = {f"wiki:{i}" for i in pq.read_table(parts[0]).column("id").to_pylist()}
+    held = [json.loads(x) for x in (tmp_path / "data" / "eval" / "text_wiki.jsonl").read_text().splitlines()]
+    assert held and not {r["id"] for r in held} & train_ids
+    assert m["shards"]["wiki"]["n_docs"] == len(train_ids)  # every training-file document, none held out by hash
+    assert [f["path"] for f in m["sources"]["wiki"]["heldout_files"]] == [str(parts[1])]
