@@ -143,6 +143,9 @@ def check_cross_fields(cfg: dict, source: str = "config") -> None:
             f"grid.sizes_per_budget: {cfg['grid']['sizes_per_budget']} is more than the"
             f" {len(ladder)} shapes in grid.ladder"
         )
+    if cfg["train"]["batch_size"] % cfg["resources"]["ddp_processes"]:
+        problems.append(f"resources.ddp_processes: {cfg['resources']['ddp_processes']} data-parallel processes must"
+                        f" divide train.batch_size ({cfg['train']['batch_size']}): each takes an equal share of a batch")
     if cfg["data"]["sources"] is not None:
         from .sources import config_problems
 

@@ -2,7 +2,7 @@
 
     python -m skillscale.train --config results/<study>/config.yaml --cell <id> \
         --data results/<study>/data --out results/<study>/cells/<id>
-    python -m skillscale.train ... --run <code_frac_size_seed> --out results/<study>/stable/<run>
+    python -m skillscale.train ... --trunk <code_frac_size_seed> --out results/<study>/stable/<run>
 
 Schedules (`train.schedule`):
 - ``cosine``: warmup over a number of tokens proportional to N, then a cosine to
@@ -40,7 +40,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from . import config as cfgmod  # noqa: E402
-from . import io, mixing, plan  # noqa: E402
+from . import distributed, io, mixing, plan  # noqa: E402
 from .config import NOT_TRAJECTORY  # noqa: E402
 from .model import Decoder, param_counts  # noqa: E402
 
@@ -164,6 +164,12 @@ def pick_device(want: str) -> str:
     return "cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu"
 
 
+def print0(*args) -> None:
+    """Progress from rank 0 only: a data-parallel job's log reads like a single process's."""
+    if distributed.world().main:
+        print(*args, flush=True)
+
+
 def fmt_time(s: float) -> str:
     return f"{int(s // 60)}m{int(s % 60):02d}s" if s >= 60 else f"{s:.0f}s"
 
@@ -210,50 +216,55 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
     torch.set_num_threads(threads)
     torch.manual_seed(job.seed)
     device = pick_device(tc["device"])
+    world = distributed.world(device)
     seq_len, bs = job.shape.seq_len, tc["batch_size"]
     mix = mixing.for_cell(data_dir, io.read_json(data_dir / "manifest.json", "data manifest"), cfg,
                           job.code_frac, seq_len, bs, job.seed)
     model = Decoder(job.shape).to(device)
     opt = build_optimizer(model, tc, job.lr(0), device)
-    loss_of = loss_fn(model, use_compile(tc, device))
+    # data parallel (torchrun): each rank trains on its rows of the global batch; DDP averages the grads
+    loss_of = loss_fn(distributed.wrap(model, world), use_compile(tc, device))
 
     step, curve, wall, diverged_at = 0, [], 0.0, None
     if resume.exists():
         state = load_state(resume, "resume checkpoint")
         if state["fingerprint"] != job.fingerprint:  # stale: left by a job of another config
-            print(f"[{job.name}] ignoring {resume}: written for another config or job", flush=True)
+            print0(f"[{job.name}] ignoring {resume}: written for another config or job")
         else:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["opt"])
             step, curve, wall, diverged_at = state["step"], state["curve"], state["wall"], state["diverged_at"]
-            print(f"[{job.name}] resumed from {resume} at step {step}", flush=True)
+            print0(f"[{job.name}] resumed from {resume} at step {step}")
 
-    print(f"[{job.name}] N={param_counts(job.shape)['standard']:,} steps {step}..{job.end} "
-          f"peak lr={job.peak:.2e} device={device} threads={threads}", flush=True)
+    print0(f"[{job.name}] N={param_counts(job.shape)['standard']:,} steps {step}..{job.end} "
+           f"peak lr={job.peak:.2e} device={device} threads={threads}"
+           + (f" x {world.size} data-parallel processes" if world.size > 1 else ""))
     window, t0, t_ckpt, first = [], time.time() - wall, time.time(), step
     while step < job.end and diverged_at is None:
-        batch = torch.from_numpy(mix.batch(step)).to(device, non_blocking=True)
+        batch = world.rows(torch.from_numpy(mix.batch(step))).to(device, non_blocking=True)
         window.append(train_step(loss_of, model, opt, batch, tc, job.lr(step)))
         step += 1
         if step % tc["log_every"] and step != job.end and step not in job.branches:
             continue
-        mean = torch.stack(window).float().mean().item()
+        mean = world.mean(torch.stack(window).float().mean()).item()
         window, elapsed = [], time.time() - t0
         curve.append({"step": step, "tokens": step * bs * seq_len, "loss": mean,
                       "lr": job.lr(step - 1), "seconds": round(elapsed, 2)})
         if not math.isfinite(mean) or mean > 2 * math.log(job.shape.vocab_size):
             diverged_at = step
-            print(f"[{job.name}] diverged at step {step}: loss {mean}", flush=True)
+            print0(f"[{job.name}] diverged at step {step}: loss {mean}")
         else:
             rate = (step - first) * bs * seq_len / max(1e-9, elapsed - wall)
             eta = (job.end - step) * bs * seq_len / rate
-            print(f"[{job.name}] step {step}/{job.end} loss {mean:.4f} {rate:,.0f} tok/s "
-                  f"eta {fmt_time(eta)}", flush=True)
+            print0(f"[{job.name}] step {step}/{job.end} loss {mean:.4f} {rate:,.0f} tok/s eta {fmt_time(eta)}")
+        if not world.main:  # rank 0 writes every state (the ranks' models are identical)
+            continue
         for b in [b for b in job.branches if b == step or (diverged_at and b > step)]:
             save_state(job.branches[b], step, model, opt, curve, elapsed, job.fingerprint | {"branch": b}, diverged_at)
         if step < job.end and time.time() - t_ckpt >= tc["checkpoint_seconds"]:
             save_state(resume, step, model, opt, curve, elapsed, job.fingerprint)
             t_ckpt = time.time()
+    world.barrier()  # the states rank 0 wrote are complete before any rank reads them
     return {"model": model, "curve": curve, "wall": time.time() - t0, "diverged_at": diverged_at,
             "device": device, "steps_here": step - first, "mix": mix}
 
@@ -296,14 +307,18 @@ def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: i
         if state["fingerprint"] != trunk_fingerprint(cfg, manifest, plan.run_id(cell), warmup) | {"branch": branch}:
             raise ValueError(f"{start}: WSD branch state was written for another config or trunk; "
                              "rerun the train_stable rule")
-        print(f"[{cell.cell}] cooldown from the trunk's state at step {branch}", flush=True)
-        resume_from(state, resume, fingerprint=job.fingerprint, wall=0.0)  # wall: this job's own time
+        print0(f"[{cell.cell}] cooldown from the trunk's state at step {branch}")
+        if distributed.world().main:
+            resume_from(state, resume, fingerprint=job.fingerprint, wall=0.0)  # wall: this job's own time
+        distributed.world().barrier()
     res = run(job, cfg, data_dir, resume, threads)
 
     from safetensors.torch import save_file
 
-    with io.atomic_path(out / "model.safetensors") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in res["model"].state_dict().items()}, str(tmp))
+    world = distributed.world()
+    if world.main:
+        with io.atomic_path(out / "model.safetensors") as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in res["model"].state_dict().items()}, str(tmp))
     curve, diverged_at = res["curve"], res["diverged_at"]
     steps_here = cell.steps - branch
     result = {
@@ -332,12 +347,14 @@ def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: i
             data_config_hash=manifest["data_config_hash"],
             tokenizer_sha256=manifest["tokenizer"]["sha256"],
             shard_sha256={k: v["sha256"] for k, v in manifest["shards"].items()},
-            seed=cell.seed, device=res["device"], threads=threads,
+            seed=cell.seed, device=res["device"], threads=threads, data_parallel=world.size,
         ),
     }
-    io.write_json(out / "train.json", result)
-    resume.unlink(missing_ok=True)
-    print(f"[{cell.cell}] done in {fmt_time(res['wall'])}: final loss {result['final_loss']:.4f}", flush=True)
+    if world.main:
+        io.write_json(out / "train.json", result)
+        resume.unlink(missing_ok=True)
+    world.barrier()
+    print0(f"[{cell.cell}] done in {fmt_time(res['wall'])}: final loss {result['final_loss']:.4f}")
     return result
 
 
@@ -396,8 +413,19 @@ def train_stable(cfg: dict, trunk: plan.StableRun, data_dir: Path, out: Path, th
               branches={step: out / f"branch_{cid}.pt" for cid, step in trunk.branches})
     out.mkdir(parents=True, exist_ok=True)
     resume = resume or out / "resume.pt"
-    _trunk_start(out, trunk, fp, resume)
+    world = distributed.world()
+    if world.main:
+        _trunk_start(out, trunk, fp, resume)
+    world.barrier()
     res = run(job, cfg, data_dir, resume, threads)
+    info = {"run": trunk.__dict__, "peak_lr": peak, "wall_seconds": round(res["wall"], 2),
+            "diverged_step": res["diverged_at"], "flops_spent": trunk.flops, "curve": res["curve"],
+            "provenance": io.provenance(config_hash=fp["config"], data_config_hash=manifest["data_config_hash"],
+                                        seed=trunk.seed, device=res["device"], threads=threads,
+                                        data_parallel=world.size)}
+    if not world.main:
+        world.barrier()
+        return info
     # a branch state for each cell: several cells may branch at one step
     for cid, step in trunk.branches:
         src = job.branches[step]
@@ -405,13 +433,10 @@ def train_stable(cfg: dict, trunk: plan.StableRun, data_dir: Path, out: Path, th
         if src != dst:
             with io.atomic_path(dst) as tmp:
                 tmp.write_bytes(src.read_bytes())
-    info = {"run": trunk.__dict__, "peak_lr": peak, "wall_seconds": round(res["wall"], 2),
-            "diverged_step": res["diverged_at"], "flops_spent": trunk.flops, "curve": res["curve"],
-            "provenance": io.provenance(config_hash=fp["config"], data_config_hash=manifest["data_config_hash"],
-                                        seed=trunk.seed, device=res["device"], threads=threads)}
     if write_record:
         io.write_json(out / "stable.json", info)
     resume.unlink(missing_ok=True)
+    world.barrier()
     return info
 
 
@@ -442,11 +467,13 @@ def train_trunk_job(cfg: dict, trunk: plan.StableRun, data_dir: Path, out: Path,
         try:
             if _kept(cache / "train.json", _cell_fp(cfg, data_dir, cid, trunk.warmup)):
                 rec = io.read_json(cache / "train.json", "cached training record")
-                print(f"[{cid}] cooldown kept from an earlier run (same settings)", flush=True)
+                print0(f"[{cid}] cooldown kept from an earlier run (same settings)")
             else:
                 rec = train_cell(cfg, cells[cid], data_dir, cache, threads, stable_dir=out, trunk_warmup=trunk.warmup)
             efp = eval_fingerprint(cfg, rec["fingerprint"])
-            if _kept(cache / "eval.json", efp):
+            if not distributed.world().main:
+                pass  # rank 0 scores the model the ranks trained together
+            elif _kept(cache / "eval.json", efp):
                 print(f"[{cid}] evaluation kept from an earlier run (same settings)", flush=True)
             else:
                 r = evaluate.evaluate_cell(cache, data_dir, cfg["eval"]["batch_size"], threads,
@@ -456,11 +483,13 @@ def train_trunk_job(cfg: dict, trunk: plan.StableRun, data_dir: Path, out: Path,
         except (KeyError, ValueError, FileNotFoundError, RuntimeError) as e:  # the other cells still run
             print(f"[{cid}] failed: {e}", file=sys.stderr, flush=True)
             failed.append(cid)
+        distributed.world().barrier()
     if failed:
         raise RuntimeError(f"trunk {trunk.run}: {len(failed)} of {len(trunk.branches)} cells failed "
                            f"({', '.join(failed)}); the others are kept in {out / 'cells'} for the rerun")
     info["cells"] = [cid for cid, _ in trunk.branches]
-    io.write_json(out / "stable.json", info)
+    if distributed.world().main:
+        io.write_json(out / "stable.json", info)
     return info
 
 
@@ -492,7 +521,7 @@ def main(argv=None) -> int:
     p.add_argument("--config", required=True)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--cell", help="train this cell (cosine) or its cooldown branch (wsd)")
-    which.add_argument("--run", help="train this WSD trunk (code fraction, size, seed), then the cooldown and "
+    which.add_argument("--trunk", help="train this WSD trunk (code fraction, size, seed), then the cooldown and "
                                      "evaluation of every cell on it, into OUT/cells/")
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
@@ -502,12 +531,13 @@ def main(argv=None) -> int:
     p.add_argument("--evaluate", action="store_true", help="--cell: then score it (eval.json) in the same process")
     a = p.parse_args(argv)
     cfg = cfgmod.load(a.config)
+    distributed.world(pick_device(cfg["train"]["device"]))  # (torchrun: the process group)
     try:
-        if a.run:
-            train_trunk_job(cfg, find_run(cfg, a.run), a.data, a.out, a.threads)
+        if a.trunk:
+            train_trunk_job(cfg, find_run(cfg, a.trunk), a.data, a.out, a.threads)
         else:
             rec = train_cell(cfg, find_cell(cfg, a.cell), a.data, a.out, a.threads, a.resume, a.stable)
-            if a.evaluate:
+            if a.evaluate and distributed.world().main:
                 from . import evaluate
 
                 evaluate.evaluate_cell(a.out, a.data, cfg["eval"]["batch_size"], a.threads,

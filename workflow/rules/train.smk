@@ -16,6 +16,19 @@ EVAL_PARAMS = {k: v for k, v in config["eval"].items() if k != "batch_size"}
 CELL_FILES = ("model.safetensors", "train.json", "eval.json")
 
 
+def ddp_processes(n_params):
+    """Data-parallel processes of a training job: resources.ddp_processes for models of at
+    least resources.ddp_min_params parameters, else 1."""
+    rc = config["resources"]
+    return rc["ddp_processes"] if n_params >= rc["ddp_min_params"] else 1
+
+
+def launcher(n_params):
+    """python, or torchrun with one process per GPU (rank-local threads: train_threads each)."""
+    p = ddp_processes(n_params)
+    return "python" if p == 1 else f"torchrun --standalone --nproc_per_node {p}"
+
+
 if WSD:
 
     rule train_trunk:
@@ -31,6 +44,8 @@ if WSD:
             data=lambda w, input: os.path.dirname(input.manifest),
             out=lambda w, output: os.path.dirname(output.record),
             run=lambda w: RUN_PARAMS[w.run],
+            launcher=lambda w: launcher(RUN[w.run].n_params),
+            threads=config["resources"]["train_threads"],  # per process
             train=TRAIN_PARAMS,
             model=config["model"],
             eval=EVAL_PARAMS,
@@ -38,13 +53,14 @@ if WSD:
             "../../envs/skillscale.yaml"
         log:
             f"{R}/logs/trunk/{{run}}.log",
-        threads: config["resources"]["train_threads"]
+        threads: lambda w: config["resources"]["train_threads"] * ddp_processes(RUN[w.run].n_params)
         resources:
             mem_mb=2000,
-            runtime=lambda w: runtime_min(TRUNK_JOB_FLOPS[w.run]),
+            runtime=lambda w: runtime_min(TRUNK_JOB_FLOPS[w.run] / ddp_processes(RUN[w.run].n_params)),
+            gpu=lambda w: ddp_processes(RUN[w.run].n_params),
         shell:
-            "python -m skillscale.train --config {params.config} --run {wildcards.run}"
-            " --data {params.data} --out {params.out} --threads {threads} > {log} 2>&1"
+            "{params.launcher} -m skillscale.train --config {params.config} --trunk {wildcards.run}"
+            " --data {params.data} --out {params.out} --threads {params.threads} > {log} 2>&1"
 
     rule collect_cell:
         # A copy, in the scheduler's own process (no job start-up): cells/<cell>/ is what
@@ -77,6 +93,8 @@ else:
             out=lambda w, output: os.path.dirname(output.record),
             # a cell reruns when its own settings change, not when the grid grows
             cell=lambda w: CELL_PARAMS[w.cell],
+            launcher=lambda w: launcher(CELL[w.cell].n_params),
+            threads=config["resources"]["train_threads"],  # per process
             train=TRAIN_PARAMS,
             model=config["model"],
             eval=EVAL_PARAMS,
@@ -84,10 +102,11 @@ else:
             "../../envs/skillscale.yaml"
         log:
             f"{R}/logs/train/{{cell}}.log",
-        threads: config["resources"]["train_threads"]
+        threads: lambda w: config["resources"]["train_threads"] * ddp_processes(CELL[w.cell].n_params)
         resources:
             mem_mb=2000,
-            runtime=lambda w: runtime_min(CELL[w.cell].flops),
+            runtime=lambda w: runtime_min(CELL[w.cell].flops / ddp_processes(CELL[w.cell].n_params)),
+            gpu=lambda w: ddp_processes(CELL[w.cell].n_params),
         shell:
-            "python -m skillscale.train --config {params.config} --cell {wildcards.cell}"
-            " --data {params.data} --out {params.out} --evaluate --threads {threads} > {log} 2>&1"
+            "{params.launcher} -m skillscale.train --config {params.config} --cell {wildcards.cell}"
+            " --data {params.data} --out {params.out} --evaluate --threads {params.threads} > {log} 2>&1"
