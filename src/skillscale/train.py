@@ -8,9 +8,10 @@ Schedules (`train.schedule`):
 - ``cosine``: warmup over a number of tokens proportional to N, then a cosine to
   `min_lr_ratio` exactly at the end of *this cell's* budget (a schedule fixed to a longer
   horizon is the known Kaplan error).
-- ``wsd``: warmup-stable-decay. A trunk (``--run``) trains at constant peak LR and saves a
-  branch state at each of its cells' branch steps; each cell (``--cell``) starts from its
-  branch and decays with a 1-sqrt shape over its last `cooldown_fraction` of tokens.
+- ``wsd``: warmup-stable-decay. A trunk (``--trunk``) trains at constant peak LR and saves a
+  branch state at each of its cells' branch steps; each cell starts from its branch and
+  decays with a 1-sqrt shape over its last `cooldown_fraction` of tokens. A trunk job
+  (`train_trunk_job`) runs the trunk, then every cell's cooldown and evaluation.
 
 Peak LR follows a width rule lr * (lr_ref_width / d_model) ** lr_width_exponent (exponent 1:
 Adam's muP scaling for hidden matrices). Every job writes a resume checkpoint (model + optimizer + curve) atomically at
