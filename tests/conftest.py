@@ -81,3 +81,17 @@ def estimates_outside_intervals(tables_dir: Path) -> list[str]:
             if not lo <= v <= hi or lo == hi:
                 bad.append(f"summary.md: {m.group(0)} in: {line[:120]}")
     return bad
+
+
+def one_cell_study(d: Path):
+    """Prepared test-study data and config file in `d` for training single cells (cosine:
+    a WSD cell would cool down from a trunk); returns the plan's cells."""
+    from skillscale import config as cfgmod
+    from skillscale import plan
+    from skillscale.data import prepare
+
+    over = {"train": {"checkpoint_seconds": 0, "log_every": 5, "schedule": "cosine"}}
+    cfg = cfgmod.load(REPO / "config" / "studies" / "test.yaml", over)
+    (d / "config.yaml").write_text(cfgmod.dump(cfg))
+    prepare(cfg, d / "data")
+    return plan.build(cfg)[0]

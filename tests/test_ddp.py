@@ -12,21 +12,14 @@ import torch
 from safetensors.torch import load_file
 
 from skillscale import config as cfgmod
-from skillscale import plan
-from skillscale.data import prepare
 
-from conftest import REPO
+from conftest import one_cell_study
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("ddp")
-    over = {"train": {"checkpoint_seconds": 0, "log_every": 5, "schedule": "cosine"}}
-    cfg = cfgmod.load(REPO / "config" / "studies" / "test.yaml", over)
-    (d / "config.yaml").write_text(cfgmod.dump(cfg))
-    prepare(cfg, d / "data")
-    cells, _ = plan.build(cfg)
-    return d, min(cells, key=lambda c: c.n_params * c.steps)
+    return d, min(one_cell_study(d), key=lambda c: c.n_params * c.steps)
 
 
 def train(d, cell, out, procs: int, popen=False):

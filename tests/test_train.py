@@ -13,11 +13,10 @@ from safetensors.torch import load_file
 
 from skillscale import config as cfgmod
 from skillscale import plan
-from skillscale.data import prepare
 from skillscale.evaluate import evaluate_cell
 from skillscale.train import lr_cosine, lr_wsd
 
-from conftest import REPO
+from conftest import REPO, one_cell_study
 
 
 def test_wsd_schedule_shape():
@@ -56,14 +55,8 @@ def test_wsd_trunks_branch_at_each_cells_cooldown_start():
 def tiny(tmp_path_factory):
     """Prepared data and a config file for a one-cell study."""
     d = tmp_path_factory.mktemp("train")
-    # cosine: these tests train one cell on its own (wsd cells cool down from a trunk)
-    over = {"train": {"checkpoint_seconds": 0, "log_every": 5, "schedule": "cosine"}}
-    cfg = cfgmod.load(REPO / "config" / "studies" / "test.yaml", over)
-    (d / "config.yaml").write_text(cfgmod.dump(cfg))
-    prepare(cfg, d / "data")
-    cells, _ = plan.build(cfg)
-    cell = max(cells, key=lambda c: c.steps * c.n_params)  # the longest run of the grid
-    return d, cell
+    cells = one_cell_study(d)
+    return d, max(cells, key=lambda c: c.steps * c.n_params)  # the longest run of the grid
 
 
 def train_cmd(d, cell, out, *extra):
