@@ -25,20 +25,13 @@ import numpy as np
 
 from . import corpora, io
 from .config import digest
+from .datastore import sha256_file
 from .tokenizer import BPETokenizer
 
 log = logging.getLogger("skillscale.data")
 
 SOURCES = ("knowledge", "code")
 EVAL_SETS = ("knowledge_qa", "code_fn", "knowledge_text", "code_text")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tokenizer_sample(know: list[corpora.Doc], code: list[corpora.Doc], n_bytes: int, seed: int) -> list[str]:
