@@ -95,3 +95,16 @@ def one_cell_study(d: Path):
     (d / "config.yaml").write_text(cfgmod.dump(cfg))
     prepare(cfg, d / "data")
     return plan.build(cfg)[0]
+
+
+def wait_for_checkpoint(ckpt: Path, step: int, timeout: float = 120) -> None:
+    """Until a running job's resume checkpoint is at `step` or later (then a test kills it)."""
+    import time
+
+    import torch
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if ckpt.exists() and torch.load(ckpt, weights_only=False)["step"] >= step:
+            return
+        time.sleep(0.05)

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from safetensors.torch import load_file
 
 from skillscale import config as cfgmod
 
-from conftest import one_cell_study
+from conftest import one_cell_study, wait_for_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +60,7 @@ def test_a_killed_ddp_run_resumes_to_the_uninterrupted_result(tiny):
     train(d, cell, d / "whole", 2)
     proc = train(d, cell, d / "killed", 2, popen=True)
     ckpt = d / "killed" / "resume.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if ckpt.exists() and torch.load(ckpt, weights_only=False)["step"] >= cell.steps // 3:
-            break
-        time.sleep(0.05)
+    wait_for_checkpoint(ckpt, cell.steps // 3)
     # SIGKILL the launcher and its workers (torchrun starts them in sessions of their own)
     subprocess.run(["pkill", "-KILL", "-f", f"out {d / 'killed'}"], check=True)
     proc.wait()

@@ -16,7 +16,7 @@ from skillscale import plan
 from skillscale.evaluate import evaluate_cell
 from skillscale.train import lr_cosine, lr_wsd
 
-from conftest import REPO, one_cell_study
+from conftest import REPO, one_cell_study, wait_for_checkpoint
 
 
 def test_wsd_schedule_shape():
@@ -71,11 +71,7 @@ def test_killed_run_resumes_to_the_identical_result(tiny):
     # SIGKILL once a checkpoint from well into the run exists, then start the same command again
     proc = subprocess.Popen(train_cmd(d, cell, d / "killed"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     ckpt = d / "killed" / "resume.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if ckpt.exists() and torch.load(ckpt, weights_only=False)["step"] >= cell.steps // 3:
-            break
-        time.sleep(0.05)
+    wait_for_checkpoint(ckpt, cell.steps // 3)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = torch.load(ckpt, weights_only=False)["step"]
