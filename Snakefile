@@ -34,6 +34,9 @@ WSD = config["train"]["schedule"] == "wsd"
 RUN = {r.run: r for r in study_plan.stable_runs(config, CELLS)} if WSD else {}
 RUN_PARAMS = {k: asdict(r) for k, r in RUN.items()}
 RUN_OF = {c.cell: study_plan.run_id(c) for c in CELLS}
+# resources.pack: small trunks of one size trained side by side, one process each, in one job
+PACK = {p.name: p for p in study_plan.packs(config, list(RUN.values()))}
+PACK_OF = {r: p.name for p in PACK.values() for r in p.runs}
 # a trunk job's FLOPs: the trunk and the cooldowns of its cells (its Slurm runtime request)
 TRUNK_JOB_FLOPS = {k: r.flops + sum(CELL[c].flops - 6.0 * CELL[c].n_params * s * config["train"]["batch_size"]
                                     * config["model"]["seq_len"] for c, s in r.branches) for k, r in RUN.items()}
@@ -48,6 +51,7 @@ study_io.write_text_if_changed(CONFIG_FILE, study_config.dump(config))
 wildcard_constraints:
     cell=r"code[0-9.]+_C[^/]+_seed[0-9]+",
     run=r"code[0-9.]+_d[0-9]+L[0-9]+h[0-9]+_seed[0-9]+",
+    pack=r"d[0-9]+L[0-9]+h[0-9]+_pack[0-9]+",
 
 
 include: "workflow/rules/common.smk"

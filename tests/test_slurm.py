@@ -2,6 +2,7 @@
 profiles/slurm, against the same study run locally: same metrics, cell by cell, and every
 job really went through sbatch. Needs root and apt-get (CI has both); skips otherwise."""
 
+import json
 import os
 import re
 import shutil
@@ -39,10 +40,18 @@ def run(cwd, args, env=None):
     return run_snakemake(cwd, *args, env=env, timeout=TIMEOUT)
 
 
+# the largest size's trunks train data-parallel (2 processes: torchrun, gloo on CPU), the two
+# smaller sizes' trunks two to a job (resources.pack)
+GPU_LAYOUT = "resources={ddp_processes: 2, ddp_min_params: 1.0e+4, pack: [{max_params: 1.0e+4, per_job: 2}]}"
+
+
 def test_test_study_on_slurm_matches_local_run(slurm, test_study, tmp_path):
+    """Every packed cell's scores equal the local run's (each trunk still trains in its own
+    one-thread process); the data-parallel cells' are within 1e-4 relative (gradients
+    averaged over 2 ranks sum in another order; tests/test_ddp.py bounds the loss curves)."""
     wd = copy_workflow(tmp_path)  # the local run is the session's test study (conftest)
     t0 = time.monotonic()
-    p = run(wd, ["--profile", "profiles/slurm", *TEST, "--config", "study=onslurm",
+    p = run(wd, ["--profile", "profiles/slurm", *TEST, "--config", "study=onslurm", GPU_LAYOUT,
                  "--slurm-status-command", "squeue",     # no accounting (slurmdbd) here
                  "--slurm-init-seconds-before-status-checks", "2",
                  "--slurm-keep-successful-logs", "--retries", "0"], env=slurm)
@@ -51,24 +60,34 @@ def test_test_study_on_slurm_matches_local_run(slurm, test_study, tmp_path):
 
     local, onslurm = test_study["metrics"], study_metrics(wd / "results/onslurm")
     assert len(local) == 12 and local.keys() == onslurm.keys()
-    for cell in local:  # one thread, same seed: bit-identical training, so identical scores
-        assert onslurm[cell] == local[cell], cell
+    ddp_cells = [c for c in local if "_d16L2h2_" in c]  # the largest size: 11,856 parameters
+    assert len(ddp_cells) == 4
+    for cell in local:
+        if cell in ddp_cells:
+            assert onslurm[cell] == pytest.approx(local[cell], rel=1e-4), cell
+        else:  # one thread, same seed, its own process: bit-identical training, identical scores
+            assert onslurm[cell] == local[cell], cell
+    for cell in ddp_cells:
+        rec = json.loads((wd / "results/onslurm/cells" / cell / "train.json").read_text())
+        assert rec["hardware"]["data_parallel"] == 2
+    packs = sorted(json.loads(p.read_text())["runs"] for p in (wd / "results/onslurm/packs").glob("*.json"))
+    assert packs == [[f"code{f}_{s}_seed0" for f in ("0.25", "0.75")] for s in ("d16L1h2", "d8L1h2")]
     assert (wd / "results/onslurm/tables/optima.csv").exists()
 
     # every job went through sbatch: one Slurm log per submission, and slurmctld knows them
     logs = wd / ".snakemake" / "slurm_logs"
-    n_trunks = len({c.split("_C")[0] + c[c.index("_d"):] for c in local})  # cells share a WSD trunk
     assert len(list(logs.glob("rule_prepare_data/*.log"))) == 1
     assert len(list(logs.glob("rule_analyze/*.log"))) == 1
-    trunk_jobs = list(logs.glob("rule_train_trunk/*/*.log")) or list(logs.glob("rule_train_trunk/*.log"))
-    assert len(trunk_jobs) == n_trunks == 6  # one job per trunk with its cooldowns and evaluations
     jobs = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, check=True).stdout
     comments = re.findall(r"Comment=(\S+)", jobs)
-    # (the plugin names each trunk job's comment rule_train_trunk_wildcards_<run>)
-    assert {c.split("_wildcards_")[0] for c in comments} == {"rule_analyze", "rule_prepare_data", "rule_train_trunk"}
-    gpu_jobs = [l for l in jobs.splitlines() if "Comment=rule_train_trunk" in l]
-    assert len(gpu_jobs) == 6 and all("gpu:1" in l for l in gpu_jobs)  # training asked for a GPU
+    # (the plugin names a job's comment rule_<rule>_wildcards_<wildcards>)
+    assert {c.split("_wildcards_")[0] for c in comments} == {"rule_analyze", "rule_prepare_data", "rule_train_trunk",
+                                                             "rule_train_pack"}
+    lines = lambda rule: [l for l in jobs.splitlines() if f"Comment=rule_{rule}_" in l]  # noqa: E731
+    # two data-parallel trunk jobs with 2 GPUs each, two packs of two trunks on one GPU each
+    assert len(lines("train_trunk")) == 2 and all("gpu:2" in l for l in lines("train_trunk"))
+    assert len(lines("train_pack")) == 2 and all("gpu:1" in l for l in lines("train_pack"))
     assert not any("gpu" in l for l in jobs.splitlines() if "Comment=rule_prepare_data" in l or "Comment=rule_analyze" in l)
     assert all("JobState=COMPLETED" in l for l in jobs.splitlines() if "Comment=rule_" in l)
-    assert "Nothing to be done" in run(wd, ["-n", "--profile", "profiles/slurm", *TEST, "--config", "study=onslurm"],
-                                       env=slurm).stdout
+    assert "Nothing to be done" in run(wd, ["-n", "--profile", "profiles/slurm", *TEST, "--config", "study=onslurm",
+                                            GPU_LAYOUT], env=slurm).stdout

@@ -225,3 +225,26 @@ def test_our_adamw_is_torchs_fused_adamw_bit_for_bit_and_skips_dynamo():
             "train.train_step(train.loss_fn(m, False), m, o, torch.randint(0, 300, (2, 17)), "
             "dict(grad_clip=1.0, precision='fp32'), 1e-3); print('torch._dynamo' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_a_compiled_process_reuses_one_model_per_shape_with_fresh_weights():
+    """Under train.compile a trunk job's cooldowns get the trunk's model object (compiled
+    once), re-initialised exactly as a new model from the same seed would be."""
+    from skillscale import distributed
+    from skillscale.model import Decoder, ModelShape
+    from skillscale.train import model_for
+
+    shape = ModelShape(d_model=16, n_layers=1, n_heads=2, vocab_size=64, seq_len=8, ffn_mult=2.0)
+    torch.manual_seed(1)
+    first = model_for(shape, "cpu", distributed.World(), compiled=True)
+    with torch.no_grad():
+        next(first[0].parameters()).add_(1.0)  # trained
+    torch.manual_seed(2)
+    again = model_for(shape, "cpu", distributed.World(), compiled=True)
+    torch.manual_seed(2)
+    ref = Decoder(shape)
+    assert again[0] is first[0] and again[2] is first[2]
+    assert all(torch.equal(a, b) for a, b in zip(again[0].state_dict().values(), ref.state_dict().values()))
+    torch.manual_seed(2)
+    eager = model_for(shape, "cpu", distributed.World(), compiled=False)
+    assert eager[0] is not first[0]

@@ -64,11 +64,12 @@ def cmd_plan(a) -> int:
               f" {s['eval_tokens']:,.0f} tokens scored);"
               f" with {s['parallel_jobs']} jobs at a time about {s['wall_seconds'] / 60:.1f} minutes of wall time")
         if rate:
-            gpu_h = float(jobs.seconds.sum()) / 3600
-            longest = float(jobs.groupby("process").seconds.sum().max()) / 3600
+            gpu_h, longest = s["cpu_seconds"] / 3600, s["longest_job_seconds"] / 3600
+            layout = "".join([f", {s['packs']} of them packs of small trunks side by side" if s["packs"] else "",
+                              f", {s['data_parallel_jobs']} data-parallel" if s["data_parallel_jobs"] else ""])
             print(f"GPU-hours: {gpu_h:,.0f} of training and evaluation at {rate:.3g} FLOP/s per GPU"
-                  f" ({s['jobs']} jobs; the longest {longest:.1f} h);"
-                  f" on {a.jobs or 8} GPUs about {max(gpu_h / (a.jobs or 8), longest):.1f} h of wall time")
+                  f" ({s['jobs']} jobs{layout}; the longest {longest:.1f} h);"
+                  f" on {a.jobs or 8} GPUs about {s['wall_seconds'] / 3600:.1f} h of wall time")
         print(data_needs(cfg))
     return 0
 

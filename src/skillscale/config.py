@@ -146,6 +146,10 @@ def check_cross_fields(cfg: dict, source: str = "config") -> None:
     if cfg["train"]["batch_size"] % cfg["resources"]["ddp_processes"]:
         problems.append(f"resources.ddp_processes: {cfg['resources']['ddp_processes']} data-parallel processes must"
                         f" divide train.batch_size ({cfg['train']['batch_size']}): each takes an equal share of a batch")
+    if not problems and (cfg["resources"]["pack"] or cfg["train"]["device"] == "cuda"):
+        from .plan import memory_problems
+
+        problems += memory_problems(cfg)
     if cfg["data"]["sources"] is not None:
         from .sources import config_problems
 

@@ -20,24 +20,26 @@ import time
 import pandas as pd
 import torch
 
-from . import plan, train
+from . import devices, plan, train
 from .model import Decoder
 
 
 def tokens_per_second(cfg: dict, shape, threads: int, steps: int = 6, warmup: int = 2) -> float:
     torch.set_num_threads(threads)
     device = train.pick_device(cfg["train"]["device"])
+    tc = cfg["train"] | {"precision": devices.precision(cfg["train"], device)}
+    devices.configure(device)
     model = Decoder(shape).to(device)
-    opt = train.build_optimizer(model, cfg["train"], 1e-3, device)
-    loss_of = train.loss_fn(model, train.use_compile(cfg["train"], device))  # warmup pays any compile
+    opt = train.build_optimizer(model, tc, 1e-3, device)
+    loss_of = train.loss_fn(model, train.use_compile(tc, device))  # warmup pays any compile
     batch = torch.randint(0, shape.vocab_size, (cfg["train"]["batch_size"], shape.seq_len + 1), device=device)
     for _ in range(warmup):
-        train.train_step(loss_of, model, opt, batch, cfg["train"], 1e-3)
+        train.train_step(loss_of, model, opt, batch, tc, 1e-3)
     if device == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(steps):
-        train.train_step(loss_of, model, opt, batch, cfg["train"], 1e-3)
+        train.train_step(loss_of, model, opt, batch, tc, 1e-3)
     if device == "cuda":
         torch.cuda.synchronize()
     return steps * batch.numel() / (time.perf_counter() - t0)
@@ -137,13 +139,38 @@ def estimate(cfg: dict, threads: int, jobs: int | None = None,
     df = pd.DataFrame(rows)
     jobs = jobs or max(1, (os.cpu_count() or 1) // threads)
     startup = job_startup_seconds()
-    # one process per trunk (its cooldowns and evaluations run in it) or per cell (cosine)
-    n_jobs = len(plan.stable_runs(cfg, cells)) if wsd else len(cells)
-    total = float(df.seconds.sum()) + startup * n_jobs
-    longest_chain = float(df.groupby("process").seconds.sum().max()) + startup  # a job's work runs in order
-    summary = {"jobs": n_jobs, "flops": float(df.flops.sum()), "cpu_seconds": total, "parallel_jobs": jobs,
-               # parallel jobs share the work; no schedule finishes before its longest job
-               "wall_seconds": max(total / jobs, longest_chain), "threads": threads,
+    units = job_units(cfg, cells, df.groupby("process").seconds.sum() + startup, on_gpu=bool(flops_per_second))
+    summary = {"jobs": len(units), "flops": float(df.flops.sum()), "cpu_seconds": float(units.device_seconds.sum()),
+               "parallel_jobs": jobs,
+               # parallel devices share the work; no schedule finishes before its longest job
+               "wall_seconds": max(float(units.device_seconds.sum()) / jobs, float(units.wall_seconds.max())),
+               "longest_job_seconds": float(units.wall_seconds.max()), "threads": threads,
                "startup_seconds": startup, "harness_seconds": harness, "eval_tokens": n_eval_tokens,
-               "eval_seconds": float(df[df.kind == "evaluation"].seconds.sum()), "cells": len(cells)}
+               "eval_seconds": float(df[df.kind == "evaluation"].seconds.sum()), "cells": len(cells),
+               "packs": int((units.members > 1).sum()), "data_parallel_jobs": int((units.ddp > 1).sum())}
     return df, summary
+
+
+def job_units(cfg: dict, cells, chain_seconds, on_gpu: bool) -> pd.DataFrame:
+    """One row per training job the workflow submits, from each process's chain of work
+    (a trunk, its cooldowns and evaluations, in order; or a cosine cell): its wall time and
+    the device-seconds it holds. A data-parallel job splits its chain over its processes
+    (communication not counted) and holds that many devices. A pack runs its members side
+    by side: as long as the longest, on one GPU (assumed not to slow them: the reason to
+    pack small models is that each leaves the GPU mostly idle; `bench train --device cuda`
+    measures it), or on CPU with train_threads cores each."""
+    wsd = cfg["train"]["schedule"] == "wsd"
+    n_params = ({r.run: r.n_params for r in plan.stable_runs(cfg, cells)} if wsd
+                else {c.cell: c.n_params for c in cells})
+    packed = {r: p.name for p in plan.packs(cfg, plan.stable_runs(cfg, cells)) for r in p.runs} if wsd else {}
+    rows = {}
+    for process, secs in chain_seconds.items():
+        unit = packed.get(process, process)
+        p = plan.ddp_processes(cfg, n_params[process])
+        u = rows.setdefault(unit, {"job": unit, "members": 0, "ddp": p, "wall_seconds": 0.0, "cpu_members": 0})
+        u["members"] += 1
+        u["wall_seconds"] = max(u["wall_seconds"], float(secs) / p)
+    for u in rows.values():
+        u["devices"] = u["ddp"] if u["members"] == 1 else (1 if on_gpu else u["members"])
+        u["device_seconds"] = u["wall_seconds"] * u["devices"]
+    return pd.DataFrame(list(rows.values()))

@@ -41,9 +41,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from . import config as cfgmod  # noqa: E402
-from . import distributed, io, mixing, plan  # noqa: E402
+from . import devices, distributed, io, mixing, plan  # noqa: E402
 from .config import NOT_TRAJECTORY  # noqa: E402
 from .model import Decoder, param_counts  # noqa: E402
+from .shapes import flops_per_token  # noqa: E402
 
 
 # -- learning-rate schedules ------------------------------------------------------------------
@@ -144,14 +145,29 @@ def loss_fn(fwd, compiled: bool):
     return torch.compile(f) if compiled else f
 
 
-def train_step(loss_of, model, opt, batch, tc: dict, lr: float):
-    """One AdamW step at learning rate `lr`; returns the (detached) loss. loss_of: `loss_fn`."""
+def train_step(loss_of, model, opt, batch, tc: dict, lr: float, micro_rows: int | None = None,
+               no_sync=None):
+    """One AdamW step at learning rate `lr`; returns the (detached) loss. loss_of: `loss_fn`.
+
+    micro_rows (resources.micro_batch_rows): the batch goes through forward and backward
+    that many rows at a time, gradients accumulating (each part's mean loss weighted by its
+    rows), so a batch too large for the device's memory gives the same step up to float
+    summation order. no_sync (DDP's): gradients are averaged across ranks once, at the last part."""
     for g in opt.param_groups:
         g["lr"] = lr
     autocast = torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=tc["precision"] == "bf16")
-    with autocast:
-        loss = loss_of(batch)
-    loss.backward()
+    if micro_rows and micro_rows < batch.shape[0]:
+        parts, loss = batch.split(micro_rows), 0.0
+        for i, part in enumerate(parts):
+            sync = i == len(parts) - 1 or no_sync is None
+            with contextlib.nullcontext() if sync else no_sync(), autocast:
+                part_loss = loss_of(part) * (part.shape[0] / batch.shape[0])
+            part_loss.backward()
+            loss = loss + part_loss.detach()
+    else:
+        with autocast:
+            loss = loss_of(batch)
+        loss.backward()
     if tc["grad_clip"] > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
     opt.step()
@@ -159,10 +175,7 @@ def train_step(loss_of, model, opt, batch, tc: dict, lr: float):
     return loss.detach()
 
 
-def pick_device(want: str) -> str:
-    if want == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but no CUDA device is visible")
-    return "cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu"
+pick_device = devices.pick
 
 
 def print0(*args) -> None:
@@ -213,18 +226,20 @@ def load_state(path: Path, what: str) -> dict:
 
 
 def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict:
-    tc = cfg["train"]
     torch.set_num_threads(threads)
     torch.manual_seed(job.seed)
-    device = pick_device(tc["device"])
+    device = pick_device(cfg["train"]["device"])
+    # precision: auto is bf16 autocast on CUDA (fp32 master weights, optimizer and loss), fp32 on CPU
+    tc = cfg["train"] | {"precision": devices.precision(cfg["train"], device)}
+    math_settings = devices.configure(device)
     world = distributed.world(device)
     seq_len, bs = job.shape.seq_len, tc["batch_size"]
     mix = mixing.for_cell(data_dir, io.read_json(data_dir / "manifest.json", "data manifest"), cfg,
                           job.code_frac, seq_len, bs, job.seed)
-    model = Decoder(job.shape).to(device)
+    compiled = use_compile(tc, device)
+    model, fwd, loss_of = model_for(job.shape, device, world, compiled)
     opt = build_optimizer(model, tc, job.lr(0), device)
-    # data parallel (torchrun): each rank trains on its rows of the global batch; DDP averages the grads
-    loss_of = loss_fn(distributed.wrap(model, world), use_compile(tc, device))
+    micro, no_sync = cfg["resources"]["micro_batch_rows"], getattr(fwd, "no_sync", None)
 
     step, curve, wall, diverged_at = 0, [], 0.0, None
     if resume.exists():
@@ -243,7 +258,7 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
     window, t0, t_ckpt, first = [], time.time() - wall, time.time(), step
     while step < job.end and diverged_at is None:
         batch = world.rows(torch.from_numpy(mix.batch(step))).to(device, non_blocking=True)
-        window.append(train_step(loss_of, model, opt, batch, tc, job.lr(step)))
+        window.append(train_step(loss_of, model, opt, batch, tc, job.lr(step), micro, no_sync))
         step += 1
         if step % tc["log_every"] and step != job.end and step not in job.branches:
             continue
@@ -266,8 +281,51 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
             save_state(resume, step, model, opt, curve, elapsed, job.fingerprint)
             t_ckpt = time.time()
     world.barrier()  # the states rank 0 wrote are complete before any rank reads them
+    wall_here = time.time() - t0 - wall
     return {"model": model, "curve": curve, "wall": time.time() - t0, "diverged_at": diverged_at,
-            "device": device, "steps_here": step - first, "mix": mix}
+            "device": device, "steps_here": step - first, "mix": mix,
+            "hardware": hardware(job, tc, device, world, math_settings | {"compiled": compiled},
+                                 step - first, wall_here)}
+
+
+_COMPILED: dict = {}  # (shape, device, world size) -> (model, its DDP wrapper or itself, compiled loss)
+
+
+def model_for(shape, device: str, world, compiled: bool):
+    """A freshly initialised model (from the seed set before), the module that runs it (DDP's
+    wrapper under torchrun: each rank trains on its rows of the global batch and DDP averages
+    the gradients) and batch -> loss. Compiled, a process compiles once per shape: a trunk
+    job's cooldowns reuse the trunk's model object with fresh weights loaded, where a new
+    object would be traced again (and past torch._dynamo's recompile limit, run eager)."""
+    fresh = Decoder(shape)
+    if not compiled:
+        model = fresh.to(device)
+        fwd = distributed.wrap(model, world)
+        return model, fwd, loss_fn(fwd, False)
+    key = (shape, device, world.size)
+    if key not in _COMPILED:
+        model = fresh.to(device)
+        fwd = distributed.wrap(model, world)
+        _COMPILED[key] = (model, fwd, loss_fn(fwd, True))
+    else:
+        with torch.no_grad():
+            _COMPILED[key][0].load_state_dict(fresh.state_dict())
+    return _COMPILED[key]
+
+
+def hardware(job: Job, tc: dict, device: str, world, settings: dict, steps: int, seconds: float) -> dict:
+    """What a record says of how it was computed: the device, the precision (autocast dtype,
+    fp32 master weights and optimizer state, TF32, compile) and, on CUDA, the model FLOPs
+    utilisation of this job's steps against the device's measured matmul peak (per process)."""
+    out = {"device": devices.describe(device), "data_parallel": world.size,
+           "precision": {"autocast": None if tc["precision"] == "fp32" else tc["precision"],
+                         "master_weights": "fp32", **settings}}
+    peak = devices.peak_flops(device, tc["precision"])
+    if peak and steps and seconds > 0:
+        flops = steps * tc["batch_size"] * job.shape.seq_len * flops_per_token(job.shape)["exact"]
+        out |= {"peak_flops": peak, "model_flops_per_second": flops / seconds,
+                "mfu": flops / seconds / world.size / peak}
+    return out
 
 
 # -- the two kinds of job ------------------------------------------------------------------------
@@ -338,7 +396,9 @@ def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: i
         if diverged_at is None and res["steps_here"] else None,
         "hyper": {"peak_lr": peak, "warmup_steps": warmup, "batch_size": tc["batch_size"], "seq_len": shape.seq_len,
                   "schedule": "cosine-to-own-budget" if tc["schedule"] == "cosine" else f"wsd branch at step {branch}",
-                  **{k: tc[k] for k in ("min_lr_ratio", "weight_decay", "beta1", "beta2", "grad_clip", "precision")}},
+                  **{k: tc[k] for k in ("min_lr_ratio", "weight_decay", "beta1", "beta2", "grad_clip")},
+                  "precision": devices.precision(tc, res["device"])},
+        "hardware": res["hardware"],
         "mixture": res["mix"].summary(cell.steps),
         "curve": curve,
         # what the result depends on: a trunk job keeps a cell whose fingerprint still matches
@@ -421,6 +481,7 @@ def train_stable(cfg: dict, trunk: plan.StableRun, data_dir: Path, out: Path, th
     res = run(job, cfg, data_dir, resume, threads)
     info = {"run": trunk.__dict__, "peak_lr": peak, "wall_seconds": round(res["wall"], 2),
             "diverged_step": res["diverged_at"], "flops_spent": trunk.flops, "curve": res["curve"],
+            "hardware": res["hardware"],
             "provenance": io.provenance(config_hash=fp["config"], data_config_hash=manifest["data_config_hash"],
                                         seed=trunk.seed, device=res["device"], threads=threads,
                                         data_parallel=world.size)}
@@ -516,6 +577,48 @@ def find_run(cfg: dict, run_id: str) -> plan.StableRun:
     raise KeyError(f"stable run {run_id!r}: not in this config's grid")
 
 
+def train_pack(config: str, cfg: dict, runs: list[str], data_dir: Path, out: Path, threads: int,
+               record: Path | None) -> dict:
+    """Several small WSD trunks side by side in one job (resources.pack): one process each,
+    the `--trunk` job's very command, so each result is the one that trunk gets alone. They
+    share the job's device: on a GPU, small models each leave most of it idle, and one job
+    instead of k saves k - 1 queue waits and CUDA start-ups. Waits for all; fails (after
+    the others finished, their work kept) if any failed."""
+    import signal
+    import subprocess
+
+    trunks = [find_run(cfg, r) for r in runs]
+    device = pick_device(cfg["train"]["device"])
+    env = dict(os.environ)
+    if device == "cuda":  # before any member allocates: the fit, then the peak measured alone
+        plan.check_pack_fits(cfg, trunks, torch.cuda.get_device_properties(0).total_memory)
+        env[devices.PEAK_ENV] = str(devices.peak_flops(device, devices.precision(cfg["train"], device)))
+    t0 = time.time()
+    print(f"pack: {len(trunks)} trunks side by side on {device}: {', '.join(runs)}", flush=True)
+    procs = {r.run: subprocess.Popen([sys.executable, "-m", "skillscale.train", "--config", config, "--trunk", r.run,
+                                      "--data", str(data_dir), "--out", str(out / r.run), "--threads", str(threads)],
+                                     env=env) for r in trunks}
+
+    def stop(signum, frame):  # a cancelled job (scancel, Ctrl-C) takes its members with it
+        for p in procs.values():
+            p.send_signal(signum)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    codes = {run: p.wait() for run, p in procs.items()}
+    failed = [r for r, c in codes.items() if c]
+    if failed:
+        raise RuntimeError(f"pack: {len(failed)} of {len(runs)} trunks failed ({', '.join(failed)}; their lines"
+                           " above say why); the others' results are kept for the rerun")
+    info = {"runs": runs, "device": device, "wall_seconds": round(time.time() - t0, 2),
+            "members": {r: io.read_json(out / r / "stable.json", "trunk record")["wall_seconds"] for r in runs}}
+    if record:
+        io.write_json(record, info)
+    print(f"pack: {len(runs)} trunks done in {fmt_time(info['wall_seconds'])}", flush=True)
+    return info
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m skillscale.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -524,6 +627,9 @@ def main(argv=None) -> int:
     which.add_argument("--cell", help="train this cell (cosine) or its cooldown branch (wsd)")
     which.add_argument("--trunk", help="train this WSD trunk (code fraction, size, seed), then the cooldown and "
                                      "evaluation of every cell on it, into OUT/cells/")
+    which.add_argument("--pack", nargs="+", metavar="TRUNK",
+                       help="train these WSD trunks side by side, one --trunk process each, into OUT/<trunk>/")
+    p.add_argument("--record", type=Path, help="--pack: where to write the pack's record once all trunks are done")
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--stable", type=Path, help="wsd: the trunk's folder holding branch states")
@@ -532,9 +638,11 @@ def main(argv=None) -> int:
     p.add_argument("--evaluate", action="store_true", help="--cell: then score it (eval.json) in the same process")
     a = p.parse_args(argv)
     cfg = cfgmod.load(a.config)
-    distributed.world(pick_device(cfg["train"]["device"]))  # (torchrun: the process group)
     try:
-        if a.trunk:
+        distributed.world(pick_device(cfg["train"]["device"]))  # (torchrun: the process group)
+        if a.pack:
+            train_pack(a.config, cfg, a.pack, a.data, a.out, a.threads, a.record)
+        elif a.trunk:
             train_trunk_job(cfg, find_run(cfg, a.trunk), a.data, a.out, a.threads)
         else:
             rec = train_cell(cfg, find_cell(cfg, a.cell), a.data, a.out, a.threads, a.resume, a.stable)

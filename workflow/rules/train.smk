@@ -5,6 +5,9 @@
 #   and the cell's evaluation, into stable/<run>/cells/<cell>/; collect_cell copies every
 #   cell's files to cells/<cell>/. A trunk job rerun (a budget added, eval settings changed)
 #   continues from its saved states and keeps the cells whose results still hold.
+#   With resources.pack, small trunks of one size train side by side in one train_pack job
+#   (one process each, one GPU for all), which writes packs/<pack>.json when all are done.
+#   Trunks of at least resources.ddp_min_params train data-parallel (torchrun).
 # train.schedule=cosine: one job per cell, a fresh model decayed to its own budget, then scored.
 # Jobs checkpoint as they go; a killed job started again resumes (resume.pt beside outputs).
 
@@ -17,10 +20,7 @@ CELL_FILES = ("model.safetensors", "train.json", "eval.json")
 
 
 def ddp_processes(n_params):
-    """Data-parallel processes of a training job: resources.ddp_processes for models of at
-    least resources.ddp_min_params parameters, else 1."""
-    rc = config["resources"]
-    return rc["ddp_processes"] if n_params >= rc["ddp_min_params"] else 1
+    return study_plan.ddp_processes(config, n_params)
 
 
 def launcher(n_params):
@@ -62,17 +62,57 @@ if WSD:
             "{params.launcher} -m skillscale.train --config {params.config} --trunk {wildcards.run}"
             " --data {params.data} --out {params.out} --threads {params.threads} > {log} 2>&1"
 
+    rule train_pack:
+        # resources.pack: small trunks of one size side by side on one GPU, one `--trunk`
+        # process each (so each result is the one it gets alone), in one job: one queue
+        # wait and one job start-up instead of k. Each writes stable/<run>/ as train_trunk
+        # does; the pack's record is written once all are done.
+        input:
+            manifest=f"{DATA}/manifest.json",
+            shards=SHARDS,
+            evals=EVAL_FILES,
+            benchmarks=BENCH_MANIFEST,
+        output:
+            record=f"{R}/packs/{{pack}}.json",
+        params:
+            config=CONFIG_FILE,
+            data=lambda w, input: os.path.dirname(input.manifest),
+            out=f"{R}/stable",
+            runs=lambda w: " ".join(PACK[w.pack].runs),
+            members=lambda w: [RUN_PARAMS[r] for r in PACK[w.pack].runs],
+            threads=config["resources"]["train_threads"],  # per member process
+            train=TRAIN_PARAMS,
+            model=config["model"],
+            eval=EVAL_PARAMS,
+        conda:
+            "../../envs/skillscale.yaml"
+        log:
+            f"{R}/logs/pack/{{pack}}.log",
+        threads: lambda w: config["resources"]["train_threads"] * len(PACK[w.pack].runs)
+        resources:
+            mem_mb=lambda w: 2000 * len(PACK[w.pack].runs),
+            # side by side: the job lasts about as long as its longest member
+            runtime=lambda w: runtime_min(max(TRUNK_JOB_FLOPS[r] for r in PACK[w.pack].runs)),
+            gpu=1,
+        shell:
+            "python -m skillscale.train --config {params.config} --pack {params.runs} --record {output.record}"
+            " --data {params.data} --out {params.out} --threads {params.threads} > {log} 2>&1"
+
+    def trunk_done(run):
+        """The file that says a trunk is trained: its pack's record, or its own."""
+        return f"{R}/packs/{PACK_OF[run]}.json" if run in PACK_OF else f"{R}/stable/{run}/stable.json"
+
     rule collect_cell:
         # A copy, in the scheduler's own process (no job start-up): cells/<cell>/ is what
         # the analysis and the user read; the trunk's folder is that job's working state.
         input:
-            stable=lambda w: f"{R}/stable/{RUN_OF[w.cell]}/stable.json",
+            done=lambda w: trunk_done(RUN_OF[w.cell]),
         output:
             model=f"{R}/cells/{{cell}}/model.safetensors",
             record=f"{R}/cells/{{cell}}/train.json",
             eval=f"{R}/cells/{{cell}}/eval.json",
         run:
-            study_io.copy_files(os.path.join(os.path.dirname(input.stable), "cells", wildcards.cell),
+            study_io.copy_files(os.path.join(R, "stable", RUN_OF[wildcards.cell], "cells", wildcards.cell),
                                 os.path.dirname(output.record), CELL_FILES)
 
 else:
