@@ -1,5 +1,8 @@
 import json
+import subprocess
+import sys
 
+import pytest
 import torch
 
 from skillscale import bench
@@ -32,3 +35,23 @@ def test_dag_benchmark_grid_is_valid_and_has_the_asked_size(repo):
     cfg = config.validate(bench.dag_config(fractions=10, budgets=20, seeds=5), "dag bench")
     cells, dropped = plan.build(cfg)
     assert len(cells) == 5000 and not dropped
+
+
+def test_the_cuda_benchmark_says_it_is_skipped_on_a_cpu_only_machine():
+    if torch.cuda.is_available():
+        pytest.skip("this node has a GPU: the benchmark would run")
+    p = subprocess.run([sys.executable, "-m", "skillscale.bench", "train", "--device", "cuda"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "CUDA part skipped" in p.stdout, p.stdout + p.stderr
+
+
+def test_packed_throughput_is_measured_against_one_process_per_cell():
+    """The benchmark's packed-vs-one-per-GPU part, on CPU at a toy size: k processes side by
+    side and one alone, each a fresh interpreter training the same steps."""
+    from skillscale import benchgpu
+
+    r = benchgpu.packed_vs_alone("cpu", {"d_model": 16, "n_layers": 1, "n_heads": 2, "vocab_size": 256,
+                                         "seq_len": 16, "batch_size": 4}, k=2, steps=3)
+    assert r["members"] == 2 and r["packed_tokens"] == 2 * r["alone_tokens"] == 2 * 3 * 4 * 16
+    assert r["alone_tokens_per_s"] > 0 and r["packed_tokens_per_s"] > 0
+    assert r["speedup"] == pytest.approx(r["packed_tokens_per_s"] / r["alone_tokens_per_s"])

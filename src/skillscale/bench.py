@@ -39,47 +39,14 @@ import torch
 
 from . import config as cfgmod
 from . import plan
+from . import devices
+from .devices import matmul_peak, sync
 from .model import Decoder, ModelShape, flops_per_token, param_counts
 from .train import build_optimizer, loss_fn, train_step
 
 
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def matmul_peak(dtype: torch.dtype, device: str, n: int, reps: int = 5, budget_s: float = 0.5) -> float:
-    """Best FLOP/s of square matmuls (2 m^3 FLOPs each), m growing to n while one call takes
-    under budget_s / 4, over `reps` timed runs of about `budget_s` each. (A CPU without bf16
-    units runs bf16 ~100x slower than fp32: a fixed size and call count would take minutes.)"""
-    def once(m):
-        a, b = (torch.randn(m, m, device=device, dtype=dtype) for _ in range(2))
-        torch.matmul(a, b)  # warm the kernel
-        sync(device)
-        t = time.perf_counter()
-        torch.matmul(a, b)
-        sync(device)
-        return a, b, time.perf_counter() - t
-
-    m = min(256, n)
-    a, b, dt = once(m)
-    while m < n and dt < budget_s / 4:
-        m = min(2 * m, n)
-        a, b, dt = once(m)
-    calls = max(1, int(budget_s / max(dt, 1e-6)))
-    best = dt
-    for _ in range(reps):
-        sync(device)
-        t = time.perf_counter()
-        for _ in range(calls):
-            torch.matmul(a, b)
-        sync(device)
-        best = min(best, (time.perf_counter() - t) / calls)
-    return 2 * m**3 / best
 
 
 def peaks(device: str, n: int) -> dict[str, float]:
@@ -173,7 +140,7 @@ def time_precision(prec: str, shape: ModelShape, cfg: dict, batch, hf_state, a, 
 
 def bench_train(a) -> dict:
     torch.set_num_threads(a.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = "cuda" if a.device == "auto" and torch.cuda.is_available() else "cpu"
     cfg = cfgmod.load(a.config)
     shape = default_shape(cfg, a.d_model, a.n_layers, a.n_heads)
     bs = a.batch_size or cfg["train"]["batch_size"]
@@ -192,7 +159,7 @@ def bench_train(a) -> dict:
         params |= {"hf": sum(p.numel() for p in hf.parameters())}
         params |= {"match": params["hf"] == params["ours"]}
     hf_state = None if hf is None else hf.state_dict()
-    precision = a.precision or cfg["train"]["precision"]  # default: what the study trains in
+    precision = a.precision or devices.precision(cfg["train"], device)  # default: what the study trains in
     timed = {p: time_precision(p, shape, cfg, batch, hf_state, a, device, modes)
              for p in (["fp32", "bf16"] if precision == "both" else [precision])}
     # peak again after training: the best of the two, so a busy moment does not lower it
@@ -420,7 +387,12 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
     t = sub.add_parser("train", help="tokens/s and MFU of our trainer vs HF Llama vs matmul peak")
-    t.add_argument("--config", default="config/config.yaml")
+    t.add_argument("--config", help="default: config/config.yaml; with --device cuda, config/studies/gpu-paper.yaml")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="cuda: the GPU benchmark (benchgpu.py: MFU from the ladder's smallest model to >= 100M"
+                        " parameters, packed small cells vs one per GPU); skipped with a message without CUDA")
+    t.add_argument("--pack", type=int, default=8, help="--device cuda: small-cell jobs side by side")
+    t.add_argument("--pack-steps", type=int, default=300, help="--device cuda: steps of each small-cell job")
     t.add_argument("--d-model", type=int)
     t.add_argument("--n-layers", type=int)
     t.add_argument("--n-heads", type=int)
@@ -461,6 +433,13 @@ def main(argv=None) -> int:
         r = bench_dag(a)
         print(json.dumps(r, indent=2) if a.json else dag_table(r))
         return 0
+    if a.device == "cuda":
+        from . import benchgpu
+
+        r = benchgpu.bench_cuda(a)
+        print(json.dumps(r, indent=2) if a.json else benchgpu.table(r))
+        return 0
+    a.config = a.config or "config/config.yaml"
     r = bench_train(a)
     if a.cell_jobs:
         r["cell_jobs"] = bench_cell_jobs(a)
