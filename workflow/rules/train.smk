@@ -103,17 +103,29 @@ if WSD:
         return f"{R}/packs/{PACK_OF[run]}.json" if run in PACK_OF else f"{R}/stable/{run}/stable.json"
 
     rule collect_cell:
-        # A copy, in the scheduler's own process (no job start-up): cells/<cell>/ is what
-        # the analysis and the user read; the trunk's folder is that job's working state.
+        # A copy (a hard link where the filesystem allows: a large checkpoint is not copied
+        # byte by byte), each file atomically and with a fresh time, by the scheduler (a
+        # local rule): cells/<cell>/ is what the analysis and the user read; the trunk's
+        # folder is that job's working state. A shell command, not a run: block, because
+        # Snakemake spawns a whole new snakemake process for every run: job (~5 s each,
+        # one per cell), while a shell command is just the command.
         input:
             done=lambda w: trunk_done(RUN_OF[w.cell]),
         output:
             model=f"{R}/cells/{{cell}}/model.safetensors",
             record=f"{R}/cells/{{cell}}/train.json",
             eval=f"{R}/cells/{{cell}}/eval.json",
-        run:
-            study_io.copy_files(os.path.join(R, "stable", RUN_OF[wildcards.cell], "cells", wildcards.cell),
-                                os.path.dirname(output.record), CELL_FILES)
+        params:
+            src=lambda w: f"{R}/stable/{RUN_OF[w.cell]}/cells/{w.cell}",
+            dest=lambda w, output: os.path.dirname(output.record),
+            files=" ".join(CELL_FILES),
+        shell:
+            "for f in {params.files}; do"
+            " test -f {params.src}/$f || {{ echo \"{params.src}/$f missing: the trunk job that makes it did not"
+            " finish (rerun it: snakemake reruns a job whose output is missing)\" >&2; exit 1; }};"
+            " ln -f {params.src}/$f {params.dest}/.$f.tmp 2>/dev/null || cp {params.src}/$f {params.dest}/.$f.tmp;"
+            " touch {params.dest}/.$f.tmp && mv -f {params.dest}/.$f.tmp {params.dest}/$f;"
+            " done"
 
 else:
 
