@@ -77,29 +77,6 @@ def test_a_world_size_that_does_not_divide_the_batch_is_refused():
         cfgmod.validate({"train": {"batch_size": 16}, "resources": {"ddp_processes": 3}})
 
 
-@pytest.mark.workflow
-def test_a_study_with_data_parallel_and_packed_trunks_matches_the_local_run(test_study, tmp_path):
-    """The test study with its two largest trunks (11,856 parameters) trained by 2 DDP
-    processes each (the workflow launches them with torchrun) and the other four packed two
-    to a job: the DDP cells' scores equal the single-process run's to float summation order,
-    every packed cell's exactly (each trunk of a pack trains in its own process)."""
-    from conftest import copy_workflow, run_snakemake, study_metrics
-
-    wd = copy_workflow(tmp_path)
-    layout = ["--config", "study=ddp",
-              "resources={ddp_processes: 2, ddp_min_params: 1.0e+4, pack: [{max_params: 1.0e+4, per_job: 2}]}"]
-    out = run_snakemake(wd, "-n", "-p", "--configfile", "config/studies/test.yaml", *layout).stdout
-    assert out.count("torchrun --standalone --nproc_per_node 2") == 2
-    assert out.count("--pack code0.25_") == 2  # d8L1h2 and d16L1h2: both code fractions in one job
-    run_snakemake(wd, "--cores", "2", "--configfile", "config/studies/test.yaml", *layout)
-    local, got = test_study["metrics"], study_metrics(wd / "results/ddp")
-    assert got.keys() == local.keys()
-    for cell, metrics in got.items():
-        rec = json.loads((wd / "results/ddp/cells" / cell / "train.json").read_text())
-        if "_d16L2h2_" in cell:
-            assert metrics == pytest.approx(local[cell], rel=1e-4), cell
-            assert rec["provenance"]["data_parallel"] == 2 == rec["hardware"]["data_parallel"]
-        else:
-            assert metrics == local[cell], cell
-            assert rec["hardware"]["data_parallel"] == 1
-    assert sorted(p.name for p in (wd / "results/ddp/packs").iterdir()) == ["d16L1h2_pack0.json", "d8L1h2_pack0.json"]
+# The workflow side (torchrun trunk jobs beside packed ones, a SIGKILL of it all, Slurm):
+# tests/test_workflow.py::test_hard_kill_of_the_whole_workflow_resumes_after_unlock and
+# tests/test_slurm.py run the test study in that layout.

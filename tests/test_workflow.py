@@ -140,10 +140,10 @@ def test_adding_a_budget_trains_and_scores_only_the_new_cells(study, tmp_path):
     grown = tmp_path / "grown"
     shutil.copytree(study, grown, symlinks=True)
     before = {p.parent.name: p.read_text() for p in (grown / "results/test/cells").glob("*/eval.json")}
-    budgets = ["--config", "grid={budgets: [4.0e+9, 1.2e+10, 3.6e+10]}"]
+    budgets = ["--config", "grid={budgets: [4.0e+9, 1.2e+10, 1.6e+10]}"]
     out = smk(grown, "-n", *TEST, *budgets).stdout
     new = {l.split("cells/")[1].split("/")[0] for l in out.splitlines()
-           if l.strip().startswith("output:") and "/eval.json" in l and "_C3.6e10_" in l}
+           if l.strip().startswith("output:") and "/eval.json" in l and "_C1.6e10_" in l}
     assert len(new) == 6, out[-2000:]  # the new budget: 3 sizes x 2 code fractions
     new_sizes = {c.split("_")[2] for c in new}
     assert planned_jobs(out, "train_trunk") == len(new_sizes) * 2  # only the trunks that reach it
@@ -152,7 +152,7 @@ def test_adding_a_budget_trains_and_scores_only_the_new_cells(study, tmp_path):
     kept = set(re.findall(r"\[(\S+)\] cooldown kept from an earlier run", logs))
     assert kept and kept == set(re.findall(r"\[(\S+)\] evaluation kept from an earlier run", logs))
     assert not kept & new and all(c.split("_")[2] in new_sizes for c in kept)
-    assert {c for c in re.findall(r"\[(\S+)\] cooldown from the trunk", logs) if "_C3.6e10_" in c} == new
+    assert {c for c in re.findall(r"\[(\S+)\] cooldown from the trunk", logs) if "_C1.6e10_" in c} == new
     after = {p.parent.name: p.read_text() for p in (grown / "results/test/cells").glob("*/eval.json")}
     assert set(after) == set(before) | new
     assert all(json.loads(after[c])["bits_per_byte"] == json.loads(before[c])["bits_per_byte"] for c in before)
@@ -225,10 +225,19 @@ def test_tables_on_a_grid_with_a_missing_cell_name_it_and_still_fit(study):
         aside.rename(cell / "eval.json")
 
 
+# the GPU layout on CPU: the largest size's trunks data-parallel (torchrun, 2 gloo processes),
+# the two smaller sizes' trunks packed two to a job (tests/test_slurm.py runs it on Slurm)
+GPU_LAYOUT = ["--config", "resources={ddp_processes: 2, ddp_min_params: 1.0e+4, pack: [{max_params: 1.0e+4, per_job: 2}]}"]
+
+
 def test_hard_kill_of_the_whole_workflow_resumes_after_unlock(test_study, tmp_path):
     """SIGKILL to snakemake and all its jobs (power loss, the OOM killer) mid-study: the next
-    run stops on snakemake's lock, `--unlock` clears it, and the rerun finishes with exactly
-    the metrics of an uninterrupted run (the README's recipe)."""
+    run stops on snakemake's lock, `--unlock` clears it, and the rerun finishes with the
+    metrics of an uninterrupted run (the README's recipe). The study runs in the GPU layout,
+    so the kill also hits torchrun and pack jobs: packed cells come out identical to the
+    plain local run's (each trunk trains in its own process), data-parallel ones within 1e-4
+    relative (gradients summed over 2 ranks in another order)."""
+    import json
     import os
     import signal
     import subprocess
@@ -237,7 +246,10 @@ def test_hard_kill_of_the_whole_workflow_resumes_after_unlock(test_study, tmp_pa
     from conftest import copy_workflow, study_metrics
 
     wd = copy_workflow(tmp_path)
-    proc = subprocess.Popen(["snakemake", "--cores", "2", *TEST], cwd=wd, start_new_session=True,
+    out = smk(wd, "-n", "-p", *TEST, *GPU_LAYOUT).stdout
+    assert out.count("torchrun --standalone --nproc_per_node 2") == 2
+    assert out.count("--pack code0.25_") == 2  # d8L1h2 and d16L1h2: both code fractions in one job
+    proc = subprocess.Popen(["snakemake", "--cores", "2", *TEST, *GPU_LAYOUT], cwd=wd, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     trunks = wd / "results/test/stable"
     deadline = time.time() + 300
@@ -247,11 +259,21 @@ def test_hard_kill_of_the_whole_workflow_resumes_after_unlock(test_study, tmp_pa
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (wd / "results/test/tables/summary.md").exists()
-    p = smk(wd, *TEST, check=False)
+    p = smk(wd, *TEST, *GPU_LAYOUT, check=False)
     assert p.returncode != 0 and "--unlock" in p.stdout + p.stderr  # snakemake says what to do
-    smk(wd, "--unlock", *TEST)
-    smk(wd, *TEST)
-    assert study_metrics(wd / "results/test") == test_study["metrics"]
+    smk(wd, "--unlock", *TEST, *GPU_LAYOUT)
+    smk(wd, *TEST, *GPU_LAYOUT)
+    local, got = test_study["metrics"], study_metrics(wd / "results/test")
+    assert got.keys() == local.keys()
+    for cell, metrics in got.items():
+        rec = json.loads((wd / "results/test/cells" / cell / "train.json").read_text())
+        if "_d16L2h2_" in cell:  # 11,856 parameters: data-parallel
+            assert metrics == pytest.approx(local[cell], rel=1e-4), cell
+            assert rec["provenance"]["data_parallel"] == 2 == rec["hardware"]["data_parallel"]
+        else:
+            assert metrics == local[cell], cell
+            assert rec["hardware"]["data_parallel"] == 1
+    assert sorted(p.name for p in (wd / "results/test/packs").iterdir()) == ["d16L1h2_pack0.json", "d8L1h2_pack0.json"]
 
 
 def test_plan_command_plans_what_snakemake_runs(tmp_path, repo):
