@@ -55,6 +55,34 @@ def test_two_processes_train_the_single_process_run(tiny):
     assert rec["provenance"]["data_parallel"] == 2 and rec["mixture"]["sequences"] == cell.steps * 8
 
 
+def test_two_nodes_meet_by_rendezvous_and_train_the_two_process_run(tiny):
+    """What a multi-node job (resources.ddp_nodes: 2) runs on each node: torchrun with
+    --nnodes 2 meeting by c10d rendezvous (here two agents on this machine, one process
+    each, where Slurm's srun would start one per node). Ranks and the order of the sums
+    are those of the one-node 2-process run: bit-identical to it."""
+    import socket
+
+    d, cell = tiny
+    if not (d / "two" / "train.json").exists():
+        train(d, cell, d / "two", 2)
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+           "--rdzv_backend", "c10d", "--rdzv_id", "test", "--rdzv_endpoint", f"127.0.0.1:{port}",
+           "-m", "skillscale.train", "--config", str(d / "config.yaml"), "--cell", cell.cell,
+           "--data", str(d / "data"), "--out", str(d / "nodes"), "--threads", "1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    agents = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for _ in range(2)]
+    logs = [a.communicate(timeout=300)[0] for a in agents]
+    assert all(a.returncode == 0 for a in agents), "\n".join(logs)
+    assert curve(d / "nodes") == curve(d / "two")
+    wa, wb = (load_file(d / k / "model.safetensors") for k in ("two", "nodes"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert json.loads((d / "nodes" / "train.json").read_text())["hardware"]["data_parallel"] == 2
+
+
 def test_a_killed_ddp_run_resumes_to_the_uninterrupted_result(tiny):
     d, cell = tiny
     train(d, cell, d / "whole", 2)
@@ -75,6 +103,29 @@ def test_a_killed_ddp_run_resumes_to_the_uninterrupted_result(tiny):
 def test_a_world_size_that_does_not_divide_the_batch_is_refused():
     with pytest.raises(cfgmod.ConfigError, match="resources.ddp_processes"):
         cfgmod.validate({"train": {"batch_size": 16}, "resources": {"ddp_processes": 3}})
+    with pytest.raises(cfgmod.ConfigError, match=r"6 data-parallel processes \(2 per node x resources.ddp_nodes=3\)"):
+        cfgmod.validate({"train": {"batch_size": 16}, "resources": {"ddp_processes": 2, "ddp_nodes": 3}})
+    cfgmod.validate({"train": {"batch_size": 16}, "resources": {"ddp_processes": 4, "ddp_nodes": 4}})
+
+
+def test_a_multi_node_job_asks_slurm_for_nodes_and_their_gpus(tmp_path):
+    """resources.ddp_nodes: 2 with 2 processes per node: the trunk job's resources are 2 nodes
+    with gpu:2 each, one task per node, an mpi job (the plugin then leaves the command's own
+    srun to start the tasks), and its command is srun + torchrun meeting at the first node."""
+    from conftest import copy_workflow, run_snakemake
+
+    wd = copy_workflow(tmp_path)
+    out = run_snakemake(wd, "-n", "-p", "--configfile", "config/studies/test.yaml", "--config",
+                        "resources={ddp_processes: 2, ddp_nodes: 2, ddp_min_params: 1.0e+4}").stdout
+    jobs = out.split("rule train_trunk:")[1:]
+    multi = [j for j in jobs if "_d16L2h2_" in j.split("wildcards:")[1].split("\n")[0]]
+    assert len(multi) == 2 and len(jobs) == 6
+    for j in multi:
+        assert "gres=gpu:2, nodes=2, tasks=2, mpi=srun" in j and "srun torchrun --nnodes 2 --nproc_per_node 2" in j
+        assert "--rdzv_backend c10d" in j and "gpu=" not in j.split("resources:")[1].split("\n")[0]
+    for j in jobs:
+        if j not in multi:
+            assert "gpu=1" in j.split("resources:")[1].split("\n")[0] and "nodes=" not in j
 
 
 # The workflow side (torchrun trunk jobs beside packed ones, a SIGKILL of it all, Slurm):

@@ -143,9 +143,12 @@ def check_cross_fields(cfg: dict, source: str = "config") -> None:
             f"grid.sizes_per_budget: {cfg['grid']['sizes_per_budget']} is more than the"
             f" {len(ladder)} shapes in grid.ladder"
         )
-    if cfg["train"]["batch_size"] % cfg["resources"]["ddp_processes"]:
-        problems.append(f"resources.ddp_processes: {cfg['resources']['ddp_processes']} data-parallel processes must"
-                        f" divide train.batch_size ({cfg['train']['batch_size']}): each takes an equal share of a batch")
+    rc = cfg["resources"]
+    if cfg["train"]["batch_size"] % (rc["ddp_processes"] * rc["ddp_nodes"]):
+        n = rc["ddp_processes"] * rc["ddp_nodes"]
+        problems.append(f"resources.ddp_processes: {n} data-parallel processes ({rc['ddp_processes']} per node x"
+                        f" resources.ddp_nodes={rc['ddp_nodes']}) must divide train.batch_size"
+                        f" ({cfg['train']['batch_size']}): each takes an equal share of a batch")
     if not problems and (cfg["resources"]["pack"] or cfg["train"]["device"] == "cuda"):
         from .plan import memory_problems
 

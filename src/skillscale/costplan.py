@@ -166,7 +166,7 @@ def job_units(cfg: dict, cells, chain_seconds, on_gpu: bool) -> pd.DataFrame:
     rows = {}
     for process, secs in chain_seconds.items():
         unit = packed.get(process, process)
-        p = plan.ddp_processes(cfg, n_params[process])
+        p = plan.ddp_world(cfg, n_params[process])
         u = rows.setdefault(unit, {"job": unit, "members": 0, "ddp": p, "wall_seconds": 0.0, "cpu_members": 0})
         u["members"] += 1
         u["wall_seconds"] = max(u["wall_seconds"], float(secs) / p)

@@ -186,17 +186,28 @@ class Pack:
 
 
 def ddp_processes(cfg: dict, n_params: int) -> int:
-    """Data-parallel processes of a training job: resources.ddp_processes for models of at
-    least resources.ddp_min_params parameters, else 1."""
+    """Data-parallel processes per node of a training job: resources.ddp_processes for
+    models of at least resources.ddp_min_params parameters, else 1."""
     rc = cfg["resources"]
     return rc["ddp_processes"] if n_params >= rc["ddp_min_params"] else 1
+
+
+def ddp_nodes(cfg: dict, n_params: int) -> int:
+    """Nodes of a training job: resources.ddp_nodes for data-parallel sizes, else 1."""
+    rc = cfg["resources"]
+    return rc["ddp_nodes"] if n_params >= rc["ddp_min_params"] else 1
+
+
+def ddp_world(cfg: dict, n_params: int) -> int:
+    """All processes (GPUs) of a training job, over its nodes."""
+    return ddp_processes(cfg, n_params) * ddp_nodes(cfg, n_params)
 
 
 def per_job(cfg: dict, n_params: int) -> int:
     """How many trunks of this size one job trains side by side: the first resources.pack
     entry (by max_params) the size fits under, 1 for none; data-parallel sizes never pack."""
     rc = cfg["resources"]
-    if ddp_processes(cfg, n_params) > 1:
+    if ddp_world(cfg, n_params) > 1:
         return 1
     for entry in sorted(rc["pack"], key=lambda e: e["max_params"]):
         if n_params <= entry["max_params"]:
@@ -232,7 +243,7 @@ def train_memory_bytes(cfg: dict, shape: ModelShape) -> float:
     (Korthikanti et al. 2022; flash attention keeps no seq_len^2 scores) at 2 bytes in
     bf16, 4 in fp32, plus the fp32 logits' three passes."""
     rc, tc = cfg["resources"], cfg["train"]
-    rows = rc["micro_batch_rows"] or tc["batch_size"] // ddp_processes(cfg, param_counts(shape)["standard"])
+    rows = rc["micro_batch_rows"] or tc["batch_size"] // ddp_world(cfg, param_counts(shape)["standard"])
     tokens = rows * shape.seq_len
     act = tokens * shape.n_layers * 34 * shape.d_model * (4 if tc["precision"] == "fp32" else 2)
     return 2**30 + 16 * param_counts(shape)["total"] + act + 3 * tokens * shape.vocab_size * 4

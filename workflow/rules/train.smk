@@ -20,13 +20,40 @@ CELL_FILES = ("model.safetensors", "train.json", "eval.json")
 
 
 def ddp_processes(n_params):
-    return study_plan.ddp_processes(config, n_params)
+    return study_plan.ddp_processes(config, n_params)  # per node
+
+
+def ddp_nodes(n_params):
+    return study_plan.ddp_nodes(config, n_params)
 
 
 def launcher(n_params):
-    """python, or torchrun with one process per GPU (rank-local threads: train_threads each)."""
-    p = ddp_processes(n_params)
-    return "python" if p == 1 else f"torchrun --standalone --nproc_per_node {p}"
+    """python, or torchrun with one process per GPU (rank-local threads: train_threads each);
+    over several nodes, srun starts one torchrun per node (the job is an `mpi` job to the
+    Slurm plugin, so its command is not wrapped in a one-task srun), and they meet at the
+    allocation's first node (c10d rendezvous; a port per job, so jobs sharing a node do not
+    collide)."""
+    p, nodes = ddp_processes(n_params), ddp_nodes(n_params)
+    if p * nodes == 1:
+        return "python"
+    if nodes == 1:
+        return f"torchrun --standalone --nproc_per_node {p}"
+    need = "${SLURM_JOB_NODELIST:?resources.ddp_nodes > 1 runs only in a Slurm allocation (profiles/slurm)}"
+    head = f'"$(scontrol show hostnames "{need}" | head -n 1)"'
+    return (f"srun torchrun --nnodes {nodes} --nproc_per_node {p} --rdzv_backend c10d"
+            f' --rdzv_id "$SLURM_JOB_ID" --rdzv_endpoint {head}:"$((29500 + SLURM_JOB_ID % 1000))"')
+
+
+def gpu_resources(n_params):
+    """What a training job asks Slurm for (None: not requested). One node: `gpu` GPUs (of
+    SKILLSCALE_GPU_MODEL, when set). Several: that many nodes with ddp_processes GPUs each
+    (gres, per node) and one task per node."""
+    p, nodes = ddp_processes(n_params), ddp_nodes(n_params)
+    model = os.environ.get("SKILLSCALE_GPU_MODEL") or None
+    if nodes == 1:
+        return {"gpu": p, "gpu_model": model, "gres": None, "nodes": None, "tasks": None, "mpi": None}
+    return {"gpu": None, "gpu_model": None, "gres": f"gpu:{model + ':' if model else ''}{p}", "nodes": nodes,
+            "tasks": nodes, "mpi": "srun"}
 
 
 if WSD:
@@ -56,8 +83,13 @@ if WSD:
         threads: lambda w: config["resources"]["train_threads"] * ddp_processes(RUN[w.run].n_params)
         resources:
             mem_mb=2000,
-            runtime=lambda w: runtime_min(TRUNK_JOB_FLOPS[w.run] / ddp_processes(RUN[w.run].n_params)),
-            gpu=lambda w: ddp_processes(RUN[w.run].n_params),
+            runtime=lambda w: runtime_min(TRUNK_JOB_FLOPS[w.run] / study_plan.ddp_world(config, RUN[w.run].n_params)),
+            gpu=lambda w: gpu_resources(RUN[w.run].n_params)["gpu"],
+            gpu_model=lambda w: gpu_resources(RUN[w.run].n_params)["gpu_model"],
+            gres=lambda w: gpu_resources(RUN[w.run].n_params)["gres"],
+            nodes=lambda w: gpu_resources(RUN[w.run].n_params)["nodes"],
+            tasks=lambda w: gpu_resources(RUN[w.run].n_params)["tasks"],
+            mpi=lambda w: gpu_resources(RUN[w.run].n_params)["mpi"],
         shell:
             "{params.launcher} -m skillscale.train --config {params.config} --trunk {wildcards.run}"
             " --data {params.data} --out {params.out} --threads {params.threads} > {log} 2>&1"
@@ -94,6 +126,7 @@ if WSD:
             # side by side: the job lasts about as long as its longest member
             runtime=lambda w: runtime_min(max(TRUNK_JOB_FLOPS[r] for r in PACK[w.pack].runs)),
             gpu=1,
+            gpu_model=os.environ.get("SKILLSCALE_GPU_MODEL") or None,
         shell:
             "python -m skillscale.train --config {params.config} --pack {params.runs} --record {output.record}"
             " --data {params.data} --out {params.out} --threads {params.threads} > {log} 2>&1"
@@ -157,8 +190,13 @@ else:
         threads: lambda w: config["resources"]["train_threads"] * ddp_processes(CELL[w.cell].n_params)
         resources:
             mem_mb=2000,
-            runtime=lambda w: runtime_min(CELL[w.cell].flops / ddp_processes(CELL[w.cell].n_params)),
-            gpu=lambda w: ddp_processes(CELL[w.cell].n_params),
+            runtime=lambda w: runtime_min(CELL[w.cell].flops / study_plan.ddp_world(config, CELL[w.cell].n_params)),
+            gpu=lambda w: gpu_resources(CELL[w.cell].n_params)["gpu"],
+            gpu_model=lambda w: gpu_resources(CELL[w.cell].n_params)["gpu_model"],
+            gres=lambda w: gpu_resources(CELL[w.cell].n_params)["gres"],
+            nodes=lambda w: gpu_resources(CELL[w.cell].n_params)["nodes"],
+            tasks=lambda w: gpu_resources(CELL[w.cell].n_params)["tasks"],
+            mpi=lambda w: gpu_resources(CELL[w.cell].n_params)["mpi"],
         shell:
             "{params.launcher} -m skillscale.train --config {params.config} --cell {wildcards.cell}"
             " --data {params.data} --out {params.out} --evaluate --threads {params.threads} > {log} 2>&1"
