@@ -87,6 +87,7 @@ def mfu_sweep(cfg: dict, peak: float, steps: int, warmup: int, device: str = "cu
         fpt = flops_per_token(shape)["exact"]
         out.append({"shape": shape.to_dict(), "n_params": param_counts(shape)["standard"], "batch_rows": rows,
                     "micro_batch_rows": micro, "tokens_per_s": tps, "flops_per_token": fpt, "mfu": tps * fpt / peak})
+        torch._dynamo.reset()  # each shape compiles afresh, never into dynamo's recompile limit
         if device == "cuda":
             torch.cuda.empty_cache()
     return out
