@@ -54,7 +54,8 @@ def cmd_plan(a) -> int:
             print(f"\nat a stated throughput of {rate:.3g} FLOP/s per job (resources.flops_per_second or"
                   " --flops-per-second; exact FLOPs incl. attention and head), not calibrated here")
         else:
-            print(f"\ncalibrated on this machine ({threads} thread(s) per job): training throughput per shape")
+            print(f"\ncalibrated on this machine ({threads} thread(s) per job; {s['parallel_jobs']} jobs side by side run"
+                  f" {s['side_by_side_slowdown']:.2f}x slower each than one alone, measured): training throughput per shape")
         by_size = jobs.groupby(["kind", "size", "n_params"], sort=False).agg(
             jobs=("job", "size"), tok_per_s=("tok_per_s", "first"), flops=("flops", "sum"), seconds=("seconds", "sum"))
         print(by_size.sort_index(level="n_params").to_string(float_format=lambda x: f"{x:.3g}"))

@@ -7,6 +7,8 @@ of the real trainer (train.train_step) and a few batches of evaluation forward p
 every shape the plan uses, so the estimate carries the real per-shape throughput (small
 models are far from matmul peak), and the fixed costs a job and an evaluation pay: a fresh
 interpreter importing the trainer and lm-eval, and one pass of lm-eval over tiny tasks.
+With several jobs side by side on one machine it also measures how much they slow each
+other (one calibration process alone, then `jobs` at once) and divides every rate by that.
 Run it on the kind of node the jobs will run on (a GPU node for a GPU cluster).
 """
 
@@ -76,6 +78,29 @@ def job_startup_seconds() -> float:
     return time.perf_counter() - t0
 
 
+SIDE_BY_SIDE = """
+import json, sys
+from skillscale import config, costplan, plan
+cfg = config.validate(json.loads(sys.argv[1]))
+shape = plan.shape_of(cfg, *json.loads(sys.argv[2]))
+print(costplan.tokens_per_second(cfg, shape, int(sys.argv[3]), steps=12))
+"""
+
+
+def side_by_side_slowdown(cfg: dict, shape, threads: int, jobs: int) -> float:
+    """How much slower a training process runs when `jobs` of them share the machine (memory
+    bandwidth, caches, turbo: on 2 cores two 1-thread jobs run ~1.4x slower each than one
+    alone), from `jobs` calibration processes started together against one alone; >= 1."""
+    import json
+
+    args = [json.dumps(cfg, default=str), json.dumps([shape.d_model, shape.n_layers, shape.n_heads]), str(threads)]
+    cmd = [sys.executable, "-c", SIDE_BY_SIDE, *args]
+    alone = float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()[-1])
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(jobs)]
+    together = [float(p.communicate()[0].split()[-1]) for p in procs]
+    return max(1.0, alone / (sum(together) / len(together)))
+
+
 def stated_rates(cfg: dict, cells, flops_per_second: float) -> dict:
     """Tokens/s per size at a stated throughput (no calibration): the exact FLOPs per token
     (attention and the output head included) at `flops_per_second`."""
@@ -114,10 +139,18 @@ def estimate(cfg: dict, threads: int, jobs: int | None = None,
     cells, _ = plan.build(cfg)
     rates = stated_rates(cfg, cells, flops_per_second) if flops_per_second else {}
     eval_rates = {k: 3 * v for k, v in rates.items()}
-    for c in cells:
-        if c.size not in rates:
-            rates[c.size] = tokens_per_second(cfg, c.shape(cfg), threads)
-            eval_rates[c.size] = eval_tokens_per_second(cfg, c.shape(cfg), threads)
+    jobs = jobs or max(1, (os.cpu_count() or 1) // threads)
+    slowdown = 1.0
+    if not flops_per_second:
+        for c in cells:
+            if c.size not in rates:
+                rates[c.size] = tokens_per_second(cfg, c.shape(cfg), threads)
+                eval_rates[c.size] = eval_tokens_per_second(cfg, c.shape(cfg), threads)
+        if jobs > 1 and jobs * threads <= (os.cpu_count() or 1):  # jobs on one machine slow each other
+            mid = sorted(cells, key=lambda c: c.n_params)[len(cells) // 2]
+            slowdown = side_by_side_slowdown(cfg, mid.shape(cfg), threads, jobs)
+            rates = {k: v / slowdown for k, v in rates.items()}
+            eval_rates = {k: v / slowdown for k, v in eval_rates.items()}
     tokens_per_step = cfg["train"]["batch_size"] * cfg["model"]["seq_len"]
     wsd = cfg["train"]["schedule"] == "wsd"
     harness, n_eval_tokens = harness_seconds(), eval_tokens(cfg)
@@ -137,7 +170,6 @@ def estimate(cfg: dict, threads: int, jobs: int | None = None,
                          "steps": r.steps, "flops": r.flops, "tok_per_s": rates[r.size],
                          "seconds": r.steps * tokens_per_step / rates[r.size]})
     df = pd.DataFrame(rows)
-    jobs = jobs or max(1, (os.cpu_count() or 1) // threads)
     startup = job_startup_seconds()
     units = job_units(cfg, cells, df.groupby("process").seconds.sum() + startup, on_gpu=bool(flops_per_second))
     summary = {"jobs": len(units), "flops": float(df.flops.sum()), "cpu_seconds": float(units.device_seconds.sum()),
@@ -147,7 +179,8 @@ def estimate(cfg: dict, threads: int, jobs: int | None = None,
                "longest_job_seconds": float(units.wall_seconds.max()), "threads": threads,
                "startup_seconds": startup, "harness_seconds": harness, "eval_tokens": n_eval_tokens,
                "eval_seconds": float(df[df.kind == "evaluation"].seconds.sum()), "cells": len(cells),
-               "packs": int((units.members > 1).sum()), "data_parallel_jobs": int((units.ddp > 1).sum())}
+               "packs": int((units.members > 1).sum()), "data_parallel_jobs": int((units.ddp > 1).sum()),
+               "side_by_side_slowdown": slowdown}
     return df, summary
 
 
