@@ -262,3 +262,36 @@ def test_heldout_documents_can_come_from_their_own_files(tmp_path):
     assert held and not {r["id"] for r in held} & train_ids
     assert m["shards"]["wiki"]["n_docs"] == len(train_ids)  # every training-file document, none held out by hash
     assert [f["path"] for f in m["sources"]["wiki"]["heldout_files"]] == [str(parts[1])]
+
+
+def test_tokenizer_sample_is_seeded_spread_over_a_bounded_window_and_within_its_quota(tmp_path):
+    from skillscale import prepare
+    from skillscale.corpora import is_heldout
+
+    docs = [{"id": i, "text": f"document {i} " + "word " * (20 + i % 50)} for i in range(3000)]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    spec = {"role": "knowledge", "kind": "files", "files": str(tmp_path / "docs.jsonl"), "text_field": "text",
+            "id_field": "id"}
+    quota, frac, seed = 20_000, 0.1, 7
+    texts, info = prepare.tokenizer_sample("s", spec, quota, frac, seed)
+    # what it must be: the window's training documents by key, as far as the quota holds them
+    window, got = [], 0
+    for d in docs:
+        if not is_heldout(f"s:{d['id']}", frac, seed) and got < prepare.SAMPLE_SCAN * quota:
+            window.append(d)
+            got += len(d["text"].encode())
+    want, size = [], 0
+    for d in sorted(window, key=lambda d: prepare.sample_key(f"s:{d['id']}", seed)):
+        if size + len(d["text"]) > quota:
+            break
+        want.append(d["text"])
+        size += len(d["text"])
+    assert texts == want and info["bytes"] == size <= quota and info["docs"] == len(want) > 20
+    assert info["window"].startswith("first") and window[-1]["id"] < len(docs) - 1  # bounded: not the whole stream
+    ids = sorted(int(t.split()[1]) for t in texts)  # spread over the window, not its first documents
+    assert ids[0] < 0.2 * window[-1]["id"] and ids[-1] > 0.8 * window[-1]["id"]
+    assert prepare.tokenizer_sample("s", spec, quota, frac, seed)[0] == texts  # fixed
+    assert prepare.tokenizer_sample("s", spec, quota, frac, seed + 1)[0] != texts  # seeded
+    # a source smaller than the window: all of it is scanned, and all of it fits a larger quota
+    texts, info = prepare.tokenizer_sample("s", spec, 10**7, frac, seed)
+    assert info["window"] == "whole source" and len(texts) == sum(not is_heldout(f"s:{d['id']}", frac, seed) for d in docs)
