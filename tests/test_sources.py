@@ -295,3 +295,33 @@ def test_tokenizer_sample_is_seeded_spread_over_a_bounded_window_and_within_its_
     # a source smaller than the window: all of it is scanned, and all of it fits a larger quota
     texts, info = prepare.tokenizer_sample("s", spec, 10**7, frac, seed)
     assert info["window"] == "whole source" and len(texts) == sum(not is_heldout(f"s:{d['id']}", frac, seed) for d in docs)
+
+
+def test_a_preparation_failing_in_the_heldout_pass_resumes_there_and_matches_an_uninterrupted_one(tmp_path, caplog):
+    import logging
+
+    import pyarrow.parquet as pq
+
+    raw = base_cfg(tmp_path)
+    raw["data"]["shard_tokens"] = 5000
+    parts = sorted((tmp_path / "corpora" / "knowledge").glob("*.parquet"))
+    held = tmp_path / "held" / "wiki.jsonl"
+    held.parent.mkdir()
+    good = "".join(json.dumps(r) + "\n" for r in pq.read_table(parts[1]).to_pylist())
+    held.write_text(good)
+    raw["data"]["sources"]["wiki"] |= {"files": str(parts[0]), "heldout_files": str(held)}
+    cfg = config.validate(raw)
+    whole = data.prepare(cfg, tmp_path / "whole")
+    # the held-out file breaks after the training pass has been read: the preparation fails there
+    held.write_text('{"id": 1, "text": "fine"}\n{not json\n' + good)
+    with pytest.raises(Exception):
+        data.prepare(cfg, tmp_path / "failed")
+    assert not (tmp_path / "failed" / "manifest.json").exists()
+    with pytest.raises(FileNotFoundError, match="index.json"):  # nothing training would trust
+        ShardedStore(tmp_path / "failed" / "shards" / "wiki", 64)
+    held.write_text(good)
+    with caplog.at_level(logging.INFO, logger="skillscale.prepare"):
+        again = data.prepare(cfg, tmp_path / "failed")
+    assert "wiki: resuming after" in caplog.text and "only the held-out pass is read again" in caplog.text
+    assert {k: v["sha256"] for k, v in again["shards"].items()} == {k: v["sha256"] for k, v in whole["shards"].items()}
+    assert again["eval"] == whole["eval"]

@@ -114,8 +114,10 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
                  "shard_tokens": dc["shard_tokens"], "text_bytes": dc["eval"]["text_bytes"]})
     w = ShardWriter(out / "shards" / name, dtype_for(tok.vocab_size), tok.eos_id, dc["shard_tokens"], fp)
     extra = w.state["extra"] or {"held": [], "held_bytes": 0, "fn_pool": [], "fn_bytes": 0, "rows_filtered": 0}
+    train_done = bool(extra.get("train_done"))
     if w.resumed_rows:
-        log.info("%s: resuming after %d rows, %d shard files", name, w.resumed_rows, len(w.state["files"]))
+        log.info("%s: resuming after %d rows, %d shard files%s", name, w.resumed_rows, len(w.state["files"]),
+                 " (training pass done: only the held-out pass is read again)" if train_done else "")
     separate = bool(spec.get("heldout_split") or spec.get("heldout_files"))
     texts, pending, n_rows, done = [], 0, w.resumed_rows, False
     max_docs, max_tok = spec.get("max_documents"), spec.get("max_tokens")
@@ -170,31 +172,38 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
         inflight.append((fut, texts, pending, rows_done, snapshot))
         texts, pending = [], 0
 
-    for n_rows, row in sources.rows(name, spec, frac, seed, skip=w.resumed_rows):
-        if row is None:
-            extra["rows_filtered"] += 1
-            continue
-        if row.heldout:
-            keep_heldout(row)
-            continue
-        texts.append(row.text)
-        pending += len(row.text.encode())
-        n_taken += 1
-        if max_docs is not None and n_taken >= max_docs:
-            done = True
-        if pending >= chunk_bytes or len(texts) >= CHUNK_DOCS or done:
+    if not train_done:  # (a run killed in the held-out pass resumes after the training pass)
+        for n_rows, row in sources.rows(name, spec, frac, seed, skip=w.resumed_rows):
+            if row is None:
+                extra["rows_filtered"] += 1
+                continue
+            if row.heldout:
+                keep_heldout(row)
+                continue
+            texts.append(row.text)
+            pending += len(row.text.encode())
+            n_taken += 1
+            if max_docs is not None and n_taken >= max_docs:
+                done = True
+            if pending >= chunk_bytes or len(texts) >= CHUNK_DOCS or done:
+                flush(n_rows)
+            if done:
+                break
+        if texts:
             flush(n_rows)
-        if done:
-            break
-    if texts:
-        flush(n_rows)
-    complete()
+        complete()
     pool.shutdown()
     if w.n_docs == 0:
         raise DataError(f"{sources.key(name)}: no training document after {n_rows:,} rows"
                         f" ({extra['rows_filtered']:,} filtered out by filters/min_chars/empty text); tried "
                         + describe(spec))
     if separate:
+        # the training pass is recorded as finished (its last shard file closed), so that a run
+        # killed in the held-out pass resumes here and reads only that pass again: it stops
+        # once data.eval.text_bytes of held-out text (and a code source's functions) are kept
+        if not train_done:
+            w.checkpoint(n_rows, {k: list(v) if isinstance(v, list) else v for k, v in extra.items()}
+                         | {"train_done": True})
         for _, row in sources.rows(name, spec, frac, seed, heldout_part=True):
             if row is not None:
                 keep_heldout(row)
