@@ -325,3 +325,17 @@ def test_a_preparation_failing_in_the_heldout_pass_resumes_there_and_matches_an_
     assert "wiki: resuming after" in caplog.text and "only the held-out pass is read again" in caplog.text
     assert {k: v["sha256"] for k, v in again["shards"].items()} == {k: v["sha256"] for k, v in whole["shards"].items()}
     assert again["eval"] == whole["eval"]
+
+
+def test_a_hub_source_records_the_files_datasets_read_with_their_hashes(tmp_path):
+    # a Hugging Face dataset folder (what a hub repo of parquet files is once local), loaded
+    # by datasets.load_dataset(path=folder) as a hub id would be
+    raw = base_cfg(tmp_path, wiki=None, fineweb={"role": "knowledge", "kind": "hf", "path": str(tmp_path / "corpora" / "knowledge"),
+                                                  "id_field": "id"})
+    m = data.prepare(config.validate(raw), tmp_path / "data")
+    src = m["sources"]["fineweb"]
+    parts = sorted((tmp_path / "corpora" / "knowledge").glob("*.parquet"))
+    assert src["kind"] == "hf" and src["path"] == str(tmp_path / "corpora" / "knowledge")
+    assert [(f["split"], f["path"], f["bytes"], f["sha256"]) for f in src["files"]] == [
+        ("train", str(p), p.stat().st_size, sha256_file(p)) for p in parts]
+    assert m["shards"]["fineweb"]["n_docs"] > 0

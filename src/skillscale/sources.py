@@ -260,6 +260,7 @@ def provenance(name: str, spec: dict) -> dict:
 
         out |= {k: spec.get(k) for k in ("path", "name", "split", "revision", "data_files", "heldout_split")}
         out["datasets_version"] = datasets.__version__
+        out["files"] = hf_files(name, spec)
         try:  # the hub's own revision id when the load recorded it
             from huggingface_hub import HfApi
 
@@ -269,6 +270,52 @@ def provenance(name: str, spec: dict) -> dict:
             pass
     else:
         out["corpus"] = spec.get("corpus")
+    return out
+
+
+def _file_record(path: str) -> dict:
+    from .datastore import sha256_file
+
+    return {"path": os.path.abspath(path), "bytes": os.path.getsize(path), "sha256": sha256_file(Path(path))}
+
+
+def hf_files(name: str, spec: dict) -> list[dict]:
+    """The data files `datasets` reads for a hub (or local folder) source, per split read.
+
+    Local files (a dataset folder, local data_files): path, bytes, sha256. Hub files: the
+    resolved URL (hf://datasets/<repo>@<commit>/<file>, the commit pinned by the hub), and
+    where the load left a copy in the local cache (streaming: false), that copy's bytes and
+    sha256; streamed ones are known by their URL alone (nothing of them is kept)."""
+    import datasets
+
+    args = dict(path=spec["path"], name=spec.get("name"), revision=spec.get("revision"),
+                data_files=spec.get("data_files"))
+    try:
+        with _without_torch():
+            builder = datasets.load_dataset_builder(**{k: v for k, v in args.items() if v is not None})
+    except Exception as e:  # it loaded for the preparation; say why its files are not listed
+        return [{"error": f"datasets.load_dataset_builder failed: {type(e).__name__}: {e}"}]
+    wanted = {str(s).split("[")[0] for s in (spec.get("split"), spec.get("heldout_split")) if s}
+    out = []
+    for split, files in (builder.config.data_files or {}).items():
+        if str(split) not in wanted:
+            continue
+        for f in files:
+            f = str(f)
+            if os.path.isfile(f):
+                out.append({"split": str(split), **_file_record(f)})
+                continue
+            rec = {"split": str(split), "url": f}
+            m = re.match(r"hf://datasets/([^@]+/[^@/]+)@([^/]+)/(.+)$", f)
+            if m and not spec.get("streaming", True):
+                from huggingface_hub import try_to_load_from_cache
+
+                from urllib.parse import unquote
+
+                local = try_to_load_from_cache(m[1], m[3], revision=unquote(m[2]), repo_type="dataset")
+                if isinstance(local, str) and os.path.isfile(local):
+                    rec |= _file_record(local)
+            out.append(rec)
     return out
 
 
