@@ -129,7 +129,9 @@ def _embedded_docs(name: str, spec: dict):
     raise DataError(f"{key(name)}.corpus: {spec.get('corpus')!r}; an embedded source is corpus: wiki or stdlib")
 
 
-BATCH_ROWS = 1024  # rows per Arrow batch read from datasets
+# rows per Arrow batch read from datasets: few enough that a batch of large documents (code
+# files, one-file-per-document text) stays small; the per-batch cost is negligible at 128
+BATCH_ROWS = 128
 
 
 def _fields(spec: dict) -> list[str] | None:
