@@ -339,3 +339,16 @@ def test_a_hub_source_records_the_files_datasets_read_with_their_hashes(tmp_path
     assert [(f["split"], f["path"], f["bytes"], f["sha256"]) for f in src["files"]] == [
         ("train", str(p), p.stat().st_size, sha256_file(p)) for p in parts]
     assert m["shards"]["fineweb"]["n_docs"] > 0
+
+
+def test_the_preparation_benchmark_times_both_contenders_on_a_small_corpus(tmp_path, capsys):
+    from skillscale import bench
+
+    assert bench.main(["prepare", "--sizes", "300K", "--threads", "1", "--workdir", str(tmp_path), "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)["runs"][0]
+    ours, naive = run["ours"], run["naive"]
+    # the naive one keeps every document, ours holds out data.heldout_fraction of them
+    assert 0.95 * naive["tokens"] < ours["tokens"] < naive["tokens"] and ours["files"] == 1
+    for r in (ours, naive):
+        assert r["startup_seconds"] > 0 and r["work_seconds"] > 0 and r["seconds"] >= r["work_seconds"]
+        assert r["tokens_per_s"] == pytest.approx(r["tokens"] / r["work_seconds"], rel=0.05) and r["peak_rss_mb"] > 0
