@@ -116,6 +116,11 @@ def test_provenance_names_every_source_file_and_shard(study):
     # the validation-mix analysis ran over the real sources' held-out text
     vc = pd.read_csv(r / "tables" / "validation_composition.csv")
     assert len(vc)
+    # slopes against the real own shares: knowledge's is 1 - 0.2 (web) - code_frac; web has none
+    ds = pd.read_csv(r / "tables" / "datamix_slopes.csv")
+    assert not ds.metric.str.contains("text_web").any() and (ds.skill != "web").all()
+    know = ds[(ds.skill == "knowledge") & ds.fractions.notna()]
+    assert len(know) and all(set(str(f).split(",")) <= {"0.6", "0.2"} for f in know.fractions)
 
 
 # -- bad input: refused before any training, naming the key ----------------------------------
