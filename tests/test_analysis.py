@@ -179,3 +179,31 @@ def test_too_few_points_is_a_status_not_an_exception():
     vc = analysis.validation_composition(cells, ws=[0, 0.5, 1], n_boot=0)
     failed = vc.summary[(vc.summary.code_frac == 0.5) & (vc.summary.budget == 1e12)]
     assert failed.status.iloc[0].startswith("failed: code_frac=0.5, budget=1e+12: 0 of 3")
+
+
+def test_datamix_slopes_take_the_own_share_from_the_sources_with_a_fixed_share_background(cells):
+    from skillscale import tables
+
+    # a study on configured sources: a 20% web background at a fixed share (its own metric)
+    srcs = {"wiki": {"role": "knowledge", "weight": 1}, "py": {"role": "code", "weight": 1},
+            "web": {"role": "web", "weight": 1, "share": 0.2}}
+    web = cells[cells.metric == "code_text"].assign(metric="text_web", skill="web")
+    cells = pd.concat([cells, web], ignore_index=True)
+    assert analysis.own_share("knowledge", [0.25, 0.75], srcs) == pytest.approx([0.55, 0.05])
+    assert analysis.own_share("code", 0.25, srcs) == pytest.approx(0.25)
+    legacy = analysis.datamix_slopes(cells, n_boot=0)
+    s = analysis.datamix_slopes(cells, n_boot=0, sources=srcs)
+    assert set(s.metric) == set(METRICS)  # the background role gets no slope row
+    for m, p in METRICS.items():
+        new, old = s[s.metric == m].reset_index(), legacy[legacy.metric == m].reset_index()
+        if p["skill"] == "code":
+            assert new.fractions.tolist() == old.fractions.tolist()
+            continue
+        # knowledge's own share is 1 - 0.2 - code_frac: the same slope, the line shifted by 0.2
+        assert all(set(f.split(",")) <= {"0.55", "0.3", "0.05"} for f in new.fractions)
+        assert np.allclose(new.slope, old.slope) and np.allclose(new.intercept, old.intercept + 0.2 * old.slope)
+    t = tables.build_tables(cells.assign(diverged=False), {"fit": {"n_boot": 0, "ci": 0.9}, "data": {"sources": srcs}})["tables"]
+    d = t["datamix_slopes"]
+    assert not d.metric.str.contains("text_web").any() and d.skill.isin(["knowledge", "code", "knowledge - code"]).all()
+    ref = d[(d.basis == "power law at C_ref") & (d.metric == "knowledge_qa")]
+    assert set(ref.fractions.iloc[0].split(",")) == {"0.55", "0.3", "0.05"}

@@ -116,6 +116,11 @@ def test_provenance_names_every_source_file_and_shard(study):
     # the validation-mix analysis ran over the real sources' held-out text
     vc = pd.read_csv(r / "tables" / "validation_composition.csv")
     assert len(vc)
+    # slopes against the real own shares: knowledge's is 1 - 0.2 (web) - code_frac; web has none
+    ds = pd.read_csv(r / "tables" / "datamix_slopes.csv")
+    assert not ds.metric.str.contains("text_web").any() and (ds.skill != "web").all()
+    know = ds[(ds.skill == "knowledge") & ds.fractions.notna()]
+    assert len(know) and all(set(str(f).split(",")) <= {"0.6", "0.2"} for f in know.fractions)
 
 
 # -- bad input: refused before any training, naming the key ----------------------------------
@@ -262,3 +267,93 @@ def test_heldout_documents_can_come_from_their_own_files(tmp_path):
     assert held and not {r["id"] for r in held} & train_ids
     assert m["shards"]["wiki"]["n_docs"] == len(train_ids)  # every training-file document, none held out by hash
     assert [f["path"] for f in m["sources"]["wiki"]["heldout_files"]] == [str(parts[1])]
+
+
+def test_tokenizer_sample_is_seeded_spread_over_a_bounded_window_and_within_its_quota(tmp_path):
+    from skillscale import prepare
+    from skillscale.corpora import is_heldout
+
+    docs = [{"id": i, "text": f"document {i} " + "word " * (20 + i % 50)} for i in range(3000)]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    spec = {"role": "knowledge", "kind": "files", "files": str(tmp_path / "docs.jsonl"), "text_field": "text",
+            "id_field": "id"}
+    quota, frac, seed = 20_000, 0.1, 7
+    texts, info = prepare.tokenizer_sample("s", spec, quota, frac, seed)
+    # what it must be: the window's training documents by key, as far as the quota holds them
+    window, got = [], 0
+    for d in docs:
+        if not is_heldout(f"s:{d['id']}", frac, seed) and got < prepare.SAMPLE_SCAN * quota:
+            window.append(d)
+            got += len(d["text"].encode())
+    want, size = [], 0
+    for d in sorted(window, key=lambda d: prepare.sample_key(f"s:{d['id']}", seed)):
+        if size + len(d["text"]) > quota:
+            break
+        want.append(d["text"])
+        size += len(d["text"])
+    assert texts == want and info["bytes"] == size <= quota and info["docs"] == len(want) > 20
+    assert info["window"].startswith("first") and window[-1]["id"] < len(docs) - 1  # bounded: not the whole stream
+    ids = sorted(int(t.split()[1]) for t in texts)  # spread over the window, not its first documents
+    assert ids[0] < 0.2 * window[-1]["id"] and ids[-1] > 0.8 * window[-1]["id"]
+    assert prepare.tokenizer_sample("s", spec, quota, frac, seed)[0] == texts  # fixed
+    assert prepare.tokenizer_sample("s", spec, quota, frac, seed + 1)[0] != texts  # seeded
+    # a source smaller than the window: all of it is scanned, and all of it fits a larger quota
+    texts, info = prepare.tokenizer_sample("s", spec, 10**7, frac, seed)
+    assert info["window"] == "whole source" and len(texts) == sum(not is_heldout(f"s:{d['id']}", frac, seed) for d in docs)
+
+
+def test_a_preparation_failing_in_the_heldout_pass_resumes_there_and_matches_an_uninterrupted_one(tmp_path, caplog):
+    import logging
+
+    import pyarrow.parquet as pq
+
+    raw = base_cfg(tmp_path)
+    raw["data"]["shard_tokens"] = 5000
+    parts = sorted((tmp_path / "corpora" / "knowledge").glob("*.parquet"))
+    held = tmp_path / "held" / "wiki.jsonl"
+    held.parent.mkdir()
+    good = "".join(json.dumps(r) + "\n" for r in pq.read_table(parts[1]).to_pylist())
+    held.write_text(good)
+    raw["data"]["sources"]["wiki"] |= {"files": str(parts[0]), "heldout_files": str(held)}
+    cfg = config.validate(raw)
+    whole = data.prepare(cfg, tmp_path / "whole")
+    # the held-out file breaks after the training pass has been read: the preparation fails there
+    held.write_text('{"id": 1, "text": "fine"}\n{not json\n' + good)
+    with pytest.raises(Exception):
+        data.prepare(cfg, tmp_path / "failed")
+    assert not (tmp_path / "failed" / "manifest.json").exists()
+    with pytest.raises(FileNotFoundError, match="index.json"):  # nothing training would trust
+        ShardedStore(tmp_path / "failed" / "shards" / "wiki", 64)
+    held.write_text(good)
+    with caplog.at_level(logging.INFO, logger="skillscale.prepare"):
+        again = data.prepare(cfg, tmp_path / "failed")
+    assert "wiki: resuming after" in caplog.text and "only the held-out pass is read again" in caplog.text
+    assert {k: v["sha256"] for k, v in again["shards"].items()} == {k: v["sha256"] for k, v in whole["shards"].items()}
+    assert again["eval"] == whole["eval"]
+
+
+def test_a_hub_source_records_the_files_datasets_read_with_their_hashes(tmp_path):
+    # a Hugging Face dataset folder (what a hub repo of parquet files is once local), loaded
+    # by datasets.load_dataset(path=folder) as a hub id would be
+    raw = base_cfg(tmp_path, wiki=None, fineweb={"role": "knowledge", "kind": "hf", "path": str(tmp_path / "corpora" / "knowledge"),
+                                                  "id_field": "id"})
+    m = data.prepare(config.validate(raw), tmp_path / "data")
+    src = m["sources"]["fineweb"]
+    parts = sorted((tmp_path / "corpora" / "knowledge").glob("*.parquet"))
+    assert src["kind"] == "hf" and src["path"] == str(tmp_path / "corpora" / "knowledge")
+    assert [(f["split"], f["path"], f["bytes"], f["sha256"]) for f in src["files"]] == [
+        ("train", str(p), p.stat().st_size, sha256_file(p)) for p in parts]
+    assert m["shards"]["fineweb"]["n_docs"] > 0
+
+
+def test_the_preparation_benchmark_times_both_contenders_on_a_small_corpus(tmp_path, capsys):
+    from skillscale import bench
+
+    assert bench.main(["prepare", "--sizes", "300K", "--threads", "1", "--workdir", str(tmp_path), "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)["runs"][0]
+    ours, naive = run["ours"], run["naive"]
+    # the naive one keeps every document, ours holds out data.heldout_fraction of them
+    assert 0.95 * naive["tokens"] < ours["tokens"] < naive["tokens"] and ours["files"] == 1
+    for r in (ours, naive):
+        assert r["startup_seconds"] > 0 and r["work_seconds"] > 0 and r["seconds"] >= r["work_seconds"]
+        assert r["tokens_per_s"] == pytest.approx(r["tokens"] / r["work_seconds"], rel=0.05) and r["peak_rss_mb"] > 0

@@ -238,13 +238,34 @@ def _line_with_draws(xs, ys, draws, n_boot, rng, ci):
     return slope, icpt, fit.interval(A, ci, slope), fit.interval(B, ci, icpt), A, B
 
 
+SLOPE_SKILLS = ("knowledge", "code")  # the skills whose own share the mix moves
+
+
+def own_share(skill: str, code_frac, sources: dict | None = None):
+    """The share of a cell's training tokens that is `skill`'s own data, per code fraction.
+
+    Embedded corpora (`sources` None): code_frac for code, 1 - code_frac for knowledge.
+    Configured sources (data.sources): the shares of the sources of that role
+    (sources.shares), so with a fixed-share background (say 20% web) knowledge has
+    1 - 0.2 - code_frac, not 1 - code_frac."""
+    cf = np.asarray(code_frac, float)
+    if sources is None:
+        return cf if skill == "code" else 1 - cf
+    from .sources import shares
+
+    flat = [sum(v for k, v in shares(sources, float(c)).items() if sources[k]["role"] == skill) for c in cf.ravel()]
+    return np.asarray(flat, float).reshape(cf.shape)
+
+
 def datamix_slopes(cells: pd.DataFrame, metrics: Sequence[str] | None = None, n_boot: int = 200,
                    seed: int = 0, ci: float = 0.9, window: float | None = None,
-                   exclude_edge: bool = True) -> pd.DataFrame:
+                   exclude_edge: bool = True, sources: dict | None = None) -> pd.DataFrame:
     """d ln N* / d fraction of the skill's own data, per metric x budget.
 
-    The fraction is code_frac for code metrics and 1 - code_frac for knowledge metrics
-    (the `skill` column of cells decides). Least squares of ln N* on the fraction over the
+    The fraction is `own_share` (the `skill` column of cells decides): code_frac for code
+    metrics, for knowledge metrics what the code fraction and any fixed-share sources of
+    data.sources (`sources`) leave. Only knowledge and code metrics get a slope: another
+    role (a fixed-share background) does not move with the mix. Least squares of ln N* on the fraction over the
     code fractions whose optimum is interior (edge optima are left out unless
     exclude_edge=False); the interval propagates each optimum's bootstrap over its cells.
     Positive: giving the skill more of its data moves its optimum to bigger models.
@@ -253,7 +274,8 @@ def datamix_slopes(cells: pd.DataFrame, metrics: Sequence[str] | None = None, n_
     usable, excluded = _split(cells)
     skills = _skills(cells)
     if metrics is None:
-        metrics = [m for m in sorted(usable["metric"].dropna().unique()) if _skill_of(m, skills) in ("knowledge", "code")]
+        metrics = sorted(usable["metric"].dropna().unique())
+    metrics = [m for m in metrics if _skill_of(m, skills) in SLOPE_SKILLS]
     exg = _excluded_by_group(cells, ["budget"])
     rng = np.random.default_rng(seed)
     rows = []
@@ -266,7 +288,7 @@ def datamix_slopes(cells: pd.DataFrame, metrics: Sequence[str] | None = None, n_
         for b in budgets:
             ps = [p for p in per if p["budget"] == b]
             label = fit.group_label({"metric": m, "budget": b})
-            frac = [(p["code_frac"] if skill == "code" else 1 - p["code_frac"]) for p in ps]
+            frac = [float(own_share(skill, p["code_frac"], sources)) for p in ps]
             use = [p["opt"].status == "ok" or (p["opt"].status == "edge" and not exclude_edge) for p in ps]
             row = dict(metric=m, skill=skill, budget=b, n_fractions=int(sum(use)),
                        n_edge=sum(p["opt"].edge for p in ps),

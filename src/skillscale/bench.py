@@ -421,6 +421,8 @@ def main(argv=None) -> int:
     q.add_argument("--threads", type=int, default=cores())
     q.add_argument("--workdir", default="/tmp/skillscale-benchprep")
     q.add_argument("--keep", action="store_true", help="keep the generated corpora")
+    q.add_argument("--repeats", type=int, default=1,
+                   help="alternating runs of each contender per size, the fastest reported (a shared machine)")
     q.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     if a.what == "prepare":

@@ -1,6 +1,6 @@
 """Preparation benchmark: our streamed sharded preparation vs the naive whole-corpus one.
 
-    python -m skillscale.bench prepare [--sizes 10M,100M,1G] [--threads 2] [--workdir DIR] [--json]
+    python -m skillscale.bench prepare [--sizes 10M,100M,1G] [--threads 2] [--repeats 3] [--workdir DIR] [--json]
 
 Generates jsonl corpora (a `text` field; real text: the embedded Wikipedia leads and stdlib
 files, each copy made unique) of each size, trains one tokenizer on a fixed 2 MB sample, and
@@ -15,7 +15,12 @@ times, each in a fresh process whose peak RSS is read from wait4:
   memory; elsewhere it is reported as not fitting.
 
 How to read it: ours' peak RSS should be flat in corpus size and its seconds linear;
-tokens/s of ours vs naive where both ran.
+tokens/s of ours vs naive where both ran, over each one's work: from the moment its modules
+are imported and its tokenizer is loaded (start-up, reported apart: a fixed second or two of
+every preparation job, ours importing `datasets`) until its output is on disk; the ratio over
+the whole process (wall) is printed beside it. Both concatenate ids the same way (EOS
+appended in place, one `np.fromiter` over the chained lists), so the comparison is of the
+designs, not of two ways to flatten a list.
 """
 
 from __future__ import annotations
@@ -76,36 +81,47 @@ def sample_tokenizer(corpus: Path, out: Path) -> Path:
 
 
 # -- the two contenders, each run in its own process -----------------------------------------
+# Each one's clock: `ready` once its modules are imported and the tokenizer is loaded (a
+# fixed start-up of every job, reported apart: ours imports datasets, ~1 s, the naive one
+# only json), `done` once its output is on disk; tokens/s is over the work between them.
 def run_ours(corpus: str, tok_path: str, out: str, threads: int) -> dict:
+    import datasets  # noqa: F401  (what the preparation reads with: start-up)
+
     from . import prepare
     from .tokenizer import BPETokenizer
 
     tok = BPETokenizer.load(tok_path)
+    ready = time.time()
     spec = {"role": "knowledge", "kind": "files", "files": corpus, "format": "json", "text_field": "text",
             "id_field": "id", "template": None, "filters": None, "min_chars": 0, "heldout_files": None,
             "max_documents": None, "max_tokens": None, "weight": 1, "share": None}
     cfg = {"data": {"heldout_fraction": 0.001, "seed": 0, "shard_tokens": 1 << 26, "eval": {"text_bytes": 100000}}}
     r = prepare.prepare_source("bench", spec, cfg, tok, "bench", Path(out))
-    return {"tokens": r["index"]["n_tokens"], "files": len(r["index"]["files"])}
+    return {"tokens": r["index"]["n_tokens"], "files": len(r["index"]["files"]), "ready": ready, "done": time.time()}
 
 
 def run_naive(corpus: str, tok_path: str, out: str, threads: int) -> dict:
+    from itertools import chain
+
     import numpy as np
 
     from .tokenizer import BPETokenizer
 
     tok = BPETokenizer.load(tok_path)
+    ready = time.time()
     with open(corpus) as f:
         texts = [json.loads(line)["text"] for line in f]
     ids = tok.encode_batch(texts)
-    arr = np.fromiter((t for x in ids for t in (*x, tok.eos_id)), dtype=np.uint16)
+    for x in ids:  # concatenated as ours' shard writer does it (EOS after every document)
+        x.append(tok.eos_id)
+    arr = np.fromiter(chain.from_iterable(ids), dtype=np.uint16, count=sum(map(len, ids)))
     Path(out).mkdir(parents=True, exist_ok=True)
     arr.tofile(Path(out) / "all.bin")
-    return {"tokens": int(arr.size), "files": 1}
+    return {"tokens": int(arr.size), "files": 1, "ready": ready, "done": time.time()}
 
 
 def child(which: str, corpus: Path, tok: Path, out: Path, threads: int) -> dict:
-    """Run one contender in a fresh process; its seconds, result and peak RSS."""
+    """Run one contender in a fresh process; its seconds (start-up, work), result and peak RSS."""
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="true")
     code = (f"import json,sys; from skillscale import benchprep as b; "
             f"print(json.dumps(b.run_{which}({str(corpus)!r}, {str(tok)!r}, {str(out)!r}, {threads})))")
@@ -117,8 +133,11 @@ def child(which: str, corpus: Path, tok: Path, out: Path, threads: int) -> dict:
     if status != 0:
         raise RuntimeError(f"{which} on {corpus} failed ({status}):\n{stderr[-3000:]}")
     res = json.loads(stdout.strip().splitlines()[-1])
-    return res | {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-                  "tokens_per_s": round(res["tokens"] / seconds)}
+    ready, done = res.pop("ready"), res.pop("done")
+    work = done - ready
+    return res | {"seconds": round(seconds, 2), "startup_seconds": round(ready - t0, 2), "work_seconds": round(work, 2),
+                  "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "tokens_per_s": round(res["tokens"] / work),
+                  "tokens_per_s_wall": round(res["tokens"] / seconds)}
 
 
 def available_mb() -> float:
@@ -143,37 +162,50 @@ def bench_prepare(a) -> dict:
         gen_s = time.time() - t0
         tok = tok or sample_tokenizer(corpus, work / "tokenizer.json")
         row = {"size": size, **meta, "generate_seconds": round(gen_s, 1), "load_average": os.getloadavg()[0]}
-        shutil.rmtree(work / "out", ignore_errors=True)
-        row["ours"] = child("ours", corpus, tok, work / "out" / "ours", a.threads)
-        shutil.rmtree(work / "out", ignore_errors=True)
         predicted = naive_mb_per_byte * meta["text_bytes"] if naive_mb_per_byte else None
-        if predicted is not None and predicted > available_mb() / 4:
-            row["naive"] = {"skipped": f"predicted peak RSS {predicted:,.0f} MB > 1/4 of available memory"}
-        else:
-            row["naive"] = child("naive", corpus, tok, work / "out" / "naive", a.threads)
-            naive_mb_per_byte = row["naive"]["peak_rss_mb"] / meta["text_bytes"]
+        naive_fits = predicted is None or predicted <= available_mb() / 4
+        # the two alternate, --repeats times, and each reports its fastest run: on a shared
+        # machine other jobs only ever add time, so the minimum is the least disturbed one
+        tries = {"ours": [], "naive": []}
+        for _ in range(max(1, a.repeats)):
+            for which in ("ours", "naive") if naive_fits else ("ours",):
+                shutil.rmtree(work / "out", ignore_errors=True)
+                tries[which].append(child(which, corpus, tok, work / "out" / which, a.threads))
         shutil.rmtree(work / "out", ignore_errors=True)
+        for which, got in tries.items():
+            if got:
+                row[which] = min(got, key=lambda r: r["work_seconds"]) | {
+                    "work_seconds_all": [r["work_seconds"] for r in got]}
+        if naive_fits:
+            naive_mb_per_byte = row["naive"]["peak_rss_mb"] / meta["text_bytes"]
+        else:
+            row["naive"] = {"skipped": f"predicted peak RSS {predicted:,.0f} MB > 1/4 of available memory"}
         runs.append(row)
         print(table_row(row), file=sys.stderr, flush=True)
         if not a.keep:
             corpus.unlink()
             corpus.with_suffix(".done").unlink()
-    return {"threads": a.threads, "cores": os.cpu_count(), "runs": runs}
+    return {"threads": a.threads, "cores": os.cpu_count(), "repeats": max(1, a.repeats), "runs": runs}
 
 
-HEADER = (f"{'corpus':>9} {'docs':>9} | {'ours s':>8} {'tok/s':>10} {'RSS MB':>8} {'files':>5} |"
-          f" {'naive s':>8} {'tok/s':>10} {'RSS MB':>8} | {'ours/naive tok/s':>16} {'load':>5}")
+HEADER = (f"{'corpus':>9} {'docs':>9} | {'ours start':>10} {'work s':>7} {'tok/s':>10} {'RSS MB':>7} {'files':>5} |"
+          f" {'naive start':>11} {'work s':>7} {'tok/s':>10} {'RSS MB':>7} | {'ours/naive tok/s':>16} {'(wall)':>6} {'load':>5}")
 
 
 def table_row(r: dict) -> str:
     o, n = r["ours"], r["naive"]
     size = f"{r['text_bytes'] / 1e6:,.0f} MB"
-    left = f"{size:>9} {r['docs']:>9,} | {o['seconds']:>8.1f} {o['tokens_per_s']:>10,} {o['peak_rss_mb']:>8,.0f} {o['files']:>5} |"
+    left = (f"{size:>9} {r['docs']:>9,} | {o['startup_seconds']:>10.1f} {o['work_seconds']:>7.1f} {o['tokens_per_s']:>10,}"
+            f" {o['peak_rss_mb']:>7,.0f} {o['files']:>5} |")
     if "skipped" in n:
         return left + f" {'does not fit: ' + n['skipped']}"
-    return left + (f" {n['seconds']:>8.1f} {n['tokens_per_s']:>10,} {n['peak_rss_mb']:>8,.0f} |"
-                   f" {o['tokens_per_s'] / n['tokens_per_s']:>16.2f} {r['load_average']:>5.1f}")
+    return left + (f" {n['startup_seconds']:>11.1f} {n['work_seconds']:>7.1f} {n['tokens_per_s']:>10,} {n['peak_rss_mb']:>7,.0f} |"
+                   f" {o['tokens_per_s'] / n['tokens_per_s']:>16.2f} {o['tokens_per_s_wall'] / n['tokens_per_s_wall']:>6.2f}"
+                   f" {r['load_average']:>5.1f}")
 
 
 def table(r: dict) -> str:
-    return "\n".join([f"threads {r['threads']} of {r['cores']} cores", HEADER] + [table_row(x) for x in r["runs"]])
+    return "\n".join([f"threads {r['threads']} of {r['cores']} cores, fastest of {r.get('repeats', 1)} alternating runs;"
+                      " tok/s over the work (after start-up: imports, tokenizer load), (wall) over the whole process",
+                      HEADER]
+                     + [table_row(x) for x in r["runs"]])

@@ -132,6 +132,10 @@ class ShardWriter:
         self.state["extra"] = extra
         io.write_json(self.folder / "progress.json", self.state)
 
+    def checkpoint(self, rows_done: int, extra: dict) -> None:
+        """Close the open file (however short) and record the progress: a rerun resumes here."""
+        self._flush(rows_done, extra)
+
     def finish(self, rows_done: int, extra: dict, meta: dict) -> dict:
         """Write the last file and the index; returns the index (without the file list's bulk)."""
         self._flush(rows_done, extra)

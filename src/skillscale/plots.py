@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from . import io  # noqa: E402
+from . import analysis, io  # noqa: E402
 
 STYLE = "whitegrid"
 
@@ -217,13 +217,9 @@ def scaling(optima: pd.DataFrame, scaling_df: pd.DataFrame, line_draws: dict, pa
     _save(fig, path)
 
 
-def _own_share(skill: str, code_frac):
-    cf = np.asarray(code_frac, float)
-    return cf if skill == "code" else 1 - cf
-
-
 def optimum_vs_mix(optima: pd.DataFrame, path: Path, at_reference: pd.DataFrame | None = None,
-                   c_ref: float | None = None, slopes: pd.DataFrame | None = None) -> None:
+                   c_ref: float | None = None, slopes: pd.DataFrame | None = None,
+                   sources: dict | None = None) -> None:
     """N* per skill metric (rows) against that skill's own-data share, one column per budget
     and one at the reference compute; each panel prints its slope d ln N*/d share with its
     interval (the datamix_slopes table), edge optima are triangles at their bound."""
@@ -247,7 +243,7 @@ def optimum_vs_mix(optima: pd.DataFrame, path: Path, at_reference: pd.DataFrame 
             ax = axes[i][j]
             src = optima[optima.budget == b] if kind == "budget" else at_reference
             o = src[src.metric == m].copy()
-            o["share"] = _own_share(skill, o.code_frac)
+            o["share"] = analysis.own_share(skill, o.code_frac, sources)
             ok = o[np.isfinite(o.n_opt)].sort_values("share")
             if "status" in ok.columns:
                 ok = ok[ok.status == "ok"]
@@ -268,8 +264,10 @@ def optimum_vs_mix(optima: pd.DataFrame, path: Path, at_reference: pd.DataFrame 
                 ax.set_ylabel(f"{m}\nN*", fontsize=8)
             if i == len(metrics) - 1:
                 ax.set_xlabel("own-data share")
+    fixed = sum(s["share"] for s in (sources or {}).values() if s.get("share"))
+    knowledge = f"1 - {fixed:g} (fixed shares) - code fraction" if fixed else "1 - code fraction"
     fig.suptitle("N* per skill metric against the share of training data that is that skill's own\n"
-                 "(code fraction for code metrics, 1 - code fraction for knowledge; v/^: edge optimum at its bound)",
+                 f"(code fraction for code metrics, {knowledge} for knowledge; v/^: edge optimum at its bound)",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     _save(fig, path)

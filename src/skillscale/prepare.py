@@ -7,7 +7,7 @@ appended to fixed-size shard files (datastore.ShardWriter), held-out ones are ke
 data.eval.text_bytes for the validation sets. Memory holds one chunk and one shard file,
 whatever the corpus size. Writes into the data folder:
 
-  tokenizer.json                 trained on a fixed sample of training documents, or pretrained
+  tokenizer.json                 trained on a fixed seeded sample of training documents, or pretrained
   shards/<source>/{NNNNN.bin, index.json}
   eval/text_<source>.jsonl       held-out text of each source (bits per byte)
   eval/{knowledge,code}_text.jsonl  the role's sources' held-out text by weight (the validation mix)
@@ -17,8 +17,9 @@ whatever the corpus size. Writes into the data folder:
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import logging
-import random
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,10 +39,48 @@ HELD_CUT = 4000        # held-out documents are cut so one cannot fill a validat
 FN_POOL_BYTES = 2 << 20
 
 
-def training_docs(name: str, spec: dict, fraction: float, seed: int):
-    for _, row in sources.rows(name, spec, fraction, seed):
-        if row is not None and not row.heldout:
-            yield row
+SAMPLE_SCAN = 8  # a source's tokenizer sample is drawn from its first SAMPLE_SCAN x quota bytes
+
+
+def sample_key(doc_id: str, seed: int) -> int:
+    """A document's place in the tokenizer sample's order (its own hash, not the held-out one)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:tokenizer:{doc_id}".encode()).digest()[:8], "big")
+
+
+def tokenizer_sample(name: str, spec: dict, quota: int, fraction: float, seed: int) -> tuple[list[str], dict]:
+    """A fixed, seeded sample of one source's training documents, at most `quota` bytes.
+
+    Over a bounded scan (the training documents in the first SAMPLE_SCAN * quota bytes of
+    training text, or the whole source where it is smaller: no full pass over a big corpus)
+    every document gets a key, the seeded hash of its id; the sample is the documents of
+    smallest key, in key order, as far as they fit in the quota (each cut to quota / 32
+    characters, so that one huge file cannot end it early). That is a uniform sample without
+    replacement of the window, the same for the same data, config and seed, and memory holds
+    at most the quota: a heap by key whose largest entries are dropped while it is over;
+    once one is dropped, no later document of larger key can be in the sample."""
+    cut = max(16384, quota // 32)
+    heap, held, scanned, n_rows, over, whole = [], 0, 0, 0, None, True  # heap: (-key, bytes, text)
+    for n_rows, row in sources.rows(name, spec, fraction, seed):
+        if row is None or row.heldout:
+            continue
+        if scanned >= SAMPLE_SCAN * quota:
+            whole = False
+            break
+        text = row.text[:cut]
+        size = len(text.encode())
+        scanned += len(row.text.encode())
+        k = sample_key(row.id, seed)
+        if over is not None and k >= over:
+            continue  # a document of smaller key was already left out: this one cannot be in
+        heapq.heappush(heap, (-k, size, text))
+        held += size
+        while held > quota:  # drop the largest keys until the sample fits again
+            neg, sz, _ = heapq.heappop(heap)
+            held, over = held - sz, -neg
+    chosen = sorted(heap, reverse=True)  # smallest key first
+    info = {"rows_scanned": n_rows, "bytes_scanned": scanned, "docs": len(chosen), "bytes": held,
+            "window": "whole source" if whole else f"first {SAMPLE_SCAN * quota:,} bytes of training text"}
+    return [t for _, _, t in chosen], info
 
 
 def tokenizer_for(cfg: dict, out: Path) -> tuple[BPETokenizer, dict]:
@@ -52,20 +91,20 @@ def tokenizer_for(cfg: dict, out: Path) -> tuple[BPETokenizer, dict]:
         with io.atomic_path(out / "tokenizer.json") as tmp:
             shutil.copyfile(path, tmp)
         return tok, {"pretrained": str(path.resolve()), "pretrained_sha256": sha256_file(path)}
-    # a fixed sample: the first sample_bytes / n of every source's training documents
-    srcs, texts = dc["sources"], []
-    per = tc["sample_bytes"] // len(srcs)
+    # a fixed sample: sample_bytes / n of every source's training documents (tokenizer_sample)
+    srcs, texts, per_source = dc["sources"], [], {}
+    quota = tc["sample_bytes"] // len(srcs)
     for name, spec in srcs.items():
-        got = 0
-        for row in training_docs(name, spec, dc["heldout_fraction"], dc["seed"]):
-            texts.append(row.text)
-            got += len(row.text.encode())
-            if got >= per:
-                break
+        got, per_source[name] = tokenizer_sample(name, spec, quota, dc["heldout_fraction"], dc["seed"])
+        texts += got
     tok = BPETokenizer.train(texts, tc["vocab_size"])
     with io.atomic_path(out / "tokenizer.json") as tmp:
         tok.save(tmp)
-    return tok, {"trained_on_bytes": sum(len(t.encode()) for t in texts)}
+    sample = {"method": f"per source, the training documents of smallest sha256('<seed>:tokenizer:<id>') in its"
+                        f" first {SAMPLE_SCAN} x {quota:,} bytes of training text, as far as {quota:,} bytes"
+                        " hold them (prepare.tokenizer_sample)",
+              "seed": dc["seed"], "quota_bytes": quota, "scan_bytes": SAMPLE_SCAN * quota, "sources": per_source}
+    return tok, {"trained_on_bytes": sum(len(t.encode()) for t in texts), "sample": sample}
 
 
 def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha: str, out: Path) -> dict:
@@ -75,8 +114,10 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
                  "shard_tokens": dc["shard_tokens"], "text_bytes": dc["eval"]["text_bytes"]})
     w = ShardWriter(out / "shards" / name, dtype_for(tok.vocab_size), tok.eos_id, dc["shard_tokens"], fp)
     extra = w.state["extra"] or {"held": [], "held_bytes": 0, "fn_pool": [], "fn_bytes": 0, "rows_filtered": 0}
+    train_done = bool(extra.get("train_done"))
     if w.resumed_rows:
-        log.info("%s: resuming after %d rows, %d shard files", name, w.resumed_rows, len(w.state["files"]))
+        log.info("%s: resuming after %d rows, %d shard files%s", name, w.resumed_rows, len(w.state["files"]),
+                 " (training pass done: only the held-out pass is read again)" if train_done else "")
     separate = bool(spec.get("heldout_split") or spec.get("heldout_files"))
     texts, pending, n_rows, done = [], 0, w.resumed_rows, False
     max_docs, max_tok = spec.get("max_documents"), spec.get("max_tokens")
@@ -131,31 +172,38 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
         inflight.append((fut, texts, pending, rows_done, snapshot))
         texts, pending = [], 0
 
-    for n_rows, row in sources.rows(name, spec, frac, seed, skip=w.resumed_rows):
-        if row is None:
-            extra["rows_filtered"] += 1
-            continue
-        if row.heldout:
-            keep_heldout(row)
-            continue
-        texts.append(row.text)
-        pending += len(row.text.encode())
-        n_taken += 1
-        if max_docs is not None and n_taken >= max_docs:
-            done = True
-        if pending >= chunk_bytes or len(texts) >= CHUNK_DOCS or done:
+    if not train_done:  # (a run killed in the held-out pass resumes after the training pass)
+        for n_rows, row in sources.rows(name, spec, frac, seed, skip=w.resumed_rows):
+            if row is None:
+                extra["rows_filtered"] += 1
+                continue
+            if row.heldout:
+                keep_heldout(row)
+                continue
+            texts.append(row.text)
+            pending += len(row.text.encode())
+            n_taken += 1
+            if max_docs is not None and n_taken >= max_docs:
+                done = True
+            if pending >= chunk_bytes or len(texts) >= CHUNK_DOCS or done:
+                flush(n_rows)
+            if done:
+                break
+        if texts:
             flush(n_rows)
-        if done:
-            break
-    if texts:
-        flush(n_rows)
-    complete()
+        complete()
     pool.shutdown()
     if w.n_docs == 0:
         raise DataError(f"{sources.key(name)}: no training document after {n_rows:,} rows"
                         f" ({extra['rows_filtered']:,} filtered out by filters/min_chars/empty text); tried "
                         + describe(spec))
     if separate:
+        # the training pass is recorded as finished (its last shard file closed), so that a run
+        # killed in the held-out pass resumes here and reads only that pass again: it stops
+        # once data.eval.text_bytes of held-out text (and a code source's functions) are kept
+        if not train_done:
+            w.checkpoint(n_rows, {k: list(v) if isinstance(v, list) else v for k, v in extra.items()}
+                         | {"train_done": True})
         for _, row in sources.rows(name, spec, frac, seed, heldout_part=True):
             if row is not None:
                 keep_heldout(row)

@@ -230,7 +230,8 @@ def analyze(cfg: dict, study_dir: Path, allow_missing: bool = False, cells: pd.D
         ("isoflop", lambda p: plots.isoflop(cells, tables["optima"], p)),
         ("scaling", lambda p: plots.scaling(tables["optima"], tables["scaling"], extra["line_draws"], p)),
         ("optimum_vs_mix", lambda p: plots.optimum_vs_mix(tables["optima"], p, extra.get("optimum_at_reference"),
-                                                          extra["c_ref"], tables["datamix_slopes"])),
+                                                          extra["c_ref"], tables["datamix_slopes"],
+                                                          cfg["data"].get("sources"))),
         ("validation_composition", lambda p: plots.validation_composition(
             tables["validation_composition"], tables["validation_composition_summary"], p)),
         ("ape_residuals", lambda p: plots.ape_residuals(tables["ape_residuals"], p)),

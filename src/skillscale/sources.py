@@ -19,6 +19,10 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import re
+import string
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -28,7 +32,7 @@ from .corpora import DataError, is_heldout
 FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".txt": "text", ".md": "text", ".py": "text"}
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     id: str
     text: str
@@ -68,6 +72,22 @@ def file_format(name: str, spec: dict, files: list[str]) -> str:
     return kinds.pop()
 
 
+@contextmanager
+def _without_torch():
+    """datasets imports torch (~2 s and ~200 MB) for every IterableDataset it builds, only to
+    share an epoch counter with torch DataLoader workers, which a preparation has none of:
+    where torch is not imported yet, the datasets are built without it."""
+    import datasets.config
+
+    was = datasets.config.TORCH_AVAILABLE
+    if "torch" not in sys.modules:
+        datasets.config.TORCH_AVAILABLE = False
+    try:
+        yield
+    finally:
+        datasets.config.TORCH_AVAILABLE = was
+
+
 def _load(name: str, spec: dict, heldout: bool = False):
     """The datasets IterableDataset (or Dataset) of a source's training or held-out part."""
     import datasets
@@ -80,7 +100,8 @@ def _load(name: str, spec: dict, heldout: bool = False):
         kw = {"sample_by": "document"} if fmt == "text" else {}
         tried = f"datasets.load_dataset({fmt!r}, data_files={files[:3]}{'...' if len(files) > 3 else ''})"
         try:
-            return datasets.load_dataset(fmt, data_files=files, split="train", streaming=True, **kw)
+            with _without_torch():
+                return datasets.load_dataset(fmt, data_files=files, split="train", streaming=True, **kw)
         except Exception as e:
             raise DataError(f"{key(name)}: {tried} failed: {type(e).__name__}: {e}") from None
     # a Hugging Face dataset
@@ -89,7 +110,8 @@ def _load(name: str, spec: dict, heldout: bool = False):
                 data_files=spec.get("data_files"), streaming=spec["streaming"])
     tried = "datasets.load_dataset(" + ", ".join(f"{k}={v!r}" for k, v in args.items() if v is not None) + ")"
     try:
-        return datasets.load_dataset(**{k: v for k, v in args.items() if v is not None})
+        with _without_torch():
+            return datasets.load_dataset(**{k: v for k, v in args.items() if v is not None})
     except Exception as e:
         why = f"{type(e).__name__}: {e}"
         off = offline()
@@ -107,49 +129,100 @@ def _embedded_docs(name: str, spec: dict):
     raise DataError(f"{key(name)}.corpus: {spec.get('corpus')!r}; an embedded source is corpus: wiki or stdlib")
 
 
-def _texter(name: str, spec: dict):
+# rows per Arrow batch read from datasets: few enough that a batch of large documents (code
+# files, one-file-per-document text) stays small; the per-batch cost is negligible at 128
+BATCH_ROWS = 128
+
+
+def _fields(spec: dict) -> list[str] | None:
+    """The row fields a source's documents need (text or template, id, filters); None: all."""
     if spec.get("template"):
-        tmpl = spec["template"]
+        roots = [re.match(r"[^.\[!:]*", f).group() for _, f, _, _ in string.Formatter().parse(spec["template"])
+                 if f is not None]
+        if any(r == "" or r.isdigit() for r in roots):
+            return None  # positional fields: let str.format report them on the whole row
+        text = roots
+    else:
+        text = [spec.get("text_field", "text")]
+    out = text + [spec["id_field"]] * bool(spec.get("id_field")) + list(spec.get("filters") or {})
+    return list(dict.fromkeys(out))
 
-        def text(row):
-            try:
-                return tmpl.format_map(row)
-            except KeyError as e:
-                raise DataError(f"{key(name)}.template: field {e} is not in the rows (fields: {sorted(row)})") from None
-        return text
-    field = spec.get("text_field", "text")
 
-    def text(row):
-        if field not in row:
-            raise DataError(f"{key(name)}.text_field: {field!r} is not a field of the rows (fields: {sorted(row)});"
+def _check_fields(name: str, spec: dict, columns: list[str]) -> None:
+    """A field the documents need and the rows lack: the key that names it, and the fields there are."""
+    have, cols = set(columns), sorted(columns)
+    if spec.get("template"):
+        for f in _fields(spec) or []:
+            if f not in have:
+                raise DataError(f"{key(name)}.template: field {f!r} is not in the rows (fields: {cols})")
+    else:
+        f = spec.get("text_field", "text")
+        if f not in have:
+            raise DataError(f"{key(name)}.text_field: {f!r} is not a field of the rows (fields: {cols});"
                             " set text_field or template")
-        v = row[field]
-        return v if isinstance(v, str) else ("" if v is None else str(v))
-    return text
-
-
-def _keep(name: str, spec: dict):
-    filters = {f: (v if isinstance(v, list) else [v]) for f, v in (spec.get("filters") or {}).items()}
-    min_chars = spec.get("min_chars") or 0
-
-    def keep(row, text):
-        for f, allowed in filters.items():
-            if f not in row:
-                raise DataError(f"{key(name)}.filters.{f}: not a field of the rows (fields: {sorted(row)})")
-            if row[f] not in allowed:
-                return False
-        return len(text) >= min_chars
-    return keep
-
-
-def doc_id(name: str, spec: dict, row: dict, text: str) -> str:
     f = spec.get("id_field")
-    if f:
-        if f not in row:
-            raise DataError(f"{key(name)}.id_field: {f!r} is not a field of the rows (fields: {sorted(row)})")
-        return f"{name}:{row[f]}"
-    # no id: the text itself (duplicates then fall on the same side of the split)
-    return f"{name}:" + hashlib.sha1(text.encode("utf-8", "replace")).hexdigest()
+    if f and f not in have:
+        raise DataError(f"{key(name)}.id_field: {f!r} is not a field of the rows (fields: {cols})")
+    for f in spec.get("filters") or {}:
+        if f not in have:
+            raise DataError(f"{key(name)}.filters.{f}: not a field of the rows (fields: {cols})")
+
+
+def _text(v) -> str:
+    return v if isinstance(v, str) else ("" if v is None else str(v))
+
+
+def _documents(name: str, spec: dict, ds, skip: int) -> Iterator[tuple[str, str] | None]:
+    """(id, text) of every row from row `skip` on, or None for a row filtered out.
+
+    The stream is read as Arrow batches and only the fields the documents need become
+    Python objects (a real corpus has many more: url, date, scores...); rows before `skip`
+    are sliced off their batch unconverted."""
+    fields = _fields(spec)
+    tmpl, text_field, id_field = spec.get("template"), spec.get("text_field", "text"), spec.get("id_field")
+    filters, min_chars = _filters(spec), spec.get("min_chars") or 0
+    with _without_torch():
+        ds = ds.with_format("arrow")
+    checked = False
+    for table in ds.iter(batch_size=BATCH_ROWS):
+        if skip >= table.num_rows:
+            skip -= table.num_rows
+            continue
+        if skip:
+            table, skip = table.slice(skip), 0
+        if not checked:
+            _check_fields(name, spec, table.column_names)
+            checked = True
+        cols = {f: table.column(f).to_pylist() for f in (fields if fields is not None else table.column_names)}
+        if tmpl:
+            keys = list(cols)
+            texts = [tmpl.format_map(dict(zip(keys, vals))) for vals in zip(*cols.values())]
+        else:
+            texts = cols[text_field]
+        ids = cols[id_field] if id_field else None
+        for i, text in enumerate(texts):
+            text = _text(text)
+            if not text or len(text) < min_chars or any(cols[f][i] not in ok for f, ok in filters.items()):
+                yield None
+                continue
+            if ids is not None:
+                yield f"{name}:{ids[i]}", text
+            else:  # no id: the text itself (duplicates then fall on the same side of the split)
+                yield f"{name}:" + hashlib.sha1(text.encode("utf-8", "replace")).hexdigest(), text
+
+
+def _filters(spec: dict) -> dict[str, list]:
+    return {f: (v if isinstance(v, list) else [v]) for f, v in (spec.get("filters") or {}).items()}
+
+
+def _embedded_documents(name: str, spec: dict, skip: int) -> Iterator[tuple[str, str] | None]:
+    """A packaged corpus's documents: rows with the fields id and text."""
+    filters, min_chars = _filters(spec), spec.get("min_chars") or 0
+    _check_fields(name, {"filters": filters}, ["id", "text"])
+    for d in _embedded_docs(name, spec)[skip:]:
+        row = {"id": d.id, "text": d.text}
+        ok = d.text and len(d.text) >= min_chars and all(row[f] in allowed for f, allowed in filters.items())
+        yield (d.id, d.text) if ok else None
 
 
 def rows(name: str, spec: dict, fraction: float, seed: int, skip: int = 0,
@@ -160,26 +233,16 @@ def rows(name: str, spec: dict, fraction: float, seed: int, skip: int = 0,
     otherwise held-out documents are interleaved with training ones by their id's hash."""
     separate = bool(spec.get("heldout_split") or spec.get("heldout_files"))
     if spec["kind"] == "embedded":
-        it = ({"id": d.id, "text": d.text} for d in _embedded_docs(name, spec))
-        spec = {**spec, "text_field": "text", "id_field": "id"}
+        docs = _embedded_documents(name, spec, skip)
     else:
-        ds = _load(name, spec, heldout=heldout_part)
-        if skip and hasattr(ds, "skip"):
-            ds, skip_here = ds.skip(skip), 0
-        else:
-            skip_here = skip
-        it = iter(ds)
-        for _ in range(skip_here):
-            next(it, None)
-    text_of, keep = _texter(name, spec), _keep(name, spec)
+        docs = _documents(name, spec, _load(name, spec, heldout=heldout_part), skip)
     n = skip
-    for row in it:
+    for doc in docs:
         n += 1
-        text = text_of(row)
-        if not text or not keep(row, text):
+        if doc is None:
             yield n, None
             continue
-        did = doc_id(name, spec, row, text) if spec["kind"] != "embedded" else row["id"]
+        did, text = doc
         held = True if heldout_part else (False if separate else is_heldout(did, fraction, seed))
         yield n, Row(did, text, held)
 
@@ -199,6 +262,7 @@ def provenance(name: str, spec: dict) -> dict:
 
         out |= {k: spec.get(k) for k in ("path", "name", "split", "revision", "data_files", "heldout_split")}
         out["datasets_version"] = datasets.__version__
+        out["files"] = hf_files(name, spec)
         try:  # the hub's own revision id when the load recorded it
             from huggingface_hub import HfApi
 
@@ -208,6 +272,52 @@ def provenance(name: str, spec: dict) -> dict:
             pass
     else:
         out["corpus"] = spec.get("corpus")
+    return out
+
+
+def _file_record(path: str) -> dict:
+    from .datastore import sha256_file
+
+    return {"path": os.path.abspath(path), "bytes": os.path.getsize(path), "sha256": sha256_file(Path(path))}
+
+
+def hf_files(name: str, spec: dict) -> list[dict]:
+    """The data files `datasets` reads for a hub (or local folder) source, per split read.
+
+    Local files (a dataset folder, local data_files): path, bytes, sha256. Hub files: the
+    resolved URL (hf://datasets/<repo>@<commit>/<file>, the commit pinned by the hub), and
+    where the load left a copy in the local cache (streaming: false), that copy's bytes and
+    sha256; streamed ones are known by their URL alone (nothing of them is kept)."""
+    import datasets
+
+    args = dict(path=spec["path"], name=spec.get("name"), revision=spec.get("revision"),
+                data_files=spec.get("data_files"))
+    try:
+        with _without_torch():
+            builder = datasets.load_dataset_builder(**{k: v for k, v in args.items() if v is not None})
+    except Exception as e:  # it loaded for the preparation; say why its files are not listed
+        return [{"error": f"datasets.load_dataset_builder failed: {type(e).__name__}: {e}"}]
+    wanted = {str(s).split("[")[0] for s in (spec.get("split"), spec.get("heldout_split")) if s}
+    out = []
+    for split, files in (builder.config.data_files or {}).items():
+        if str(split) not in wanted:
+            continue
+        for f in files:
+            f = str(f)
+            if os.path.isfile(f):
+                out.append({"split": str(split), **_file_record(f)})
+                continue
+            rec = {"split": str(split), "url": f}
+            m = re.match(r"hf://datasets/([^@]+/[^@/]+)@([^/]+)/(.+)$", f)
+            if m and not spec.get("streaming", True):
+                from huggingface_hub import try_to_load_from_cache
+
+                from urllib.parse import unquote
+
+                local = try_to_load_from_cache(m[1], m[3], revision=unquote(m[2]), repo_type="dataset")
+                if isinstance(local, str) and os.path.isfile(local):
+                    rec |= _file_record(local)
+            out.append(rec)
     return out
 
 

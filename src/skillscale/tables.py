@@ -20,12 +20,8 @@ APE_W = 0.5  # knowledge byte share of the aggregate validation set (APE)
 VALIDATION_WS = tuple(np.round(np.linspace(0, 1, 11), 10))
 PARAMETRIC_MAX_BOOT = 100  # Approach-3 refits are ~10 ms each; 100 keeps analyze under a minute
 
-def _own_fraction(skill: str, code_frac):
-    return np.asarray(code_frac, float) if skill == "code" else 1 - np.asarray(code_frac, float)
-
-
 def datamix_at_reference(scaling: pd.DataFrame, c_ref: float, n_boot: int, ci: float,
-                         seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                         seed: int = 0, sources: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """d ln N*/d own-data fraction at one compute C_ref, from each code fraction's power law.
 
     N*(C_ref) = exp(b) C_ref^a per code fraction pools every interior budget of that code
@@ -41,6 +37,8 @@ def datamix_at_reference(scaling: pd.DataFrame, c_ref: float, n_boot: int, ci: f
     lc = float(np.log(c_ref))
     rows, points, slope_draws = [], [], {}
     for (m, skill), g in scaling.groupby(["metric", "skill"], sort=True):
+        if skill not in analysis.SLOPE_SKILLS:  # a fixed-share role's data does not move with the mix
+            continue
         label = fit.group_label({"metric": m, "C_ref": c_ref})
         ok = g[g["status"] == "ok"].sort_values("code_frac")
         xs, ys, ds, spread = [], [], [], False
@@ -49,7 +47,7 @@ def datamix_at_reference(scaling: pd.DataFrame, c_ref: float, n_boot: int, ci: f
             A, B = line_draws.get((r["code_frac"], r["metric"], r["skill"]), (None, None))
             spread |= A is not None and len(A) > 1
             d = A * lc + B if A is not None and len(A) else np.array([y])
-            xs.append(float(_own_fraction(skill, r["code_frac"])))
+            xs.append(float(analysis.own_share(skill, r["code_frac"], sources)))
             ys.append(y)
             ds.append(d[np.isfinite(d)] if np.isfinite(d).any() else np.array([y]))
             lo, hi = fit.interval(d, ci, y)
@@ -192,9 +190,10 @@ def build_tables(cells: pd.DataFrame, cfg: dict) -> dict:
     t["ape_residuals"] = section("ape_residuals", lambda: analysis.ape_residuals(cells, w=APE_W, **kw))
 
     def slopes():
-        per = analysis.datamix_slopes(cells, **kw)
+        srcs = cfg["data"].get("sources")
+        per = analysis.datamix_slopes(cells, sources=srcs, **kw)
         per.insert(2, "basis", "budget")
-        ref, pts = datamix_at_reference(sc.scaling, c_ref, n_boot, ci)
+        ref, pts = datamix_at_reference(sc.scaling, c_ref, n_boot, ci, sources=srcs)
         extra["optimum_at_reference"] = pts
         return pd.concat([per, ref], ignore_index=True)[per.columns]
     t["datamix_slopes"] = section("datamix_slopes", slopes)

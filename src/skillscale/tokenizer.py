@@ -52,7 +52,9 @@ class BPETokenizer:
         return self._tok.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+        # the same ids; the _fast variant (tokenizers >= 0.21) skips the character offsets
+        enc = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
+        return [e.ids for e in enc(texts, add_special_tokens=False)]
 
     def decode(self, ids) -> str:
         return self._tok.decode(list(ids))
