@@ -49,6 +49,26 @@ def test_study(tmp_path_factory):
     return {"dir": wd, "metrics": study_metrics(wd / "results" / "test")}
 
 
+@pytest.fixture(scope="session")
+def sources_study(tmp_path_factory):
+    """config/studies/test-sources.yaml (local corpora in real shapes, samplecorpora.py) with
+    the benchmark fixtures of config/studies/test-benchmarks.yaml on top, run once for the
+    session: test_sources checks its data, test_workflow_benchmarks its benchmark rows (one
+    study instead of two, each a few minutes)."""
+    import time
+
+    from skillscale import samplecorpora
+
+    wd = copy_workflow(tmp_path_factory.mktemp("wfs"))
+    samplecorpora.write(wd / "corpora")
+    shutil.copytree(REPO / "tests" / "fixtures", wd / "tests" / "fixtures")
+    t0 = time.time()
+    run_snakemake(wd, "--cores", "2", "--configfile", "config/studies/test-sources.yaml",
+                  "config/studies/test-benchmarks.yaml", "--config", "study=test-sources", timeout=1800)
+    print(f"\ntest-sources study (with benchmarks) end to end: {time.time() - t0:.0f} s")
+    return wd, wd / "results" / "test-sources"
+
+
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?"
 
 

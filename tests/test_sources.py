@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import copy_workflow, run_snakemake
 from skillscale import config, data, mixing, samplecorpora, sources
 from skillscale.corpora import DataError
 from skillscale.datastore import ShardedStore, sha256_file
@@ -27,13 +26,8 @@ STUDY = ["--configfile", "config/studies/test-sources.yaml"]
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    wd = copy_workflow(tmp_path_factory.mktemp("wf"))
-    samplecorpora.write(wd / "corpora")
-    t0 = time.time()
-    run_snakemake(wd, "--cores", "2", *STUDY, timeout=1800)  # ~2 min on 2 idle cores
-    print(f"\ntest-sources study end to end: {time.time() - t0:.0f} s")
-    return wd, wd / "results" / "test-sources"
+def study(sources_study):
+    return sources_study  # (conftest: the study runs with benchmarks too, for test_workflow_benchmarks)
 
 
 def study_cfg(wd: Path) -> dict:
@@ -109,7 +103,7 @@ def test_provenance_names_every_source_file_and_shard(study):
     t = json.loads(next(r.glob("cells/*/train.json")).read_text())
     assert set(t["provenance"]["shard_sha256"]) == {"wiki", "stdlib", "web"}
     cells = pd.read_csv(r / "cells.csv")
-    skills = cells.groupby("metric").skill.first().to_dict()
+    skills = {k: v for k, v in cells.groupby("metric").skill.first().items() if not k.startswith("bench:")}
     assert skills == {"text_wiki": "knowledge", "text_stdlib": "code", "text_web": "web", "knowledge_text": "knowledge",
                       "code_text": "code", "code_fn": "code"}
     assert cells.value.between(0.5, 9).all()

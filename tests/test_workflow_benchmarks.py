@@ -1,24 +1,21 @@
-"""The test study with two benchmarks per skill (fixtures), through snakemake end to end."""
-
-import shutil
+"""Two benchmarks per skill (config/studies/test-benchmarks.yaml, fixtures) scored on a
+study's cells through snakemake end to end (the test-sources study: conftest.sources_study)."""
 
 import pandas as pd
 import pytest
 
-from conftest import REPO, copy_workflow, run_snakemake
+from conftest import copy_workflow, run_snakemake
 
 pytestmark = pytest.mark.workflow
-OVERLAY = ["--configfile", "config/studies/test.yaml", "config/studies/test-benchmarks.yaml"]
 BENCH = {"bench:triviaqa": "knowledge", "bench:arc_easy": "knowledge", "bench:knowledge": "knowledge",
          "bench:humaneval": "code", "bench:mbpp": "code", "bench:code": "code"}
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    wd = copy_workflow(tmp_path_factory.mktemp("wfb"))
-    shutil.copytree(REPO / "tests" / "fixtures", wd / "tests" / "fixtures")
-    run_snakemake(wd, "--cores", "2", *OVERLAY)
-    return wd, wd / "results" / "test-benchmarks"
+def study(sources_study):
+    """The benchmark overlay runs on the test-sources study (conftest): the benchmarks are
+    scored on its cells whatever the corpora they were trained on."""
+    return sources_study
 
 
 def test_tables_carry_one_row_per_benchmark(study):
