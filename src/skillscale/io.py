@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -30,24 +29,6 @@ def atomic_path(path: str | Path):
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def copy_files(src: str | Path, dest: str | Path, names) -> None:
-    """Copy the files `names` from folder src to folder dest, each atomically, each with a
-    fresh modification time (make compares it with its inputs'). A hard link where the
-    filesystem allows it: a 1B-parameter checkpoint is not copied byte by byte."""
-    src, dest = Path(src), Path(dest)
-    missing = [n for n in names if not (src / n).exists()]
-    if missing:
-        raise FileNotFoundError(f"{src}: {', '.join(missing)} missing; the job that makes them did not finish "
-                                "(rerun it: snakemake reruns a job whose output is missing)")
-    for n in names:
-        with atomic_path(dest / n) as tmp:
-            try:
-                os.link(src / n, tmp)
-                os.utime(tmp)
-            except OSError:
-                shutil.copyfile(src / n, tmp)
 
 
 def write_text(path: str | Path, text: str) -> None:
