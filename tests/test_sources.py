@@ -155,8 +155,15 @@ def test_empty_after_filtering_is_refused(tmp_path):
 
 
 def test_hub_source_while_offline_is_refused(tmp_path, monkeypatch):
+    import datasets
+    import huggingface_hub
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    # as in a job started with them set: the libraries read these at import, which an
+    # earlier test may have done (else load_dataset retries the network for ~20 s first)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     raw = base_cfg(tmp_path, wiki=None, fineweb={"role": "knowledge", "kind": "hf", "path": "HuggingFaceFW/fineweb-edu",
                                                   "name": "sample-10BT"})

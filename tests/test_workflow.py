@@ -257,6 +257,8 @@ def test_hard_kill_of_the_whole_workflow_resumes_after_unlock(test_study, tmp_pa
         assert proc.poll() is None, "the study ended before it could be killed"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
+    # torchrun starts its workers in sessions of their own: power loss takes them too
+    subprocess.run(["pkill", "-KILL", "-f", "skillscale.train --config results/test/config.yaml"])
     proc.wait()
     assert not (wd / "results/test/tables/summary.md").exists()
     p = smk(wd, *TEST, *GPU_LAYOUT, check=False)
