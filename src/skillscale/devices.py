@@ -8,6 +8,7 @@ that device in the precision trained in.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -88,6 +89,7 @@ def matmul_peak(dtype: torch.dtype, device: str, n: int, reps: int = 5, budget_s
 PEAK_ENV = "SKILLSCALE_PEAK_FLOPS"  # set by a pack job for its members (see peak_flops)
 
 
+@functools.cache  # once per process: a trunk job's cooldowns share its GPU and precision
 def peak_flops(device: str, prec: str) -> float | None:
     """The CUDA device's measured matmul peak in the precision trained in (bf16, or TF32 for
     fp32), for the MFU in train.json; None on CPU (its jobs are too short to pay for it).

@@ -297,20 +297,17 @@ def model_for(shape, device: str, world, compiled: bool):
     the gradients) and batch -> loss. Compiled, a process compiles once per shape: a trunk
     job's cooldowns reuse the trunk's model object with fresh weights loaded, where a new
     object would be traced again (and past torch._dynamo's recompile limit, run eager)."""
-    fresh = Decoder(shape)
-    if not compiled:
-        model = fresh.to(device)
-        fwd = distributed.wrap(model, world)
-        return model, fwd, loss_fn(fwd, False)
-    key = (shape, device, world.size)
-    if key not in _COMPILED:
-        model = fresh.to(device)
-        fwd = distributed.wrap(model, world)
-        _COMPILED[key] = (model, fwd, loss_fn(fwd, True))
-    else:
+    fresh, key = Decoder(shape), (shape, device, world.size)
+    if compiled and key in _COMPILED:
         with torch.no_grad():
             _COMPILED[key][0].load_state_dict(fresh.state_dict())
-    return _COMPILED[key]
+        return _COMPILED[key]
+    model = fresh.to(device)
+    fwd = distributed.wrap(model, world)
+    built = (model, fwd, loss_fn(fwd, compiled))
+    if compiled:
+        _COMPILED[key] = built
+    return built
 
 
 def hardware(job: Job, tc: dict, device: str, world, settings: dict, steps: int, seconds: float) -> dict:
