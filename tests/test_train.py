@@ -165,6 +165,38 @@ def test_compiled_loss_is_the_eager_loss():
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(g0, g1))
 
 
+def test_the_fused_head_loss_is_cross_entropy_over_the_logits():
+    """HeadCrossEntropy (the eager trainer's head and loss in one function) gives torch's
+    cross_entropy over the logits, its loss and every parameter's gradient, up to float
+    rounding; under autocast, or for a model that is not a plain Decoder, the plain loss runs."""
+    from skillscale.model import Decoder, ModelShape
+    from skillscale.train import HeadCrossEntropy, loss_fn, next_token_loss
+
+    torch.manual_seed(0)
+    model = Decoder(ModelShape(d_model=16, n_layers=2, n_heads=2, vocab_size=128, seq_len=32))
+    batch = torch.randint(0, 128, (4, 33))
+    runs = []
+    for fused in (False, True):
+        model.zero_grad()
+        loss = loss_fn(model, False, fused)(batch)
+        loss.backward()
+        runs.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (l0, g0), (l1, g1) = runs
+    assert torch.allclose(l0, l1, rtol=1e-6) and l0 != 0
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-8) for a, b in zip(g0, g1))
+    calls = []
+    apply = HeadCrossEntropy.apply
+    HeadCrossEntropy.apply = lambda *a: calls.append(1) or apply(*a)
+    try:
+        next_token_loss(model, batch, fused=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            next_token_loss(model, batch, fused=True)
+        loss_fn(lambda x: model(x), False)(batch)
+    finally:
+        HeadCrossEntropy.apply = apply
+    assert calls == [1]
+
+
 def test_a_grown_wsd_trunk_continues_from_its_saved_states(tiny, capsys):
     """Adding a budget lengthens a trunk or puts a branch inside it. The rerun trunk starts
     from its latest branch state before the first branch it lacks, not from scratch, and ends

@@ -10,6 +10,8 @@ at its train.batch_size and model.seq_len), it measures
 
 - ours: tokens/s of `model.Decoder` trained by `train.build_optimizer` + `train.train_step`,
   the very code a workflow cell trains with (fused AdamW, grad clip, bf16 autocast if asked);
+- ours old loss (CPU, fp32, eager): the same with torch's cross_entropy over the logits instead
+  of `train.HeadCrossEntropy`, the trainer before it (`--cell-jobs` compares them at d16/32/64);
 - hf: tokens/s of `transformers.LlamaForCausalLM` with the same shape (d_model, layers, heads,
   intermediate_size = our d_ff, vocab, untied head, seq len, batch), SDPA attention, driven
   by the same `train_step` and optimizer; both parameter counts are reported, they must match;
@@ -75,12 +77,13 @@ def hf_llama(shape: ModelShape):
     return LlamaForCausalLM(hc)
 
 
-def trainer(model, tc: dict, batch: torch.Tensor, device: str, compile_: bool, hf: bool):
-    """A zero-argument function doing one optimizer step of `model` on `batch`."""
+def trainer(model, tc: dict, batch: torch.Tensor, device: str, compile_: bool, hf: bool, fused: bool = True):
+    """A zero-argument function doing one optimizer step of `model` on `batch`; fused=False:
+    torch's cross_entropy over the logits instead of `train.HeadCrossEntropy` (the old loss)."""
     model = model.to(device).train()
     opt = build_optimizer(model, tc, 1e-3, device)
     fwd = (lambda x: model(input_ids=x, use_cache=False).logits) if hf else model
-    loss_of = loss_fn(fwd, compile_)  # compiled: model and loss as one graph, as the workflow does
+    loss_of = loss_fn(fwd, compile_, fused)  # compiled: model and loss as one graph, as the workflow does
     return lambda: train_step(loss_of, model, opt, batch, tc, 1e-3)
 
 
@@ -129,6 +132,9 @@ def time_precision(prec: str, shape: ModelShape, cfg: dict, batch, hf_state, a, 
         tag = "" if mode == "eager" else " compiled"
         torch.manual_seed(0)
         steps["ours" + tag] = trainer(Decoder(shape), tc, batch, device, mode == "compiled", hf=False)
+        if mode == "eager" and device == "cpu" and prec == "fp32":  # the loss before HeadCrossEntropy
+            torch.manual_seed(0)
+            steps["ours old loss"] = trainer(Decoder(shape), tc, batch, device, False, hf=False, fused=False)
         if hf_state is not None:
             hf = hf_llama(shape)
             hf.load_state_dict(hf_state)
@@ -169,7 +175,8 @@ def bench_train(a) -> dict:
         row = {name: {"tokens_per_s": tokens / s, "step_ms": 1e3 * s, "mfu": tokens / s * fpt / peak[prec]}
                for name, s in t["seconds"].items()}
         ratios = {f"{o}/{h}": row[o]["tokens_per_s"] / row[h]["tokens_per_s"]
-                  for o, h in (("ours", "hf"), ("ours compiled", "hf compiled"), ("ours compiled", "hf"))
+                  for o, h in (("ours", "hf"), ("ours", "ours old loss"), ("ours compiled", "hf compiled"),
+                               ("ours compiled", "hf"))
                   if o in row and h in row}
         split = t["split"]
         if "ours/hf" in ratios and "ours" in split:  # see kernel_split: ours with "other" free
@@ -216,7 +223,8 @@ from skillscale.model import Decoder, ModelShape
 from skillscale.train import loss_fn, train_step
 m = Decoder(ModelShape({d}, 2, 2, 512, 128, 2.6667))
 opt = torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.95), fused=True)
-train_step(loss_fn(m, False), m, opt, torch.randint(0, 512, (16, 129)), dict(grad_clip=1.0, precision="fp32"), 1e-3)
+train_step(loss_fn(m, False, fused=False), m, opt, torch.randint(0, 512, (16, 129)),
+           dict(grad_clip=1.0, precision="fp32"), 1e-3)
 """
 NEW_JOB = """
 import torch
@@ -282,6 +290,7 @@ def compile_payoff(shape: ModelShape, cfg: dict, a) -> dict:
     tc = cfg["train"]
     batch = torch.randint(0, shape.vocab_size, (tc["batch_size"], shape.seq_len + 1))
     torch.manual_seed(0)
+    old_loss = trainer(Decoder(shape), tc, batch, "cpu", False, hf=False, fused=False)
     eager = trainer(Decoder(shape), tc, batch, "cpu", False, hf=False)
     compiled = trainer(Decoder(shape), tc, batch, "cpu", True, hf=False)
     import tempfile
@@ -293,9 +302,10 @@ def compile_payoff(shape: ModelShape, cfg: dict, a) -> dict:
             first = _seconds(compiled)
         finally:
             os.environ.pop("TORCHINDUCTOR_CACHE_DIR") if old is None else os.environ.update(TORCHINDUCTOR_CACHE_DIR=old)
-        sec = time_runs({"eager": eager, "compiled": compiled}, a.steps, a.warmup_steps, a.repeats, "cpu")
+        sec = time_runs({"old": old_loss, "eager": eager, "compiled": compiled}, a.steps, a.warmup_steps, a.repeats, "cpu")
     saved = sec["eager"] - sec["compiled"]
-    return {"step_eager_ms": 1e3 * sec["eager"], "step_compiled_ms": 1e3 * sec["compiled"], "compile_s": first,
+    return {"step_old_ms": 1e3 * sec["old"], "step_eager_ms": 1e3 * sec["eager"],
+            "step_compiled_ms": 1e3 * sec["compiled"], "compile_s": first,
             "break_even_steps": first / saved if saved > 0 else float("inf")}
 
 
@@ -321,13 +331,15 @@ def cell_jobs_table(r: dict) -> str:
     lines = ["", "a cell's fixed costs (1 thread; a fresh process to its first step; one evaluation of the "
              "study's eval-set sizes), old path vs ours:",
              f"{'width':<7}{'start old':>11}{'start ours':>12}{'eval old':>10}{'eval ours':>11}"
-             f"{'step eager':>12}{'compiled':>10}{'compile':>9}{'pays after':>12}"]
+             f"{'step old':>11}{'step ours':>11}{'ours/old':>9}{'compiled':>10}{'compile':>9}{'pays after':>12}"]
     for d, x in r["widths"].items():
         lines.append(f"d{d:<6}{x['start_old_s']:>10.2f}s{x['start_new_s']:>11.2f}s{x['eval_old_s']:>9.2f}s"
-                     f"{x['eval_new_s']:>10.2f}s{x['step_eager_ms']:>9.1f} ms{x['step_compiled_ms']:>7.1f} ms"
+                     f"{x['eval_new_s']:>10.2f}s{x['step_old_ms']:>8.1f} ms{x['step_eager_ms']:>8.1f} ms"
+                     f"{x['step_old_ms'] / x['step_eager_ms']:>8.2f}x{x['step_compiled_ms']:>7.1f} ms"
                      f"{x['compile_s']:>8.1f}s{x['break_even_steps']:>7,.0f} steps")
-    lines.append("old: a training process and an evaluation process per cell; ours: one process per WSD trunk "
-                 "for its trunk, cooldowns and evaluations")
+    lines.append("old: a training process and an evaluation process per cell, torch's cross_entropy over the "
+                 "logits; ours: one process per WSD trunk for its trunk, cooldowns and evaluations, the head and "
+                 "loss as one HeadCrossEntropy (steps: eager, interleaved; ours/old > 1: ours is faster)")
     return "\n".join(lines)
 
 

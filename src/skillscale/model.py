@@ -113,10 +113,14 @@ class Decoder(nn.Module):
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=0.02)
 
-    def forward(self, idx):
+    def features(self, idx):
+        """The normalised last hidden state, (B, T, d_model): what the output head reads."""
         x = self.embed(idx)
         T = idx.shape[1]
         cos, sin = self.cos[:T, None, None, :], self.sin[:T, None, None, :]  # (T, 1, 1, d_head)
         for blk in self.blocks:
             x = blk(x, cos, sin)
-        return self.head(self.norm(x))
+        return self.norm(x)
+
+    def forward(self, idx):
+        return self.head(self.features(idx))

@@ -125,10 +125,44 @@ def build_optimizer(model: torch.nn.Module, tc: dict, peak: float, device: str) 
                  lr=peak, betas=(tc["beta1"], tc["beta2"]))
 
 
-def next_token_loss(fwd, batch):
-    """Mean cross-entropy of each token given the ones before it (fwd: batch -> logits)."""
-    logits = fwd(batch[:, :-1])
-    return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+class HeadCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of the logits h W^T against targets y: the output head and the loss
+    as one function whose backward reuses the softmax its forward computed.
+
+    The same numbers as `cross_entropy(h @ W.T, y)` up to float rounding, with less work over
+    the (tokens x vocab) logits, which at the default's widths cost more than any matmul:
+    torch's log-softmax backward computes the exponentials again and nll_loss's backward fills
+    a zero tensor of that size; here backward turns the saved softmax into the logits' gradient
+    in place. fp32 only (an autocast step keeps the plain loss); one backward per forward."""
+
+    @staticmethod
+    def forward(ctx, h, w, y):
+        z = h @ w.t()  # (n, V) logits
+        z -= z.amax(dim=-1, keepdim=True)
+        z_target = z.gather(1, y[:, None])
+        p = z.exp_()
+        total = p.sum(dim=-1, keepdim=True)
+        loss = (total.log() - z_target).mean()
+        p /= total
+        ctx.save_for_backward(h, w, y, p)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, w, y, p = ctx.saved_tensors
+        # d loss / d z = (softmax - onehot) / n, made in the saved softmax itself
+        p[torch.arange(y.numel(), device=y.device), y] -= 1.0
+        p *= grad / y.numel()
+        return p @ w, p.t() @ h, None
+
+
+def next_token_loss(fwd, batch, fused: bool = False):
+    """Mean cross-entropy of each token given the ones before it (fwd: batch -> logits).
+    fused (a plain Decoder in fp32): the head and the loss in one `HeadCrossEntropy`."""
+    x, y = batch[:, :-1], batch[:, 1:].flatten()
+    if fused and not torch.is_autocast_enabled(batch.device.type):
+        return HeadCrossEntropy.apply(fwd.features(x).flatten(0, 1), fwd.head.weight, y)
+    return torch.nn.functional.cross_entropy(fwd(x).float().flatten(0, 1), y)
 
 
 def use_compile(tc: dict, device: str) -> bool:
@@ -138,11 +172,16 @@ def use_compile(tc: dict, device: str) -> bool:
     return mode == "always" or (mode == "auto" and device == "cuda")
 
 
-def loss_fn(fwd, compiled: bool):
+def loss_fn(fwd, compiled: bool, fused: bool = True):
     """batch -> loss. Compiled, model and loss are one graph, so the log-softmax fuses with the
-    head's output (compiling the model alone leaves the loss's three passes over the logits)."""
-    f = lambda batch: next_token_loss(fwd, batch)  # noqa: E731
-    return torch.compile(f) if compiled else f
+    head's output (compiling the model alone leaves the loss's three passes over the logits).
+    Eager, a plain Decoder's head and loss are `HeadCrossEntropy` (fused=False: torch's
+    cross_entropy over the logits, the trainer before it; DDP's wrapper always takes that path,
+    its forward being what synchronises gradients)."""
+    if compiled:
+        return torch.compile(lambda batch: next_token_loss(fwd, batch))
+    fused = fused and isinstance(fwd, Decoder)
+    return lambda batch: next_token_loss(fwd, batch, fused)
 
 
 def train_step(loss_of, model, opt, batch, tc: dict, lr: float, micro_rows: int | None = None,
