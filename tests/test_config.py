@@ -6,7 +6,7 @@ from skillscale import config
 def test_defaults_fill_every_section():
     cfg = config.validate({})
     assert cfg["study"] == "default"
-    assert cfg["train"]["lr"] > 0 and cfg["grid"]["sizes_per_budget"] == 5
+    assert cfg["train"]["lr"] > 0 and cfg["grid"]["sizes_per_budget"] == 6 and cfg["seeds"] == [0, 1]
     assert config.validate(config.validate({})) == cfg  # idempotent
 
 

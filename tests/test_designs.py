@@ -26,8 +26,13 @@ def two_seed_cells(cfg):
     return pd.DataFrame(rows)
 
 
-def test_a_second_seed_narrows_the_intervals_and_costs_its_minutes():
+def five_sizes():
     cfg = config.load("config/config.yaml")
+    return config.validate(cfg | {"grid": cfg["grid"] | {"sizes_per_budget": 5}})
+
+
+def test_a_second_seed_narrows_the_intervals_and_costs_its_minutes():
+    cfg = five_sizes()
     cells = two_seed_cells(cfg)
     tps, ev = {16: 65000.0, 64: 32000.0}, {16: 1.6, 64: 3.1}
     out = designs.compare(cfg, cells, tps, ev, [(5, 1)], reps=3, cores=2).set_index("design")
@@ -40,7 +45,7 @@ def test_a_second_seed_narrows_the_intervals_and_costs_its_minutes():
 
 
 def test_cells_without_residuals_are_refused():
-    cfg = config.load("config/config.yaml")
+    cfg = five_sizes()
     cells = two_seed_cells(cfg)
     exact = cells[cells.seed == 0].copy()
     exact["value"] = 3.0 + 0.1 * (np.log(exact.n_params) - 10) ** 2  # every point on its parabola

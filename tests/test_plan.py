@@ -5,14 +5,14 @@ import pytest
 from skillscale import config, plan
 
 
-def test_default_plan_has_five_sizes_per_budget_spanning_the_guess():
+def test_default_plan_has_six_sizes_per_budget_spanning_the_guess():
     cfg = config.load("config/config.yaml")
     cells, dropped = plan.build(cfg)
     df = plan.to_frame(cells)
     assert not dropped
     assert df.code_frac.nunique() >= 3 and df.budget.nunique() >= 3
     for b, g in df.groupby("budget"):
-        assert g["size"].nunique() == 5
+        assert g["size"].nunique() == 6
         n_e = math.sqrt(b / (6 * cfg["grid"]["tokens_per_param"]))
         assert g.n_params.min() < n_e < g.n_params.max()
     # D = C / (6N), rounded down to whole steps: within one step of the budget
