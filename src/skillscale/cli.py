@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
-from . import config as cfgmod
+# lm-eval's per-task progress bars (plan --estimate runs it) only clutter the terminal; tqdm
+# reads this when it is first imported, which may be before skillscale.evaluate is
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from . import config as cfgmod  # noqa: E402
 
 
 def cmd_plan(a) -> int:
@@ -191,6 +196,7 @@ def main(argv=None) -> int:
         pass
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)  # its request counts say nothing here
     try:
         return a.func(a)
     except cfgmod.ConfigError as e:
