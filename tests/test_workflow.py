@@ -158,6 +158,22 @@ def test_adding_a_budget_trains_and_scores_only_the_new_cells(study, tmp_path):
     assert all(json.loads(after[c])["bits_per_byte"] == json.loads(before[c])["bits_per_byte"] for c in before)
 
 
+def test_adding_a_seed_plans_only_the_new_seeds_trunks(study, tmp_path):
+    """The README's "add a seed": seed 0 trained, seeds [0, 1] asked for; only seed 1's
+    trunk jobs would run (and its cells be collected), no seed-0 job reruns."""
+    import shutil
+
+    seeded = tmp_path / "seeded"  # a copy: even a dry run rewrites results/test/config.yaml
+    shutil.copytree(study, seeded, symlinks=True)
+    out = smk(seeded, "-n", *TEST, "--config", "seeds=[0,1]").stdout
+    trunks = sorted(p.name for p in (seeded / "results/test/stable").iterdir())
+    assert trunks and all(t.endswith("_seed0") for t in trunks)
+    assert planned_jobs(out, "train_trunk") == len(trunks)
+    planned = {l.split("stable/")[1].split("/")[0] for l in out.splitlines()
+               if l.strip().startswith("output:") and "/stable.json" in l}
+    assert planned == {t.replace("_seed0", "_seed1") for t in trunks}
+
+
 def test_failed_job_keep_going_then_rerun_fills_the_gap(study):
     """A trunk job whose branch state is corrupt fails, naming the file; --keep-going still
     finishes the other trunk job; once the bad state is deleted, a rerun recomputes it from
