@@ -143,6 +143,14 @@ def test_divergence_is_recorded_with_its_step_not_hidden(tiny):
     assert ev["diverged"] and all(v != v for v in ev["bits_per_byte"].values())  # NaN: listed, never scored
 
 
+def loss_and_grads(model, loss_of, batch):
+    """One batch's loss through `loss_of` and every parameter's gradient, from zero."""
+    model.zero_grad()
+    loss = loss_of(batch)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
 def test_compiled_loss_is_the_eager_loss():
     """train.compile: the compiled graph (model and loss as one) computes the same loss and
     gradients as the eager model; only float rounding differs."""
@@ -154,13 +162,7 @@ def test_compiled_loss_is_the_eager_loss():
     torch.manual_seed(0)
     model = Decoder(ModelShape(d_model=16, n_layers=1, n_heads=2, vocab_size=64, seq_len=16))
     batch = torch.randint(0, 64, (4, 17))
-    grads = []
-    for compiled in (False, True):
-        model.zero_grad()
-        loss = loss_fn(model, compiled)(batch)
-        loss.backward()
-        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
-    (l0, g0), (l1, g1) = grads
+    (l0, g0), (l1, g1) = (loss_and_grads(model, loss_fn(model, compiled), batch) for compiled in (False, True))
     assert torch.allclose(l0, l1, rtol=1e-5)
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(g0, g1))
 
@@ -175,13 +177,7 @@ def test_the_fused_head_loss_is_cross_entropy_over_the_logits():
     torch.manual_seed(0)
     model = Decoder(ModelShape(d_model=16, n_layers=2, n_heads=2, vocab_size=128, seq_len=32))
     batch = torch.randint(0, 128, (4, 33))
-    runs = []
-    for fused in (False, True):
-        model.zero_grad()
-        loss = loss_fn(model, False, fused)(batch)
-        loss.backward()
-        runs.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
-    (l0, g0), (l1, g1) = runs
+    (l0, g0), (l1, g1) = (loss_and_grads(model, loss_fn(model, False, fused), batch) for fused in (False, True))
     assert torch.allclose(l0, l1, rtol=1e-6) and l0 != 0
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-8) for a, b in zip(g0, g1))
     calls = []
