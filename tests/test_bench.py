@@ -26,7 +26,10 @@ def test_bench_train_json_on_a_tiny_shape(repo, capsys):
         split = res["kernel_split"]["ours"]  # where the eager step goes, from the profiler
         assert split["matmul_ms"] > 0 and split["other_ms"] > 0
         assert abs(split["matmul_ms"] + split["attention_ms"] + split["other_ms"] - split["step_ms"]) < 1e-6
-        assert not res["ratios"]  # no hf, no ratios
+    # no hf: the only ratio is ours against the loss before HeadCrossEntropy, timed in fp32 (eager, CPU)
+    assert set(r["results"]["fp32"]["trainers"]) == {"ours", "ours old loss"}
+    assert set(r["results"]["fp32"]["ratios"]) == {"ours/ours old loss"} and not r["results"]["bf16"]["ratios"]
+    assert r["results"]["fp32"]["ratios"]["ours/ours old loss"] > 0
 
 
 def test_dag_benchmark_grid_is_valid_and_has_the_asked_size(repo):

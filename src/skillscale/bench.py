@@ -349,7 +349,8 @@ def dag_config(fractions: int, budgets: int, seeds: int) -> dict:
     lo, hi = 2e11, 1e12  # the default ladder's sizes bracket these budgets' optima
     return {"study": "dagbench", "seeds": list(range(seeds)),
             "mix": {"code_fractions": [round(0.05 + 0.9 * i / max(fractions - 1, 1), 4) for i in range(fractions)]},
-            "grid": {"budgets": [float(f"{lo * (hi / lo) ** (i / max(budgets - 1, 1)):.3g}") for i in range(budgets)]}}
+            "grid": {"budgets": [float(f"{lo * (hi / lo) ** (i / max(budgets - 1, 1)):.3g}") for i in range(budgets)],
+                     "sizes_per_budget": 5}}
 
 
 def bench_dag(a) -> dict:
