@@ -46,6 +46,12 @@ TRUNK_JOB_FLOPS = {k: r.flops + sum(CELL[c].flops - 6.0 * CELL[c].n_params * s *
 # key re-runs only the jobs that use it.
 CONFIG_FILE = f"{R}/config.yaml"
 study_io.write_text_if_changed(CONFIG_FILE, study_config.dump(config))
+# The grid's cell ids, rewritten only when they change. plan and analyze take it as input:
+# a grown grid must rerun them, and with .snakemake/ metadata gone (results copied
+# elsewhere, the folder deleted) Snakemake sees no other reason to, and then never looks
+# at the new cells below an analyze whose outputs exist.
+GRID_FILE = f"{R}/grid.txt"
+study_io.write_text_if_changed(GRID_FILE, "".join(f"{c}\n" for c in sorted(CELL)))
 
 
 wildcard_constraints:

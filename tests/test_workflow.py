@@ -160,18 +160,23 @@ def test_adding_a_budget_trains_and_scores_only_the_new_cells(study, tmp_path):
 
 def test_adding_a_seed_plans_only_the_new_seeds_trunks(study, tmp_path):
     """The README's "add a seed": seed 0 trained, seeds [0, 1] asked for; only seed 1's
-    trunk jobs would run (and its cells be collected), no seed-0 job reruns."""
+    trunk jobs would run (and its cells be collected), no seed-0 job reruns. The same with
+    Snakemake's metadata gone (.snakemake/ deleted, or results copied to another checkout):
+    grid.txt, an input of analyze, is what makes it look below the finished analysis."""
     import shutil
 
     seeded = tmp_path / "seeded"  # a copy: even a dry run rewrites results/test/config.yaml
     shutil.copytree(study, seeded, symlinks=True)
-    out = smk(seeded, "-n", *TEST, "--config", "seeds=[0,1]").stdout
     trunks = sorted(p.name for p in (seeded / "results/test/stable").iterdir())
     assert trunks and all(t.endswith("_seed0") for t in trunks)
-    assert planned_jobs(out, "train_trunk") == len(trunks)
-    planned = {l.split("stable/")[1].split("/")[0] for l in out.splitlines()
-               if l.strip().startswith("output:") and "/stable.json" in l}
-    assert planned == {t.replace("_seed0", "_seed1") for t in trunks}
+    for metadata in (True, False):
+        if not metadata:
+            shutil.rmtree(seeded / ".snakemake")
+        out = smk(seeded, "-n", *TEST, "--config", "seeds=[0,1]").stdout
+        assert planned_jobs(out, "train_trunk") == len(trunks), (metadata, out[-1500:])
+        planned = {l.split("stable/")[1].split("/")[0] for l in out.splitlines()
+                   if l.strip().startswith("output:") and "/stable.json" in l}
+        assert planned == {t.replace("_seed0", "_seed1") for t in trunks}
 
 
 def test_failed_job_keep_going_then_rerun_fills_the_gap(study):

@@ -35,6 +35,7 @@ assert set(_FIGURE_REPORT) == set(_FIGURES), "every figure analyze draws needs a
 
 rule analyze:
     input:
+        GRID_FILE,
         all_cell_evals(),
     output:
         **ANALYSIS_OUT,

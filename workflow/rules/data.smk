@@ -23,6 +23,8 @@ PREPARE_CMD = "python -m skillscale.data --config {params.config} --out {params.
 
 
 rule plan:
+    input:
+        GRID_FILE,
     output:
         f"{R}/plan.csv",
     params:
