@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import analysis, fit, plan, tables
+from . import plan, tables
 from . import config as cfgmod
 
 START_SECONDS = 3.0  # a trunk job's process start-up (bench train --cell-jobs)
@@ -127,19 +127,9 @@ def simulate(cells, truth: dict, sd: dict, rho: dict, skills: dict, rng) -> pd.D
 def precision(cells: pd.DataFrame, cfg: dict) -> dict:
     """The precision table's three statistics (and interior optima) of `cells`: the study's
     own IsoFLOP, power-law and datamix-slope fits, without the tables nobody reads here."""
-    fc = cfg["fit"]
-    n_boot, ci = int(fc["n_boot"]), float(fc["ci"])
-    usable = cells.rename(columns={"value": "loss"})
-    sc = fit.isoflop_scaling(usable, tables.GROUP, n_col="n_params", budget_col="budget", loss_col="loss",
-                             n_boot=n_boot, seed=0, ci=ci, window=fc.get("window"))
-    budgets = np.array(sorted(cells["budget"].unique()), float)
-    c_ref = float(np.exp(np.mean(np.log(budgets))))
-    srcs = cfg["data"].get("sources")
-    per = analysis.datamix_slopes(cells, sources=srcs, n_boot=n_boot, seed=0, ci=ci, window=fc.get("window"))
-    per.insert(2, "basis", "budget")
-    ref, _ = tables.datamix_at_reference(sc.scaling, c_ref, n_boot, ci, sources=srcs)
-    p = tables.precision_table({"optima": sc.optima, "scaling": sc.scaling,
-                                "datamix_slopes": pd.concat([per, ref], ignore_index=True)[per.columns]})
+    sc = tables.isoflop_tables(cells.rename(columns={"value": "loss"}), cfg["fit"])
+    slopes, _ = tables.datamix_table(cells, sc.scaling, cfg, tables.reference_compute(cells["budget"].unique()))
+    p = tables.precision_table({"optima": sc.optima, "scaling": sc.scaling, "datamix_slopes": slopes})
     p = p.set_index("statistic")
     return {"n_opt_ratio": p.loc["n_opt_interval_ratio", "median"],
             "exponent_width": p.loc["exponent_interval_width", "median"],

@@ -187,6 +187,35 @@ def precision_table(t: dict) -> pd.DataFrame:
     ])
 
 
+def reference_compute(budgets) -> float:
+    """C_ref: the geometric mean of the budgets, where the datamix slopes are compared."""
+    budgets = np.asarray(budgets, float)
+    return float(np.exp(np.mean(np.log(budgets)))) if budgets.size else np.nan
+
+
+def isoflop_tables(usable: pd.DataFrame, fc: dict):
+    """Approach 2 on the usable cells (loss column 'loss'): optima per budget and power laws,
+    with the fit settings `fc` (config's fit)."""
+    sc = fit.isoflop_scaling(usable, GROUP, n_col="n_params", budget_col="budget", loss_col="loss",
+                             n_boot=int(fc["n_boot"]), seed=0, ci=float(fc["ci"]), window=fc.get("window"))
+    if "n_budgets" in sc.scaling.columns:
+        sc.scaling["note"] = np.where((sc.scaling["n_budgets"] == 2) & (sc.scaling["status"] == "ok"),
+                                      "2 budgets: the line passes through both optima; its interval comes only"
+                                      " from their cell bootstraps", "")
+    return sc
+
+
+def datamix_table(cells: pd.DataFrame, scaling: pd.DataFrame, cfg: dict, c_ref: float):
+    """Claim 2's table: slopes per budget, then at C_ref from the power laws (and their
+    difference); plus the N*(C_ref) points the figure draws."""
+    fc, srcs = cfg["fit"], cfg["data"].get("sources")
+    n_boot, ci = int(fc["n_boot"]), float(fc["ci"])
+    per = analysis.datamix_slopes(cells, sources=srcs, n_boot=n_boot, seed=0, ci=ci, window=fc.get("window"))
+    per.insert(2, "basis", "budget")
+    ref, pts = datamix_at_reference(scaling, c_ref, n_boot, ci, sources=srcs)
+    return pd.concat([per, ref], ignore_index=True)[per.columns], pts
+
+
 def build_tables(cells: pd.DataFrame, cfg: dict) -> dict:
     """Every table (name -> DataFrame) plus 'extra' data the figures and summary need."""
     fc = cfg["fit"]
@@ -196,16 +225,11 @@ def build_tables(cells: pd.DataFrame, cfg: dict) -> dict:
     usable = cells[~div].rename(columns={"value": "loss"})  # NaN losses stay: the fits say so
     metrics = sorted(cells["metric"].dropna().unique())
     budgets = np.array(sorted(cells["budget"].dropna().unique()), float)
-    c_ref = float(np.exp(np.mean(np.log(budgets)))) if budgets.size else np.nan
+    c_ref = reference_compute(budgets)
     c_top = float(budgets.max()) if budgets.size else np.nan
     t, extra = {}, dict(c_ref=c_ref, c_top=c_top, n_boot=n_boot, ci=ci, window=window)
-    sc = fit.isoflop_scaling(usable, GROUP, n_col="n_params", budget_col="budget", loss_col="loss",
-                             n_boot=n_boot, seed=0, ci=ci, window=window)
+    sc = isoflop_tables(usable, fc)
     t["optima"], t["scaling"] = sc.optima, sc.scaling
-    if "n_budgets" in sc.scaling.columns:
-        sc.scaling["note"] = np.where((sc.scaling["n_budgets"] == 2) & (sc.scaling["status"] == "ok"),
-                                      "2 budgets: the line passes through both optima; its interval comes only"
-                                      " from their cell bootstraps", "")
     extra["line_draws"] = sc.scaling.attrs.get("line_draws", {})
     kw = dict(n_boot=n_boot, seed=0, ci=ci, window=window)
 
@@ -218,12 +242,8 @@ def build_tables(cells: pd.DataFrame, cfg: dict) -> dict:
     t["ape_residuals"] = section("ape_residuals", lambda: analysis.ape_residuals(cells, w=APE_W, **kw))
 
     def slopes():
-        srcs = cfg["data"].get("sources")
-        per = analysis.datamix_slopes(cells, sources=srcs, **kw)
-        per.insert(2, "basis", "budget")
-        ref, pts = datamix_at_reference(sc.scaling, c_ref, n_boot, ci, sources=srcs)
-        extra["optimum_at_reference"] = pts
-        return pd.concat([per, ref], ignore_index=True)[per.columns]
+        table, extra["optimum_at_reference"] = datamix_table(cells, sc.scaling, cfg, c_ref)
+        return table
     t["datamix_slopes"] = section("datamix_slopes", slopes)
 
     def composition():
