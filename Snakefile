@@ -11,8 +11,8 @@ import os
 from dataclasses import asdict
 
 from skillscale import config as study_config
-from skillscale import data as study_data
-from skillscale import io as study_io
+from skillscale.data import embedded as study_data
+from skillscale import common as study_io
 from skillscale import plan as study_plan
 
 

@@ -57,7 +57,7 @@ def sources_study(tmp_path_factory):
     study instead of two, each a few minutes)."""
     import time
 
-    from skillscale import samplecorpora
+    from skillscale.tools import samplecorpora
 
     wd = copy_workflow(tmp_path_factory.mktemp("wfs"))
     samplecorpora.write(wd / "corpora")
@@ -108,7 +108,7 @@ def one_cell_study(d: Path):
     a WSD cell would cool down from a trunk); returns the plan's cells."""
     from skillscale import config as cfgmod
     from skillscale import plan
-    from skillscale.data import prepare
+    from skillscale.data.embedded import prepare
 
     over = {"train": {"checkpoint_seconds": 0, "log_every": 5, "schedule": "cosine"}}
     cfg = cfgmod.load(REPO / "config" / "studies" / "test.yaml", over)

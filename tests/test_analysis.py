@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import minimize_scalar
 
-from skillscale import analysis
+from skillscale.analysis import skills
 
 ALPHA = BETA = 0.35
 A_OPT = BETA / (ALPHA + BETA)
@@ -82,18 +82,18 @@ def cells():
 
 
 def test_validation_mix_is_byte_weighted_mean(cells):
-    mix = analysis.validation_mix(cells, 0.3)
+    mix = skills.validation_mix(cells, 0.3)
     wide = cells.pivot(index="cell", columns="metric", values="value")
     got = mix.set_index("cell")["value"]
     assert np.allclose(got, 0.3 * wide.loc[got.index, "knowledge_text"] + 0.7 * wide.loc[got.index, "code_text"])
     assert set(mix.metric) == {"val_mix"} and len(mix) == cells.cell.nunique()
     assert {"code_frac", "budget", "n_params", "diverged"} <= set(mix.columns)
     with pytest.raises(ValueError, match="outside"):
-        analysis.validation_mix(cells, 1.5)
+        skills.validation_mix(cells, 1.5)
 
 
 def test_ape_residual_signs_and_values(cells):
-    r = analysis.ape_residuals(cells, w=0.5, n_boot=200)
+    r = skills.ape_residuals(cells, w=0.5, n_boot=200)
     assert (r.status == "ok").all(), r.status.unique()
     qa, fn = r[r.metric == "knowledge_qa"], r[r.metric == "code_fn"]
     assert (qa.residual > 0).all() and (qa.hungry == "capacity").all()
@@ -105,7 +105,7 @@ def test_ape_residual_signs_and_values(cells):
 
 
 def test_datamix_slopes_recover_kappa(cells):
-    s = analysis.datamix_slopes(cells, n_boot=200)
+    s = skills.datamix_slopes(cells, n_boot=200)
     assert (s.status == "ok").all(), s.status.unique()
     for m, p in METRICS.items():
         got = s[s.metric == m]
@@ -121,7 +121,7 @@ def test_datamix_slopes_recover_kappa(cells):
 
 def test_validation_composition_range(cells):
     ws = np.linspace(0, 1, 6)
-    vc = analysis.validation_composition(cells, ws=ws, n_boot=100)
+    vc = skills.validation_composition(cells, ws=ws, n_boot=100)
     assert (vc.summary.status == "ok").all() and len(vc.curve) == len(ws) * len(CODE_FRACS) * len(BUDGETS)
     for _, row in vc.summary.iterrows():
         t = [true_mix_log_n_opt(w, row.code_frac, row.budget) for w in ws]
@@ -132,13 +132,13 @@ def test_validation_composition_range(cells):
 
 
 def test_heldout_budget_prediction(cells):
-    h = analysis.heldout_budget_prediction(cells, "knowledge_qa", n_boot=100)
+    h = skills.heldout_budget_prediction(cells, "knowledge_qa", n_boot=100)
     assert (h.status == "ok").all() and len(h) == len(CODE_FRACS)
     assert (h.heldout_budget == max(BUDGETS)).all()
     assert np.abs(h.n_opt_rel_err).max() < 0.15
     assert np.abs(h.loss_rel_err).max() < 0.03
     assert np.allclose(h.a, A_OPT, atol=0.05)
-    mix = analysis.heldout_budget_prediction(cells, "val_mix", n_boot=0)
+    mix = skills.heldout_budget_prediction(cells, "val_mix", n_boot=0)
     assert (mix.status == "ok").all()
 
 
@@ -148,13 +148,13 @@ def test_diverged_cells_excluded_and_listed():
     cells.loc[cells.cell == bad, "diverged"] = True
     cells.loc[cells.cell == bad, "value"] = 50.0  # would wreck the fit if used
     clean = make_cells()
-    r, r0 = analysis.ape_residuals(cells, n_boot=0), analysis.ape_residuals(clean, n_boot=0)
+    r, r0 = skills.ape_residuals(cells, n_boot=0), skills.ape_residuals(clean, n_boot=0)
     cf, b = cells.loc[cells.cell == bad, ["code_frac", "budget"]].iloc[0]
     row = (r.code_frac == cf) & (r.budget == b)
     assert (r.loc[row, "excluded_cells"] == bad).all() and (r.loc[~row, "excluded_cells"] == "").all()
     assert r.attrs["excluded_cells"] == [bad]
     assert np.abs(r.loc[row, "residual"].to_numpy() - r0.loc[row, "residual"].to_numpy()).max() < 0.2
-    s = analysis.datamix_slopes(cells, n_boot=0)
+    s = skills.datamix_slopes(cells, n_boot=0)
     assert (s.loc[s.budget == b, "excluded_cells"] == bad).all()
 
 
@@ -164,35 +164,35 @@ def test_too_few_points_is_a_status_not_an_exception():
     small = (cells.code_frac == 0.5) & (cells.budget == 1e12) & ~cells["size"].isin(["s2", "s3"])
     cells = cells[~small]
     cells = cells[~((cells.code_frac == 0.75) & (cells.metric == "code_fn"))]
-    r = analysis.ape_residuals(cells, n_boot=20)
+    r = skills.ape_residuals(cells, n_boot=20)
     row = r[(r.code_frac == 0.5) & (r.budget == 1e12)]
     assert row.status.str.startswith("failed: code_frac=0.5, budget=1e+12").all()
     assert "only 2 distinct sizes" in row.status.iloc[0]
     fn = r[(r.code_frac == 0.75) & (r.metric == "code_fn")]
     assert fn.status.str.contains("metric=code_fn: no values in these cells").all()
-    s = analysis.datamix_slopes(cells, n_boot=20)
+    s = skills.datamix_slopes(cells, n_boot=20)
     assert (s.status == "ok").sum() >= len(s) - 1
-    one = analysis.datamix_slopes(make_cells(code_fracs=(0.5,)), n_boot=0)
+    one = skills.datamix_slopes(make_cells(code_fracs=(0.5,)), n_boot=0)
     assert one.status.str.contains("1 data fraction").all()
-    h = analysis.heldout_budget_prediction(make_cells(budgets=BUDGETS[:2]), "code_fn", n_boot=0)
+    h = skills.heldout_budget_prediction(make_cells(budgets=BUDGETS[:2]), "code_fn", n_boot=0)
     assert h.status.str.startswith("failed: code_frac=").all() and "need >= 2" in h.status.iloc[0]
-    vc = analysis.validation_composition(cells, ws=[0, 0.5, 1], n_boot=0)
+    vc = skills.validation_composition(cells, ws=[0, 0.5, 1], n_boot=0)
     failed = vc.summary[(vc.summary.code_frac == 0.5) & (vc.summary.budget == 1e12)]
     assert failed.status.iloc[0].startswith("failed: code_frac=0.5, budget=1e+12: 0 of 3")
 
 
 def test_datamix_slopes_take_the_own_share_from_the_sources_with_a_fixed_share_background(cells):
-    from skillscale import tables
+    from skillscale.analysis import tables
 
     # a study on configured sources: a 20% web background at a fixed share (its own metric)
     srcs = {"wiki": {"role": "knowledge", "weight": 1}, "py": {"role": "code", "weight": 1},
             "web": {"role": "web", "weight": 1, "share": 0.2}}
     web = cells[cells.metric == "code_text"].assign(metric="text_web", skill="web")
     cells = pd.concat([cells, web], ignore_index=True)
-    assert analysis.own_share("knowledge", [0.25, 0.75], srcs) == pytest.approx([0.55, 0.05])
-    assert analysis.own_share("code", 0.25, srcs) == pytest.approx(0.25)
-    legacy = analysis.datamix_slopes(cells, n_boot=0)
-    s = analysis.datamix_slopes(cells, n_boot=0, sources=srcs)
+    assert skills.own_share("knowledge", [0.25, 0.75], srcs) == pytest.approx([0.55, 0.05])
+    assert skills.own_share("code", 0.25, srcs) == pytest.approx(0.25)
+    legacy = skills.datamix_slopes(cells, n_boot=0)
+    s = skills.datamix_slopes(cells, n_boot=0, sources=srcs)
     assert set(s.metric) == set(METRICS)  # the background role gets no slope row
     for m, p in METRICS.items():
         new, old = s[s.metric == m].reset_index(), legacy[legacy.metric == m].reset_index()

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from skillscale import bench
+from skillscale.tools import speed
 
 
 def test_bench_train_json_on_a_tiny_shape(repo, capsys):
@@ -13,7 +13,7 @@ def test_bench_train_json_on_a_tiny_shape(repo, capsys):
     argv = ["train", "--json", "--config", str(repo / "config" / "config.yaml"), "--d-model", "32",
             "--n-layers", "1", "--n-heads", "2", "--batch-size", "2", "--steps", "3", "--warmup-steps", "1",
             "--repeats", "1", "--peak-size", "128", "--precision", "both", "--no-hf", "--threads", str(torch.get_num_threads())]
-    assert bench.main(argv) == 0
+    assert speed.main(argv) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["shape"]["d_model"] == 32 and r["shape"]["n_layers"] == 1
     assert r["params"]["ours"] > 0 and r["hf_skipped"].startswith("skipped")
@@ -33,9 +33,10 @@ def test_bench_train_json_on_a_tiny_shape(repo, capsys):
 
 
 def test_dag_benchmark_grid_is_valid_and_has_the_asked_size(repo):
-    from skillscale import config, plan
+    from skillscale import config
+    from skillscale import plan
 
-    cfg = config.validate(bench.dag_config(fractions=10, budgets=20, seeds=5), "dag bench")
+    cfg = config.validate(speed.dag_config(fractions=10, budgets=20, seeds=5), "dag bench")
     cells, dropped = plan.build(cfg)
     assert len(cells) == 5000 and not dropped
 
@@ -43,7 +44,7 @@ def test_dag_benchmark_grid_is_valid_and_has_the_asked_size(repo):
 def test_the_cuda_benchmark_says_it_is_skipped_on_a_cpu_only_machine():
     if torch.cuda.is_available():
         pytest.skip("this node has a GPU: the benchmark would run")
-    p = subprocess.run([sys.executable, "-m", "skillscale.bench", "train", "--device", "cuda"],
+    p = subprocess.run([sys.executable, "-m", "skillscale.tools.speed", "train", "--device", "cuda"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "CUDA part skipped" in p.stdout, p.stdout + p.stderr
 
@@ -51,9 +52,9 @@ def test_the_cuda_benchmark_says_it_is_skipped_on_a_cpu_only_machine():
 def test_packed_throughput_is_measured_against_one_process_per_cell():
     """The benchmark's packed-vs-one-per-GPU part, on CPU at a toy size: k processes side by
     side and one alone, each a fresh interpreter training the same steps."""
-    from skillscale import benchgpu
+    from skillscale.tools import speed_gpu
 
-    r = benchgpu.packed_vs_alone("cpu", {"d_model": 16, "n_layers": 1, "n_heads": 2, "vocab_size": 256,
+    r = speed_gpu.packed_vs_alone("cpu", {"d_model": 16, "n_layers": 1, "n_heads": 2, "vocab_size": 256,
                                          "seq_len": 16, "batch_size": 4}, k=2, steps=3)
     assert r["members"] == 2 and r["packed_tokens"] == 2 * r["alone_tokens"] == 2 * 3 * 4 * 16
     assert r["alone_tokens_per_s"] > 0 and r["packed_tokens_per_s"] > 0

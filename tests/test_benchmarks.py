@@ -9,15 +9,15 @@ import datasets
 import pytest
 import torch
 
-from skillscale import benchmarks as bench
+from skillscale import benchmarks
 from skillscale import config as cfgmod
-from skillscale.evaluate import METRICS, SkillscaleLM, benchmark_metrics, run_tasks
-from skillscale.tokenizer import ByteTokenizer
+from skillscale.evaluate.harness import METRICS, SkillscaleLM, benchmark_metrics, run_tasks
+from skillscale.data.tokenizer import ByteTokenizer
 
 from test_evaluate import Uniform, write_eval_dir
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "benchmarks"
-NAMES = sorted(bench.shipped())
+NAMES = sorted(benchmarks.shipped())
 
 
 def all_fixtures() -> dict:
@@ -27,16 +27,16 @@ def all_fixtures() -> dict:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     d = tmp_path_factory.mktemp("bench")
-    manifest = bench.prepare(all_fixtures(), d / "benchmarks")
+    manifest = benchmarks.prepare(all_fixtures(), d / "benchmarks")
     return d, manifest
 
 
 def test_the_required_benchmarks_ship_with_their_skills():
-    skills = {n: s["skill"] for n, s in bench.shipped().items()}
+    skills = {n: s["skill"] for n, s in benchmarks.shipped().items()}
     for n in ("triviaqa", "nq_open", "webqs", "arc_easy", "arc_challenge", "sciq"):
         assert skills[n] == "knowledge"
     assert skills["humaneval"] == skills["mbpp"] == "code"
-    assert set(bench.SKILLS) == {s for _, s in METRICS.values()}
+    assert set(benchmarks.SKILLS) == {s for _, s in METRICS.values()}
     for n in NAMES:
         assert (FIXTURES / f"{n}.jsonl").exists(), f"no fixture for {n}"
 
@@ -113,12 +113,12 @@ def test_prompt_is_the_harness_doc_to_text(prepared, name):
     from lm_eval.tasks import TaskManager
 
     d, _ = prepared
-    tm = TaskManager(include_path=str(bench.TASKS_DIR), include_defaults=False,
+    tm = TaskManager(include_path=str(benchmarks.TASKS_DIR), include_defaults=False,
                      metadata={"benchmarks_dir": str(d / "benchmarks")})
-    task = bench.shipped()[name]["task"]
+    task = benchmarks.shipped()[name]["task"]
     ours = tm.load([task])["tasks"][task]
     docs = list(ours.test_docs())
-    theirs = harness_task(bench.shipped()[name]["harness"], docs)
+    theirs = harness_task(benchmarks.shipped()[name]["harness"], docs)
     for doc in docs:
         assert ours.doc_to_text(doc) == theirs.doc_to_text(doc)
         assert ours.fewshot_context(doc, 0) == theirs.fewshot_context(doc, 0)  # description included
@@ -138,10 +138,10 @@ def test_every_mirror_form_prepares_the_same_docs(tmp_path):
     out = {}
     for form, mirror in [("jsonl", FIXTURES / "arc_easy.jsonl"), ("parquet", tmp_path / "test.parquet"),
                          ("saved", tmp_path / "saved")]:
-        bench.prepare({"eval": {"benchmarks": {"arc_easy": {"mirror": str(mirror)}}}}, tmp_path / form)
+        benchmarks.prepare({"eval": {"benchmarks": {"arc_easy": {"mirror": str(mirror)}}}}, tmp_path / form)
         out[form] = (tmp_path / form / "arc_easy.jsonl").read_text()
     assert out["jsonl"] == out["parquet"] == out["saved"]
-    bench.prepare({"eval": {"benchmarks": {"arc_easy": {"mirror": str(FIXTURES / "arc_easy.jsonl"), "limit": 2}}}},
+    benchmarks.prepare({"eval": {"benchmarks": {"arc_easy": {"mirror": str(FIXTURES / "arc_easy.jsonl"), "limit": 2}}}},
                   tmp_path / "lim")
     assert len((tmp_path / "lim" / "arc_easy.jsonl").read_text().splitlines()) == 2
 
@@ -164,22 +164,22 @@ def test_mirror_lacking_a_field_or_split_fails_before_anything_is_written(tmp_pa
     bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = {"eval": {"benchmarks": {"arc_easy": {"mirror": str(FIXTURES / "arc_easy.jsonl")},
                                    "triviaqa": {"mirror": str(bad)}}}}
-    with pytest.raises(bench.BenchmarkError, match=r"eval\.benchmarks\.triviaqa \(file .*trivia\.jsonl, split"
+    with pytest.raises(benchmarks.BenchmarkError, match=r"eval\.benchmarks\.triviaqa \(file .*trivia\.jsonl, split"
                                                    r" 'validation'\): document 2 lacks field 'answer\.value'"):
-        bench.prepare(cfg, tmp_path / "out")
+        benchmarks.prepare(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # arc_easy was fine, but nothing is written
     ds = datasets.Dataset.from_list([json.loads(x) for x in (FIXTURES / "sciq.jsonl").read_text().splitlines()])
     datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "sciq"))
-    with pytest.raises(bench.BenchmarkError, match=r"eval\.benchmarks\.sciq\.mirror: .*sciq has splits \['train'\],"
+    with pytest.raises(benchmarks.BenchmarkError, match=r"eval\.benchmarks\.sciq\.mirror: .*sciq has splits \['train'\],"
                                                    r" not 'test'"):
-        bench.prepare({"eval": {"benchmarks": {"sciq": {"mirror": str(tmp_path / "sciq")}}}}, tmp_path / "out")
+        benchmarks.prepare({"eval": {"benchmarks": {"sciq": {"mirror": str(tmp_path / "sciq")}}}}, tmp_path / "out")
 
 
 def test_task_definitions_import_nothing_that_downloads():
     """Our benchmark utils import only json, pathlib and datasets (lm-eval's code tasks load
     `evaluate`'s code_eval when their YAML is read)."""
-    src = (bench.TASKS_DIR / "utils.py").read_text()
+    src = (benchmarks.TASKS_DIR / "utils.py").read_text()
     imports = {line.split()[1] for line in src.splitlines() if line.startswith(("import ", "from "))}
     assert imports <= {"json", "pathlib", "datasets"}, imports
-    for y in bench.TASKS_DIR.glob("*.yaml"):
+    for y in benchmarks.TASKS_DIR.glob("*.yaml"):
         assert "evaluate" not in y.read_text().replace("skillscale", "")

@@ -5,7 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skillscale import analysis, claims, fit, tables
+from skillscale.analysis import skills
+from skillscale.analysis import claims
+from skillscale.analysis import fit
+from skillscale.analysis import tables
 
 ALPHA = BETA = 0.35
 A_OPT = BETA / (ALPHA + BETA)
@@ -58,12 +61,12 @@ def judge(cells, n_boot=60):
     usable = cells.rename(columns={"value": "loss"})
     sc = fit.isoflop_scaling(usable, tables.GROUP, n_boot=n_boot, seed=0, ci=0.9)
     c_ref = float(np.exp(np.mean(np.log(BUDGETS))))
-    per = analysis.datamix_slopes(cells, **kw)
+    per = skills.datamix_slopes(cells, **kw)
     per.insert(2, "basis", "budget")
     ref, _ = tables.datamix_at_reference(sc.scaling, c_ref, n_boot, 0.9)
-    t = dict(ape_residuals=analysis.ape_residuals(cells, w=tables.APE_W, **kw),
+    t = dict(ape_residuals=skills.ape_residuals(cells, w=tables.APE_W, **kw),
              datamix_slopes=pd.concat([per, ref], ignore_index=True),
-             validation_composition_summary=analysis.validation_composition(cells, ws=(0, 0.5, 1), **kw).summary)
+             validation_composition_summary=skills.validation_composition(cells, ws=(0, 0.5, 1), **kw).summary)
     v = claims.verdicts(t)
     return {(r.claim[0], r.part): r.verdict for r in v.itertuples()}
 
@@ -132,7 +135,7 @@ def test_claim3_old_statistic_could_not_fail_the_contrast_can():
     interval above 0 (it is >= 0 by construction); the signed contrast says 'no change'."""
     cells = make_cells(world(knowledge_text=dict(offset=0.0, kappa=0.0), code_text=dict(offset=0.0, kappa=0.0)),
                        noise=0.0005)
-    s = analysis.validation_composition(cells, ws=(0, 0.5, 1), n_boot=60).summary
+    s = skills.validation_composition(cells, ws=(0, 0.5, 1), n_boot=60).summary
     assert (s.rel_change_lo >= 0).all()
     part = claims.claim3(s)[0]
     assert part.verdict == claims.CONTRADICTED and part.n_for + part.n_against + part.n_neither == part.n_groups

@@ -4,9 +4,11 @@ import json
 
 import pytest
 
-from skillscale import config, corpora, io
-from skillscale.data import check_no_leakage, prepare
-from skillscale.evaluate import load_cell
+from skillscale import config
+from skillscale.data import corpora
+from skillscale import common
+from skillscale.data.embedded import check_no_leakage, prepare
+from skillscale.evaluate.harness import load_cell
 
 
 def evals(**over):
@@ -36,8 +38,8 @@ def test_a_corpus_too_small_to_hold_anything_out_is_refused(tmp_path):
 
 def test_checkpoint_trained_on_other_data_is_refused(tmp_path):
     cell, data = tmp_path / "cell", tmp_path / "data"
-    io.write_json(cell / "train.json", {"provenance": {"tokenizer_sha256": "a" * 64}})
-    io.write_json(data / "manifest.json", {"tokenizer": {"sha256": "b" * 64}})
+    common.write_json(cell / "train.json", {"provenance": {"tokenizer_sha256": "a" * 64}})
+    common.write_json(data / "manifest.json", {"tokenizer": {"sha256": "b" * 64}})
     with pytest.raises(ValueError, match="trained with tokenizer aaaaaaaaaaaa but .* holds bbbbbbbbbbbb"):
         load_cell(cell, data)
 
@@ -45,16 +47,16 @@ def test_checkpoint_trained_on_other_data_is_refused(tmp_path):
 def test_torn_json_record_names_the_file(tmp_path):
     (tmp_path / "train.json").write_text('{"final_loss": 3.1, "cur')  # a writer killed mid-way
     with pytest.raises(ValueError, match="train.json: training record is not valid JSON"):
-        io.read_json(tmp_path / "train.json", "training record")
+        common.read_json(tmp_path / "train.json", "training record")
     with pytest.raises(FileNotFoundError, match="eval.json: eval record not found"):
-        io.read_json(tmp_path / "eval.json", "eval record")
+        common.read_json(tmp_path / "eval.json", "eval record")
 
 
 def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
     p = tmp_path / "t.json"
-    io.write_json(p, {"v": 1})
+    common.write_json(p, {"v": 1})
     with pytest.raises(RuntimeError):
-        with io.atomic_path(p) as tmp:
+        with common.atomic_path(p) as tmp:
             tmp.write_text('{"v": 2, "half')
             raise RuntimeError("killed")
     assert json.loads(p.read_text()) == {"v": 1}

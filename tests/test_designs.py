@@ -1,10 +1,12 @@
-"""skillscale.designs: what other seeds x sizes designs of a study would buy, per minute."""
+"""skillscale.studies.designs: what other seeds x sizes designs of a study would buy, per minute."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from skillscale import config, designs, plan
+from skillscale import config
+from skillscale.studies import designs
+from skillscale import plan
 
 SD = 0.02  # the noise the synthetic study is built with
 

@@ -14,12 +14,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from skillscale import benchmarks as bench
+from skillscale import benchmarks
 from skillscale import config as cfgmod
-from skillscale import export, plan
-from skillscale.data import prepare
-from skillscale.evaluate import evaluate_cell
-from skillscale.model import Decoder, ModelShape
+from skillscale.tools import export
+from skillscale import plan
+from skillscale.data.embedded import prepare
+from skillscale.evaluate.harness import evaluate_cell
+from skillscale.model.decoder import Decoder, ModelShape
 
 from conftest import REPO
 from test_benchmarks import FIXTURES
@@ -39,7 +40,7 @@ def cell(tmp_path_factory):
     study.mkdir(parents=True)
     (study / "config.yaml").write_text(cfgmod.dump(cfg))
     prepare(cfg, study / "data")
-    bench.prepare(cfg, study / "data" / "benchmarks")
+    benchmarks.prepare(cfg, study / "data" / "benchmarks")
     cells, _ = plan.build(cfg)
     c = next(c for c in cells if c.size.startswith("d16L2"))  # two layers: the block loop is mapped
     out = study / "cells" / c.cell
@@ -88,7 +89,7 @@ def test_exported_logits_equal_ours_in_fp32(cell, exported):
 
 
 def test_exported_tokenizer_encodes_as_ours(cell, exported):
-    from skillscale.tokenizer import BPETokenizer
+    from skillscale.data.tokenizer import BPETokenizer
 
     ours = BPETokenizer.load(cell["data"] / "tokenizer.json")
     theirs = transformers.AutoTokenizer.from_pretrained(str(exported))
@@ -106,16 +107,16 @@ def test_lm_eval_hf_backend_scores_the_export_like_skillscale(cell, exported):
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    tm = TaskManager(include_path=str(bench.TASKS_DIR), include_defaults=False,
+    tm = TaskManager(include_path=str(benchmarks.TASKS_DIR), include_defaults=False,
                      metadata={"benchmarks_dir": str(cell["data"] / "benchmarks")})
     names = ["triviaqa", "arc_easy"]
     t0 = time.time()
     out = simple_evaluate(model="hf", model_args=f"pretrained={exported},dtype=float32,device=cpu",
-                          tasks=[bench.shipped()[n]["task"] for n in names], task_manager=tm,
+                          tasks=[benchmarks.shipped()[n]["task"] for n in names], task_manager=tm,
                           bootstrap_iters=0, verbosity="WARNING", batch_size=8)
     TIMES["lm-eval hf backend"] = time.time() - t0
     for n in names:
-        got = out["results"][bench.shipped()[n]["task"]]["bits_per_byte,none"]
+        got = out["results"][benchmarks.shipped()[n]["task"]]["bits_per_byte,none"]
         want = cell["eval"]["benchmarks"][n]["bits_per_byte"]
         TIMES[f"hf vs ours {n}"] = (got, want)
         assert got == pytest.approx(want, rel=1e-5), n

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skillscale import fit, fitcli
+from skillscale.analysis import fit
+from skillscale.tools import fitpoints
 
 ANCHORS = Path(__file__).resolve().parents[1].parent / "shared" / "anchors"
 
@@ -252,7 +253,7 @@ def test_porian_approach2_exponent(porian_scaling, setting):
 # --------------------------------------------------------------------------------------
 
 def run_cli(capsys, *argv):
-    rc = fitcli.main(list(argv))
+    rc = fitpoints.main(list(argv))
     out, err = capsys.readouterr()
     return rc, out, err
 

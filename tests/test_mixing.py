@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from skillscale.mixing import Mixture, Shard, code_mask, n_code
+from skillscale.data.mixing import Mixture, Shard, code_mask, n_code
 
 
 def make_shard(path, values, n):
@@ -72,7 +72,7 @@ def test_each_epoch_takes_every_sequence_once_in_a_seeded_order(tmp_path):
 
 
 def test_several_sources_keep_their_shares_over_every_prefix():
-    from skillscale.mixing import nested_counts, ratios_of, taken
+    from skillscale.data.mixing import nested_counts, ratios_of, taken
 
     shares = [0.3, 0.2, 0.15, 0.35]
     counts = np.zeros(len(shares), dtype=int)
@@ -88,7 +88,7 @@ def test_several_sources_keep_their_shares_over_every_prefix():
 
 
 def test_sharded_store_reads_what_was_written(tmp_path):
-    from skillscale.datastore import ShardedStore, ShardWriter
+    from skillscale.data.datastore import ShardedStore, ShardWriter
 
     w = ShardWriter(tmp_path / "s", "uint16", 0, 1000, "fp")
     docs = [list(range(1 + i, 300 + i)) for i in range(20)]

@@ -1,6 +1,6 @@
 import torch
 
-from skillscale.model import Decoder, ModelShape, flops_per_token, param_counts
+from skillscale.model.decoder import Decoder, ModelShape, flops_per_token, param_counts
 
 
 def test_param_conventions_match_the_module():

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from skillscale import config as cfgmod
-from skillscale import devices, plan
+from skillscale.train import devices
+from skillscale import plan
 
 
 def cfg_with(seeds=(0,), **resources):
@@ -60,8 +61,8 @@ def test_a_pack_or_a_job_that_does_not_fit_the_gpu_is_refused_at_planning():
 
 
 def test_micro_batches_give_the_whole_batch_step():
-    from skillscale.model import Decoder, ModelShape
-    from skillscale.train import build_optimizer, loss_fn, train_step
+    from skillscale.model.decoder import Decoder, ModelShape
+    from skillscale.train.jobs import build_optimizer, loss_fn, train_step
 
     tc = dict(weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0, precision="fp32")
     shape = ModelShape(d_model=16, n_layers=2, n_heads=2, vocab_size=300, seq_len=32, ffn_mult=2.6667)
@@ -93,7 +94,7 @@ def test_a_pack_with_a_failing_member_fails_after_the_others_finish(tmp_path):
     checkpoint), writes no pack record, and keeps the finished member's trunk and cells."""
     from conftest import REPO
 
-    from skillscale.data import prepare
+    from skillscale.data.embedded import prepare
 
     cfg = cfgmod.load(REPO / "config" / "studies" / "test.yaml", {"train": {"log_every": 50}})
     (tmp_path / "config.yaml").write_text(cfgmod.dump(cfg))

@@ -2,7 +2,8 @@ import math
 
 import pytest
 
-from skillscale import config, plan
+from skillscale import config
+from skillscale import plan
 
 
 def test_default_plan_has_six_sizes_per_budget_spanning_the_guess():
@@ -48,7 +49,7 @@ def test_adding_a_fraction_keeps_existing_cell_ids():
 
 
 def test_cost_plan_covers_every_training_and_evaluation_job():
-    from skillscale import costplan
+    from skillscale.tools import costplan
 
     cfg = config.load("config/studies/test.yaml", {"train": {"schedule": "wsd"}})
     cells, _ = plan.build(cfg)

@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 
 from conftest import estimates_outside_intervals
-from skillscale import aggregate, config, report, tables
+from skillscale.analysis import aggregate
+from skillscale import config
+from skillscale.analysis import report
+from skillscale.analysis import tables
 
 ALPHA = BETA = 0.35
 A_OPT = BETA / (ALPHA + BETA)

@@ -17,10 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skillscale import config, data, mixing, samplecorpora, sources
-from skillscale.corpora import DataError
-from skillscale.datastore import ShardedStore, sha256_file
-from skillscale.tokenizer import BPETokenizer
+from skillscale import config
+from skillscale.data import embedded as data
+from skillscale.data import mixing
+from skillscale.tools import samplecorpora
+from skillscale.data import sources
+from skillscale.data.corpora import DataError
+from skillscale.data.datastore import ShardedStore, sha256_file
+from skillscale.data.tokenizer import BPETokenizer
 
 STUDY = ["--configfile", "config/studies/test-sources.yaml"]
 
@@ -271,23 +275,23 @@ def test_heldout_documents_can_come_from_their_own_files(tmp_path):
 
 
 def test_tokenizer_sample_is_seeded_spread_over_a_bounded_window_and_within_its_quota(tmp_path):
-    from skillscale import prepare
-    from skillscale.corpora import is_heldout
+    from skillscale.data import streamed
+    from skillscale.data.corpora import is_heldout
 
     docs = [{"id": i, "text": f"document {i} " + "word " * (20 + i % 50)} for i in range(3000)]
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     spec = {"role": "knowledge", "kind": "files", "files": str(tmp_path / "docs.jsonl"), "text_field": "text",
             "id_field": "id"}
     quota, frac, seed = 20_000, 0.1, 7
-    texts, info = prepare.tokenizer_sample("s", spec, quota, frac, seed)
+    texts, info = streamed.tokenizer_sample("s", spec, quota, frac, seed)
     # what it must be: the window's training documents by key, as far as the quota holds them
     window, got = [], 0
     for d in docs:
-        if not is_heldout(f"s:{d['id']}", frac, seed) and got < prepare.SAMPLE_SCAN * quota:
+        if not is_heldout(f"s:{d['id']}", frac, seed) and got < streamed.SAMPLE_SCAN * quota:
             window.append(d)
             got += len(d["text"].encode())
     want, size = [], 0
-    for d in sorted(window, key=lambda d: prepare.sample_key(f"s:{d['id']}", seed)):
+    for d in sorted(window, key=lambda d: streamed.sample_key(f"s:{d['id']}", seed)):
         if size + len(d["text"]) > quota:
             break
         want.append(d["text"])
@@ -296,10 +300,10 @@ def test_tokenizer_sample_is_seeded_spread_over_a_bounded_window_and_within_its_
     assert info["window"].startswith("first") and window[-1]["id"] < len(docs) - 1  # bounded: not the whole stream
     ids = sorted(int(t.split()[1]) for t in texts)  # spread over the window, not its first documents
     assert ids[0] < 0.2 * window[-1]["id"] and ids[-1] > 0.8 * window[-1]["id"]
-    assert prepare.tokenizer_sample("s", spec, quota, frac, seed)[0] == texts  # fixed
-    assert prepare.tokenizer_sample("s", spec, quota, frac, seed + 1)[0] != texts  # seeded
+    assert streamed.tokenizer_sample("s", spec, quota, frac, seed)[0] == texts  # fixed
+    assert streamed.tokenizer_sample("s", spec, quota, frac, seed + 1)[0] != texts  # seeded
     # a source smaller than the window: all of it is scanned, and all of it fits a larger quota
-    texts, info = prepare.tokenizer_sample("s", spec, 10**7, frac, seed)
+    texts, info = streamed.tokenizer_sample("s", spec, 10**7, frac, seed)
     assert info["window"] == "whole source" and len(texts) == sum(not is_heldout(f"s:{d['id']}", frac, seed) for d in docs)
 
 
@@ -326,7 +330,7 @@ def test_a_preparation_failing_in_the_heldout_pass_resumes_there_and_matches_an_
     with pytest.raises(FileNotFoundError, match="index.json"):  # nothing training would trust
         ShardedStore(tmp_path / "failed" / "shards" / "wiki", 64)
     held.write_text(good)
-    with caplog.at_level(logging.INFO, logger="skillscale.prepare"):
+    with caplog.at_level(logging.INFO, logger="skillscale.data.streamed"):
         again = data.prepare(cfg, tmp_path / "failed")
     assert "wiki: resuming after" in caplog.text and "only the held-out pass is read again" in caplog.text
     assert {k: v["sha256"] for k, v in again["shards"].items()} == {k: v["sha256"] for k, v in whole["shards"].items()}
@@ -348,9 +352,9 @@ def test_a_hub_source_records_the_files_datasets_read_with_their_hashes(tmp_path
 
 
 def test_the_preparation_benchmark_times_both_contenders_on_a_small_corpus(tmp_path, capsys):
-    from skillscale import bench
+    from skillscale.tools import speed
 
-    assert bench.main(["prepare", "--sizes", "300K", "--threads", "1", "--workdir", str(tmp_path), "--json"]) == 0
+    assert speed.main(["prepare", "--sizes", "300K", "--threads", "1", "--workdir", str(tmp_path), "--json"]) == 0
     run = json.loads(capsys.readouterr().out)["runs"][0]
     ours, naive = run["ours"], run["naive"]
     # the naive one keeps every document, ours holds out data.heldout_fraction of them

@@ -2,7 +2,7 @@ import json
 
 import pandas as pd
 
-from skillscale import sweepcompare
+from skillscale.studies import sweepcompare
 
 
 def fake_study(root, optima, spent):

@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 
 from skillscale import config as cfgmod
 from skillscale import plan
-from skillscale.evaluate import evaluate_cell
-from skillscale.train import lr_cosine, lr_wsd
+from skillscale.evaluate.harness import evaluate_cell
+from skillscale.train.jobs import lr_cosine, lr_wsd
 
 from conftest import REPO, one_cell_study, wait_for_checkpoint
 
@@ -111,7 +111,7 @@ def test_checkpoint_from_another_config_is_not_resumed(tiny):
 
 
 def test_wsd_cells_cool_down_from_their_trunk(tiny):
-    from skillscale.train import train_cell, train_stable
+    from skillscale.train.jobs import train_cell, train_stable
 
     d, _ = tiny
     cfg = cfgmod.load(d / "config.yaml", {"train": {"schedule": "wsd"}})
@@ -132,7 +132,7 @@ def test_wsd_cells_cool_down_from_their_trunk(tiny):
 
 
 def test_divergence_is_recorded_with_its_step_not_hidden(tiny):
-    from skillscale.train import train_cell
+    from skillscale.train.jobs import train_cell
 
     d, cell = tiny
     cfg = cfgmod.load(d / "config.yaml", {"train": {"lr": 50.0, "grad_clip": 0.0}})
@@ -154,8 +154,8 @@ def loss_and_grads(model, loss_of, batch):
 def test_compiled_loss_is_the_eager_loss():
     """train.compile: the compiled graph (model and loss as one) computes the same loss and
     gradients as the eager model; only float rounding differs."""
-    from skillscale.model import Decoder, ModelShape
-    from skillscale.train import loss_fn, use_compile
+    from skillscale.model.decoder import Decoder, ModelShape
+    from skillscale.train.jobs import loss_fn, use_compile
 
     assert use_compile({"compile": "auto"}, "cuda") and not use_compile({"compile": "auto"}, "cpu")
     assert use_compile({"compile": "always"}, "cpu") and not use_compile({"compile": "never"}, "cuda")
@@ -171,8 +171,8 @@ def test_the_fused_head_loss_is_cross_entropy_over_the_logits():
     """HeadCrossEntropy (the eager trainer's head and loss in one function) gives torch's
     cross_entropy over the logits, its loss and every parameter's gradient, up to float
     rounding; under autocast, or for a model that is not a plain Decoder, the plain loss runs."""
-    from skillscale.model import Decoder, ModelShape
-    from skillscale.train import HeadCrossEntropy, loss_fn, next_token_loss
+    from skillscale.model.decoder import Decoder, ModelShape
+    from skillscale.train.jobs import HeadCrossEntropy, loss_fn, next_token_loss
 
     torch.manual_seed(0)
     model = Decoder(ModelShape(d_model=16, n_layers=2, n_heads=2, vocab_size=128, seq_len=32))
@@ -197,7 +197,7 @@ def test_a_grown_wsd_trunk_continues_from_its_saved_states(tiny, capsys):
     """Adding a budget lengthens a trunk or puts a branch inside it. The rerun trunk starts
     from its latest branch state before the first branch it lacks, not from scratch, and ends
     with the same states as a trunk trained in one go."""
-    from skillscale.train import train_stable
+    from skillscale.train.jobs import train_stable
 
     d, _ = tiny
     base = cfgmod.load(d / "config.yaml", {"train": {"schedule": "wsd"}})
@@ -229,8 +229,8 @@ def test_our_adamw_is_torchs_fused_adamw_bit_for_bit_and_skips_dynamo():
     import subprocess
     import sys
 
-    from skillscale.model import Decoder, ModelShape
-    from skillscale.train import build_optimizer, loss_fn, train_step
+    from skillscale.model.decoder import Decoder, ModelShape
+    from skillscale.train.jobs import build_optimizer, loss_fn, train_step
 
     tc = dict(weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0, precision="fp32")
     shape = ModelShape(d_model=16, n_layers=2, n_heads=2, vocab_size=300, seq_len=32, ffn_mult=2.6667)
@@ -247,7 +247,7 @@ def test_our_adamw_is_torchs_fused_adamw_bit_for_bit_and_skips_dynamo():
         train_step(loss_fn(ref, False), ref, ref_opt, x, tc, 1e-3 * (i + 1))
     assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), ref.parameters()))
     # the point of it: a job's trainer never imports torch._dynamo (~1 s of start-up)
-    code = ("import sys, torch; from skillscale import train; from skillscale.model import Decoder, ModelShape; "
+    code = ("import sys, torch; from skillscale import train; from skillscale.model.decoder import Decoder, ModelShape; "
             "m = Decoder(ModelShape(16, 1, 2, 300, 16, 2.0)); o = train.build_optimizer(m, dict(weight_decay=0.1, "
             "beta1=0.9, beta2=0.95, grad_clip=1.0, precision='fp32'), 1e-3, 'cpu'); "
             "train.train_step(train.loss_fn(m, False), m, o, torch.randint(0, 300, (2, 17)), "
@@ -258,9 +258,9 @@ def test_our_adamw_is_torchs_fused_adamw_bit_for_bit_and_skips_dynamo():
 def test_a_compiled_process_reuses_one_model_per_shape_with_fresh_weights():
     """Under train.compile a trunk job's cooldowns get the trunk's model object (compiled
     once), re-initialised exactly as a new model from the same seed would be."""
-    from skillscale import distributed
-    from skillscale.model import Decoder, ModelShape
-    from skillscale.train import model_for
+    from skillscale.train import distributed
+    from skillscale.model.decoder import Decoder, ModelShape
+    from skillscale.train.jobs import model_for
 
     shape = ModelShape(d_model=16, n_layers=1, n_heads=2, vocab_size=64, seq_len=8, ffn_mult=2.0)
     torch.manual_seed(1)

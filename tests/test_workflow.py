@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import estimates_outside_intervals, run_snakemake
-from skillscale import report
+from skillscale.analysis import report
 
 pytestmark = pytest.mark.workflow
 TEST = ["--configfile", "config/studies/test.yaml"]

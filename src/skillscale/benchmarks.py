@@ -29,9 +29,9 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from . import io
+from skillscale import common
 
-TASKS_DIR = Path(__file__).resolve().parent / "tasks" / "benchmarks"
+TASKS_DIR = Path(__file__).resolve().parent / "evaluate" / "tasks" / "benchmarks"
 SKILLS = ("knowledge", "code")  # the skills of a study: those of evaluate.METRICS
 PREFIX = "bench:"  # cells.csv metric of a benchmark: bench:<name>; of a skill's pool: bench:<skill>
 FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
@@ -207,17 +207,17 @@ def prepare(cfg: dict, out_dir: Path) -> dict:
     manifest = {}
     for name, (docs, source) in loaded.items():
         text = "".join(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n" for d in docs)
-        io.write_text(out_dir / f"{name}.jsonl", text)
+        common.write_text(out_dir / f"{name}.jsonl", text)
         spec = specs[name]
         manifest[name] = {"skill": spec["skill"], "task": spec["task"], "source": source, "split": spec["split"],
                           "n_docs": len(docs), "limit": spec["limit"],
                           "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
-    io.write_json(out_dir / "manifest.json", manifest)
+    common.write_json(out_dir / "manifest.json", manifest)
     return manifest
 
 
 def main(argv=None) -> int:
-    from . import config as cfgmod
+    from skillscale import config as cfgmod
 
     p = argparse.ArgumentParser(prog="python -m skillscale.benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -17,20 +17,21 @@ import sys
 from pathlib import Path
 
 # lm-eval's per-task progress bars (plan --estimate runs it) only clutter the terminal; tqdm
-# reads this when it is first imported, which may be before skillscale.evaluate is
+# reads this when it is first imported, which may be before skillscale.evaluate.harness is
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from . import config as cfgmod  # noqa: E402
+from skillscale import config as cfgmod  # noqa: E402
 
 
 def cmd_plan(a) -> int:
-    from . import io, plan
+    from skillscale import common
+    from skillscale import plan
 
     cfg = cfgmod.load_layers(a.config)
     cells, dropped = plan.build(cfg)
     df = plan.to_frame(cells)
     if a.out:
-        with io.atomic_path(Path(a.out)) as tmp:
+        with common.atomic_path(Path(a.out)) as tmp:
             df.to_csv(tmp, index=False)
     print(f"study {cfg['study']}: {len(cells)} cells = {len(cfg['mix']['code_fractions'])} code fractions"
           f" x {len(cfg['grid']['budgets'])} budgets x {cfg['grid']['sizes_per_budget']} sizes x {len(cfg['seeds'])} seeds"
@@ -45,7 +46,7 @@ def cmd_plan(a) -> int:
     for d in dropped:
         print(f"dropped {d['cell']}: {d['reason']}")
     if a.estimate:
-        from . import costplan
+        from skillscale.tools import costplan
 
         threads = a.threads or cfg["resources"]["train_threads"]
         rate = a.flops_per_second
@@ -82,11 +83,11 @@ def cmd_plan(a) -> int:
 
 def data_needs(cfg: dict) -> str:
     """Training tokens each configured source must supply (the largest cell's share of it)."""
-    from . import plan
+    from skillscale import plan
 
     if cfg["data"]["sources"] is None:
         return "data: the embedded corpora (repeated as the default study does)"
-    from .sources import shares
+    from skillscale.data.sources import shares
 
     cells, _ = plan.build(cfg)
     need = {}
@@ -99,7 +100,7 @@ def data_needs(cfg: dict) -> str:
 
 
 def cmd_analyze(a) -> int:
-    from . import report
+    from skillscale.analysis import report
 
     cfg = cfgmod.load(a.config)
     try:
@@ -117,7 +118,7 @@ def cmd_analyze(a) -> int:
 
 
 def cmd_export(a) -> int:
-    from . import export
+    from skillscale.tools import export
 
     try:
         if a.all:
@@ -135,17 +136,18 @@ def cmd_export(a) -> int:
 def cmd_evaluate_hf(a) -> int:
     import json
 
-    from . import hfeval, io
+    from skillscale.evaluate import hf
+    from skillscale import common
 
     data = Path(a.data)
     out = Path(a.out) if a.out else data.parent / "external" / f"{Path(a.model_dir).resolve().name}.json"
     benchmarks = None if a.benchmarks is None else [b for b in a.benchmarks.split(",") if b]
     try:
-        r = hfeval.evaluate_hf(Path(a.model_dir), data, benchmarks, a.seq_len, a.batch_size, a.device, a.dtype)
+        r = hf.evaluate_hf(Path(a.model_dir), data, benchmarks, a.seq_len, a.batch_size, a.device, a.dtype)
     except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    io.write_json(out, r)
+    common.write_json(out, r)
     print(json.dumps(r["bits_per_byte"], indent=1))
     print(f"N = {r['n_params']:.4g} (total {r['n_params_total']:.4g}); written to {out}")
     return 0
@@ -189,9 +191,9 @@ def main(argv=None) -> int:
     sh.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     sh.set_defaults(func=cmd_evaluate_hf)
     try:
-        from . import fitcli
+        from skillscale.tools import fitpoints
 
-        fitcli.add_parser(sub)
+        fitpoints.add_parser(sub)
     except ImportError:
         pass
     a = p.parse_args(argv)

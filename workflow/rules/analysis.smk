@@ -1,11 +1,11 @@
 # Aggregate -> fits -> tables -> figures. Cheap, and re-runnable alone: `snakemake tables`.
-# The file list comes from skillscale.report, so the rule declares exactly what analyze
+# The file list comes from skillscale.analysis.report, so the rule declares exactly what analyze
 # writes; figures (and the tables, for download) are declared with report() so that
 # `snakemake --report report.html` collects them.
 
-from skillscale.outputs import FIGURES as _FIGURES
-from skillscale.outputs import TABLES as _TABLES
-from skillscale.outputs import output_paths as _analysis_paths
+from skillscale.analysis.outputs import FIGURES as _FIGURES
+from skillscale.analysis.outputs import TABLES as _TABLES
+from skillscale.analysis.outputs import output_paths as _analysis_paths
 
 
 report: "../report/workflow.rst"

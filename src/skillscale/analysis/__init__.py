@@ -1,0 +1,3 @@
+"""Stage analysis: every cell's eval.json -> cells.csv (aggregate) -> fits (fit/) ->
+the paper's analyses (skills) -> tables, claims, summary.md, figures (report). Entry
+point: `skillscale analyze`; re-runnable alone from whatever cells exist."""
