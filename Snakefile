@@ -8,50 +8,56 @@ config -> plan -> data -> train -> evaluate -> aggregate -> fit -> report
 """
 
 import os
+import sys
 from dataclasses import asdict
 
+from skillscale import common, study
 from skillscale import config as study_config
-from skillscale.data import embedded as study_data
-from skillscale import common as study_io
-from skillscale import plan as study_plan
+from skillscale.data.prepare import rule_params as data_rule_params
 
 
 configfile: "config/config.yaml"
 
 
 # Validate before any job is scheduled: a typo must not cost GPU-hours.
-_validated = study_config.validate(dict(config), "config (config/config.yaml + --configfile/--config)")
+_validated = study.validate(dict(config), "config (config/config.yaml + --configfile/--config)")
 config.clear()
 config.update(_validated)
 
 STUDY = config["study"]
 R = f"results/{STUDY}"
-CELLS, DROPPED = study_plan.build(config)
-CELL = {c.cell: c for c in CELLS}
+S = study.Study(config, R)  # the grid, once: cells, trunks, packs, job FLOPs
+CELLS, DROPPED = S.cells, S.dropped
+CELL = S.cell
 CELL_PARAMS = {c.cell: asdict(c) for c in CELLS}  # once here, not once per job (5,000-cell grids)
 # warmup-stable-decay: cells of one (code fraction, size, seed) branch off one shared trunk
-WSD = config["train"]["schedule"] == "wsd"
-RUN = {r.run: r for r in study_plan.stable_runs(config, CELLS)} if WSD else {}
+WSD = S.wsd
+RUN = S.trunk
 RUN_PARAMS = {k: asdict(r) for k, r in RUN.items()}
-RUN_OF = {c.cell: study_plan.run_id(c) for c in CELLS}
+RUN_OF = S.trunk_of
 # resources.pack: small trunks of one size trained side by side, one process each, in one job
-PACK = {p.name: p for p in study_plan.packs(config, list(RUN.values()))}
-PACK_OF = {r: p.name for p in PACK.values() for r in p.runs}
+PACK, PACK_OF = S.pack, S.pack_of
 # a trunk job's FLOPs: the trunk and the cooldowns of its cells (its Slurm runtime request)
-TRUNK_JOB_FLOPS = {k: r.flops + sum(CELL[c].flops - 6.0 * CELL[c].n_params * s * config["train"]["batch_size"]
-                                    * config["model"]["seq_len"] for c, s in r.branches) for k, r in RUN.items()}
+TRUNK_JOB_FLOPS = {k: S.job_flops(k) for k in RUN}
+# the trunk jobs' folder and record: trunks/<run>/trunk.json (stable/<run>/stable.json in a
+# study trained before the rename, read where it is so that none of its jobs reruns)
+TRUNKS = f"{R}/{S.trunks_dir}"
+TRUNK_RECORD = study.trunk_record(TRUNKS + "/run").name
+if WSD and S.trunks_dir == study.LEGACY_TRUNKS:
+    print(f"{TRUNKS}/: trunk jobs of a study trained before 'stable' was renamed 'trunk'; read where they are",
+          file=sys.stderr)
 
 # Jobs re-read the validated config from here (command-line overrides included). The file
 # is not an input of any rule: what each job depends on is passed as params, so editing one
 # key re-runs only the jobs that use it.
 CONFIG_FILE = f"{R}/config.yaml"
-study_io.write_text_if_changed(CONFIG_FILE, study_config.dump(config))
+common.write_text_if_changed(CONFIG_FILE, study_config.dump(config))
 # The grid's cell ids, rewritten only when they change. plan and analyze take it as input:
 # a grown grid must rerun them, and with .snakemake/ metadata gone (results copied
 # elsewhere, the folder deleted) Snakemake sees no other reason to, and then never looks
 # at the new cells below an analyze whose outputs exist.
 GRID_FILE = f"{R}/grid.txt"
-study_io.write_text_if_changed(GRID_FILE, "".join(f"{c}\n" for c in sorted(CELL)))
+common.write_text_if_changed(GRID_FILE, "".join(f"{c}\n" for c in sorted(CELL)))
 
 
 wildcard_constraints:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from skillscale import study
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -108,10 +110,10 @@ def one_cell_study(d: Path):
     a WSD cell would cool down from a trunk); returns the plan's cells."""
     from skillscale import config as cfgmod
     from skillscale import plan
-    from skillscale.data.embedded import prepare
+    from skillscale.data.prepare import prepare
 
     over = {"train": {"checkpoint_seconds": 0, "log_every": 5, "schedule": "cosine"}}
-    cfg = cfgmod.load(REPO / "config" / "studies" / "test.yaml", over)
+    cfg = study.load(REPO / "config" / "studies" / "test.yaml", over)
     (d / "config.yaml").write_text(cfgmod.dump(cfg))
     prepare(cfg, d / "data")
     return plan.build(cfg)[0]

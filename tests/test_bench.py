@@ -5,6 +5,7 @@ import sys
 import pytest
 import torch
 
+from skillscale import study
 from skillscale.tools import speed
 
 
@@ -33,10 +34,9 @@ def test_bench_train_json_on_a_tiny_shape(repo, capsys):
 
 
 def test_dag_benchmark_grid_is_valid_and_has_the_asked_size(repo):
-    from skillscale import config
     from skillscale import plan
 
-    cfg = config.validate(speed.dag_config(fractions=10, budgets=20, seeds=5), "dag bench")
+    cfg = study.validate(speed.dag_config(fractions=10, budgets=20, seeds=5), "dag bench")
     cells, dropped = plan.build(cfg)
     assert len(cells) == 5000 and not dropped
 

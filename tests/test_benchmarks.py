@@ -9,6 +9,7 @@ import datasets
 import pytest
 import torch
 
+from skillscale import study
 from skillscale import benchmarks
 from skillscale import config as cfgmod
 from skillscale.evaluate.harness import METRICS, SkillscaleLM, benchmark_metrics, run_tasks
@@ -27,7 +28,7 @@ def all_fixtures() -> dict:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     d = tmp_path_factory.mktemp("bench")
-    manifest = benchmarks.prepare(all_fixtures(), d / "benchmarks")
+    manifest = benchmarks.copy_documents(all_fixtures(), d / "benchmarks")
     return d, manifest
 
 
@@ -138,23 +139,23 @@ def test_every_mirror_form_prepares_the_same_docs(tmp_path):
     out = {}
     for form, mirror in [("jsonl", FIXTURES / "arc_easy.jsonl"), ("parquet", tmp_path / "test.parquet"),
                          ("saved", tmp_path / "saved")]:
-        benchmarks.prepare({"eval": {"benchmarks": {"arc_easy": {"mirror": str(mirror)}}}}, tmp_path / form)
+        benchmarks.copy_documents({"eval": {"benchmarks": {"arc_easy": {"mirror": str(mirror)}}}}, tmp_path / form)
         out[form] = (tmp_path / form / "arc_easy.jsonl").read_text()
     assert out["jsonl"] == out["parquet"] == out["saved"]
-    benchmarks.prepare({"eval": {"benchmarks": {"arc_easy": {"mirror": str(FIXTURES / "arc_easy.jsonl"), "limit": 2}}}},
+    benchmarks.copy_documents({"eval": {"benchmarks": {"arc_easy": {"mirror": str(FIXTURES / "arc_easy.jsonl"), "limit": 2}}}},
                   tmp_path / "lim")
     assert len((tmp_path / "lim" / "arc_easy.jsonl").read_text().splitlines()) == 2
 
 
 def test_unknown_benchmark_or_foreign_skill_is_a_config_error():
     with pytest.raises(cfgmod.ConfigError, match=r"eval\.benchmarks\.trivia_qa: unknown benchmark; shipped: .*triviaqa"):
-        cfgmod.validate({"eval": {"benchmarks": {"trivia_qa": None}}})
+        study.validate({"eval": {"benchmarks": {"trivia_qa": None}}})
     with pytest.raises(cfgmod.ConfigError, match=r"eval\.benchmarks\.mbpp\.skill: 'math' is not a skill"):
-        cfgmod.validate({"eval": {"benchmarks": {"mbpp": {"skill": "math"}}}})
+        study.validate({"eval": {"benchmarks": {"mbpp": {"skill": "math"}}}})
     with pytest.raises(cfgmod.ConfigError, match=r"eval\.benchmarks\.sciq\.mirror: /no/such/sciq\.jsonl does not exist"):
-        cfgmod.validate({"eval": {"benchmarks": {"sciq": {"mirror": "/no/such/sciq.jsonl"}}}})
+        study.validate({"eval": {"benchmarks": {"sciq": {"mirror": "/no/such/sciq.jsonl"}}}})
     with pytest.raises(cfgmod.ConfigError, match=r"eval\.benchmarks\.sciq\.mirorr: unknown key; allowed keys here: limit, mirror"):
-        cfgmod.validate({"eval": {"benchmarks": {"sciq": {"mirorr": "x"}}}})
+        study.validate({"eval": {"benchmarks": {"sciq": {"mirorr": "x"}}}})
 
 
 def test_mirror_lacking_a_field_or_split_fails_before_anything_is_written(tmp_path):
@@ -166,13 +167,13 @@ def test_mirror_lacking_a_field_or_split_fails_before_anything_is_written(tmp_pa
                                    "triviaqa": {"mirror": str(bad)}}}}
     with pytest.raises(benchmarks.BenchmarkError, match=r"eval\.benchmarks\.triviaqa \(file .*trivia\.jsonl, split"
                                                    r" 'validation'\): document 2 lacks field 'answer\.value'"):
-        benchmarks.prepare(cfg, tmp_path / "out")
+        benchmarks.copy_documents(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # arc_easy was fine, but nothing is written
     ds = datasets.Dataset.from_list([json.loads(x) for x in (FIXTURES / "sciq.jsonl").read_text().splitlines()])
     datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "sciq"))
     with pytest.raises(benchmarks.BenchmarkError, match=r"eval\.benchmarks\.sciq\.mirror: .*sciq has splits \['train'\],"
                                                    r" not 'test'"):
-        benchmarks.prepare({"eval": {"benchmarks": {"sciq": {"mirror": str(tmp_path / "sciq")}}}}, tmp_path / "out")
+        benchmarks.copy_documents({"eval": {"benchmarks": {"sciq": {"mirror": str(tmp_path / "sciq")}}}}, tmp_path / "out")
 
 
 def test_task_definitions_import_nothing_that_downloads():

@@ -1,62 +1,63 @@
 import pytest
 
+from skillscale import study
 from skillscale import config
 
 
 def test_defaults_fill_every_section():
-    cfg = config.validate({})
+    cfg = study.validate({})
     assert cfg["study"] == "default"
     assert cfg["train"]["lr"] > 0 and cfg["grid"]["sizes_per_budget"] == 6 and cfg["seeds"] == [0, 1]
-    assert config.validate(config.validate({})) == cfg  # idempotent
+    assert study.validate(study.validate({})) == cfg  # idempotent
 
 
 def test_key_order_does_not_matter():
     # rules hand config sections to Snakemake as params, compared as text: the same settings
     # in another order (a YAML file re-saved by a tool) must not look like a changed study
-    a = config.validate({"train": {"lr": 0.01, "batch_size": 4}, "data": {"knowledge": {"n_facts": 900}}})
-    b = config.validate({"data": {"knowledge": {"n_facts": 900}}, "train": {"batch_size": 4, "lr": 0.01}})
+    a = study.validate({"train": {"lr": 0.01, "batch_size": 4}, "data": {"knowledge": {"n_facts": 900}}})
+    b = study.validate({"data": {"knowledge": {"n_facts": 900}}, "train": {"batch_size": 4, "lr": 0.01}})
     assert a == b and str(a) == str(b) and str(a["train"]) == str(b["train"])
 
 
 def test_yaml_exponent_strings_are_numbers():
     # YAML 1.1 reads `1e12` as a string; a user writing it must not get a type error
-    cfg = config.validate({"grid": {"budgets": ["1e11", "3e11", "1e12"]}})
+    cfg = study.validate({"grid": {"budgets": ["1e11", "3e11", "1e12"]}})
     assert cfg["grid"]["budgets"] == [1e11, 3e11, 1e12]
 
 
 def test_unknown_key_lists_the_allowed_ones():
     with pytest.raises(config.ConfigError) as e:
-        config.validate({"train": {"learning_rate": 1e-3}})
+        study.validate({"train": {"learning_rate": 1e-3}})
     msg = str(e.value)
     assert "train.learning_rate: unknown key" in msg and "allowed keys here" in msg and "lr" in msg
 
 
 def test_missing_file_and_bad_yaml_name_the_file(tmp_path):
     with pytest.raises(config.ConfigError, match="nope.yaml"):
-        config.load(tmp_path / "nope.yaml")
+        study.load(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("grid: [unclosed\n")
     with pytest.raises(config.ConfigError, match="bad.yaml: not valid YAML"):
-        config.load(bad)
+        study.load(bad)
 
 
 def test_overrides_merge_deeply(tmp_path):
     p = tmp_path / "s.yaml"
     p.write_text("study: s\ntrain: {lr: 0.01}\n")
-    cfg = config.load(p, {"train": {"batch_size": 4}})
+    cfg = study.load(p, {"train": {"batch_size": 4}})
     assert cfg["train"]["lr"] == 0.01 and cfg["train"]["batch_size"] == 4
 
 
 def test_study_file_layers_over_the_default_config_like_snakemake(repo, tmp_path):
     """`skillscale plan --config config/config.yaml config/studies/X.yaml` must plan what
     `snakemake --configfile config/studies/X.yaml` runs: the study file over the default."""
-    cfg = config.load_layers([repo / "config/config.yaml", repo / "config/studies/cpu-long.yaml"])
-    default = config.load(repo / "config/config.yaml")
+    cfg = study.load_layers([repo / "config/config.yaml", repo / "config/studies/cpu-long.yaml"])
+    default = study.load(repo / "config/config.yaml")
     assert cfg["study"] == "cpu-long" and cfg["mix"]["code_fractions"] == [0.2, 0.8]
     assert cfg["train"] == default["train"]  # not the schema's defaults: the study file names no train keys
-    assert cfg["train"]["schedule"] == "wsd" == config.load(repo / "config/studies/cpu-long.yaml")["train"]["schedule"]
+    assert cfg["train"]["schedule"] == "wsd" == study.load(repo / "config/studies/cpu-long.yaml")["train"]["schedule"]
     with pytest.raises(config.ConfigError, match="missing.yaml: config file not found"):
-        config.load_layers([repo / "config/config.yaml", tmp_path / "missing.yaml"])
+        study.load_layers([repo / "config/config.yaml", tmp_path / "missing.yaml"])
 
 
 LADDER_ODD_HEADS = [{"d_model": 30, "n_layers": 1, "n_heads": 4}] * 3
@@ -96,7 +97,7 @@ LADDER_ODD_HEADS = [{"d_model": 30, "n_layers": 1, "n_heads": 4}] * 3
 )
 def test_bad_config_names_the_key(bad, key, expected):
     with pytest.raises(config.ConfigError) as e:
-        config.validate(bad, "study.yaml")
+        study.validate(bad, "study.yaml")
     msg = str(e.value)
     assert msg.startswith("study.yaml: invalid config")
     assert f"\n  {key}:" in msg, msg  # the key leads its line
@@ -106,10 +107,10 @@ def test_bad_config_names_the_key(bad, key, expected):
 def test_schema_defaults_are_the_default_study(repo):
     """config/config.yaml only documents: a study file planned on its own (schema defaults
     under it) and the same file layered over config.yaml (what snakemake does) agree."""
-    assert config.load(repo / "config/config.yaml") == config.validate({})
+    assert study.load(repo / "config/config.yaml") == study.validate({})
     for study in sorted((repo / "config/studies").glob("*.yaml")):
         if study.name == "test-sources.yaml":  # its local corpora exist only inside tests/test_sources.py
             continue
-        alone = config.load(study)
-        layered = config.load_layers([repo / "config/config.yaml", study])
+        alone = study.load(study)
+        layered = study.load_layers([repo / "config/config.yaml", study])
         assert alone == layered, study.name

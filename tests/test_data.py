@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from skillscale import config
+from skillscale import study
 from skillscale.data import corpora
 from skillscale import common
-from skillscale.data.embedded import check_no_leakage, prepare
+from skillscale.data.embedded import check_no_leakage
+from skillscale.data.prepare import prepare
 from skillscale.evaluate.harness import load_cell
 
 
@@ -29,7 +30,7 @@ def test_heldout_document_in_training_is_refused():
 
 
 def test_a_corpus_too_small_to_hold_anything_out_is_refused(tmp_path):
-    cfg = config.validate({"data": {"knowledge": {"wiki_max_docs": 2, "n_facts": 10},
+    cfg = study.validate({"data": {"knowledge": {"wiki_max_docs": 2, "n_facts": 10},
                                     "eval": {"knowledge_qa_items": 5}, "heldout_fraction": 0.01}})
     with pytest.raises(corpora.DataError, match=r"data.heldout_fraction=0.01: no knowledge document was held out"):
         prepare(cfg, tmp_path / "data")

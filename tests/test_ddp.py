@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from skillscale import study
 from skillscale import config as cfgmod
 
 from conftest import one_cell_study, wait_for_checkpoint
@@ -102,10 +103,10 @@ def test_a_killed_ddp_run_resumes_to_the_uninterrupted_result(tiny):
 
 def test_a_world_size_that_does_not_divide_the_batch_is_refused():
     with pytest.raises(cfgmod.ConfigError, match="resources.ddp_processes"):
-        cfgmod.validate({"train": {"batch_size": 16}, "resources": {"ddp_processes": 3}})
+        study.validate({"train": {"batch_size": 16}, "resources": {"ddp_processes": 3}})
     with pytest.raises(cfgmod.ConfigError, match=r"6 data-parallel processes \(2 per node x resources.ddp_nodes=3\)"):
-        cfgmod.validate({"train": {"batch_size": 16}, "resources": {"ddp_processes": 2, "ddp_nodes": 3}})
-    cfgmod.validate({"train": {"batch_size": 16}, "resources": {"ddp_processes": 4, "ddp_nodes": 4}})
+        study.validate({"train": {"batch_size": 16}, "resources": {"ddp_processes": 2, "ddp_nodes": 3}})
+    study.validate({"train": {"batch_size": 16}, "resources": {"ddp_processes": 4, "ddp_nodes": 4}})
 
 
 def test_a_multi_node_job_asks_slurm_for_nodes_and_their_gpus(tmp_path):

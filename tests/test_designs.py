@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skillscale import config
+from skillscale import study
 from skillscale.studies import designs
 from skillscale import plan
 
@@ -14,7 +14,7 @@ SD = 0.02  # the noise the synthetic study is built with
 def two_seed_cells(cfg):
     """The default study's cells under 2 seeds, each metric a parabola in ln N per budget
     (vertex near the 20-tokens-per-parameter guess) plus noise of sd SD per cell."""
-    cells, _ = plan.build(config.validate(cfg | {"seeds": [0, 1]}))
+    cells, _ = plan.build(study.validate(cfg | {"seeds": [0, 1]}))
     rng = np.random.default_rng(0)
     rows = []
     for c in cells:
@@ -29,8 +29,8 @@ def two_seed_cells(cfg):
 
 
 def five_sizes():
-    cfg = config.load("config/config.yaml")
-    return config.validate(cfg | {"grid": cfg["grid"] | {"sizes_per_budget": 5}})
+    cfg = study.load("config/config.yaml")
+    return study.validate(cfg | {"grid": cfg["grid"] | {"sizes_per_budget": 5}})
 
 
 def test_a_second_seed_narrows_the_intervals_and_costs_its_minutes():

@@ -14,11 +14,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from skillscale import study as studymod
 from skillscale import benchmarks
 from skillscale import config as cfgmod
 from skillscale.tools import export
 from skillscale import plan
-from skillscale.data.embedded import prepare
+from skillscale.data.prepare import prepare
 from skillscale.evaluate.harness import evaluate_cell
 from skillscale.model.decoder import Decoder, ModelShape
 
@@ -36,11 +37,11 @@ def cell(tmp_path_factory):
     study = tmp_path_factory.mktemp("export") / "study"
     over = {"train": {"schedule": "cosine"},
             "eval": {"benchmarks": {b: {"mirror": str(FIXTURES / f"{b}.jsonl")} for b in BENCH}}}
-    cfg = cfgmod.load(REPO / "config" / "studies" / "test.yaml", over)
+    cfg = studymod.load(REPO / "config" / "studies" / "test.yaml", over)
     study.mkdir(parents=True)
     (study / "config.yaml").write_text(cfgmod.dump(cfg))
     prepare(cfg, study / "data")
-    benchmarks.prepare(cfg, study / "data" / "benchmarks")
+    benchmarks.copy_documents(cfg, study / "data" / "benchmarks")
     cells, _ = plan.build(cfg)
     c = next(c for c in cells if c.size.startswith("d16L2"))  # two layers: the block loop is mapped
     out = study / "cells" / c.cell

@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from skillscale import study
 from skillscale import config as cfgmod
 from skillscale.train import devices
 from skillscale import plan
@@ -14,13 +15,13 @@ from skillscale import plan
 
 def cfg_with(seeds=(0,), **resources):
     # the default study's grid; one seed, so that a size's 3 trunks leave a remainder in packs of 2
-    return cfgmod.validate({"seeds": list(seeds), "resources": resources})
+    return study.validate({"seeds": list(seeds), "resources": resources})
 
 
 def test_packs_group_each_sizes_trunks_and_leave_large_ones_alone():
     cfg = cfg_with(pack=[{"max_params": 2.0e5, "per_job": 2}, {"max_params": 4.0e4, "per_job": 3}])
     cells, _ = plan.build(cfg)
-    runs = plan.stable_runs(cfg, cells)
+    runs = plan.trunks(cfg, cells)
     packs = plan.packs(cfg, runs)
     size = {r.run: r for r in runs}
     for p in packs:
@@ -36,33 +37,33 @@ def test_packs_group_each_sizes_trunks_and_leave_large_ones_alone():
 
 def test_data_parallel_sizes_never_pack():
     cfg = cfg_with(pack=[{"max_params": 1.0e9, "per_job": 4}], ddp_processes=2, ddp_min_params=1.0e5)
-    runs = plan.stable_runs(cfg, plan.build(cfg)[0])
+    runs = plan.trunks(cfg, plan.build(cfg)[0])
     big = [r for r in runs if r.n_params >= 1.0e5]
     assert big and not {r.run for r in big} & {r for p in plan.packs(cfg, runs) for r in p.runs}
 
 
 def test_packing_needs_wsd():
     with pytest.raises(cfgmod.ConfigError, match=r"resources.pack: packs WSD trunks"):
-        cfgmod.validate({"train": {"schedule": "cosine"}, "resources": {"pack": [{"max_params": 1e9, "per_job": 2}]}})
+        study.validate({"train": {"schedule": "cosine"}, "resources": {"pack": [{"max_params": 1e9, "per_job": 2}]}})
 
 
 def test_a_pack_or_a_job_that_does_not_fit_the_gpu_is_refused_at_planning():
     gpu = {"train": {"device": "cuda"}}
     with pytest.raises(cfgmod.ConfigError, match=r"resources.pack .*side by side need about .* GiB.*lower per_job"):
-        cfgmod.validate(gpu | {"resources": {"pack": [{"max_params": 1.0e9, "per_job": 8}], "gpu_memory_gb": 2}})
+        study.validate(gpu | {"resources": {"pack": [{"max_params": 1.0e9, "per_job": 8}], "gpu_memory_gb": 2}})
     with pytest.raises(cfgmod.ConfigError, match=r"resources.micro_batch_rows .*a trunk of .* needs about"):
-        cfgmod.validate(gpu | {"resources": {"gpu_memory_gb": 0.5}})
-    cfgmod.validate(gpu | {"resources": {"pack": [{"max_params": 1.0e9, "per_job": 2}], "gpu_memory_gb": 80}})
+        study.validate(gpu | {"resources": {"gpu_memory_gb": 0.5}})
+    study.validate(gpu | {"resources": {"pack": [{"max_params": 1.0e9, "per_job": 2}], "gpu_memory_gb": 80}})
     # micro-batches shrink what a job needs
-    cfg = cfgmod.validate(gpu)
+    cfg = study.validate(gpu)
     shape = plan.build(cfg)[0][0].shape(cfg)
-    small = cfgmod.validate(gpu | {"resources": {"micro_batch_rows": 2}})
+    small = study.validate(gpu | {"resources": {"micro_batch_rows": 2}})
     assert plan.train_memory_bytes(small, shape) < plan.train_memory_bytes(cfg, shape)
 
 
 def test_micro_batches_give_the_whole_batch_step():
     from skillscale.model.decoder import Decoder, ModelShape
-    from skillscale.train.jobs import build_optimizer, loss_fn, train_step
+    from skillscale.train.step import build_optimizer, loss_fn, train_step
 
     tc = dict(weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0, precision="fp32")
     shape = ModelShape(d_model=16, n_layers=2, n_heads=2, vocab_size=300, seq_len=32, ffn_mult=2.6667)
@@ -94,29 +95,29 @@ def test_a_pack_with_a_failing_member_fails_after_the_others_finish(tmp_path):
     checkpoint), writes no pack record, and keeps the finished member's trunk and cells."""
     from conftest import REPO
 
-    from skillscale.data.embedded import prepare
+    from skillscale.data.prepare import prepare
 
-    cfg = cfgmod.load(REPO / "config" / "studies" / "test.yaml", {"train": {"log_every": 50}})
+    cfg = study.load(REPO / "config" / "studies" / "test.yaml", {"train": {"log_every": 50}})
     (tmp_path / "config.yaml").write_text(cfgmod.dump(cfg))
     prepare(cfg, tmp_path / "data")
-    good, torn = sorted(plan.stable_runs(cfg, plan.build(cfg)[0]), key=lambda r: r.flops)[:2]
-    stable = tmp_path / "stable"
+    good, torn = sorted(plan.trunks(cfg, plan.build(cfg)[0]), key=lambda r: r.flops)[:2]
+    trunks = tmp_path / "trunks"
 
     def pack(*runs):
         return subprocess.run([sys.executable, "-m", "skillscale.train", "--config", str(tmp_path / "config.yaml"),
-                               "--pack", *runs, "--data", str(tmp_path / "data"), "--out", str(stable),
+                               "--pack", *runs, "--data", str(tmp_path / "data"), "--out", str(trunks),
                                "--record", str(tmp_path / "pack.json")], capture_output=True, text=True, timeout=600)
 
     p = pack(good.run, "code0.99_d8L1h2_seed0")
     assert p.returncode == 2 and "'code0.99_d8L1h2_seed0': not in this config's grid" in p.stderr
-    assert not stable.exists()  # nothing started
+    assert not trunks.exists()  # nothing started
 
-    (stable / torn.run).mkdir(parents=True)
-    (stable / torn.run / "resume.pt").write_bytes(b"torn")
+    (trunks / torn.run).mkdir(parents=True)
+    (trunks / torn.run / "resume.pt").write_bytes(b"torn")
     p = pack(good.run, torn.run)
     assert p.returncode == 2, p.stdout + p.stderr
     assert f"pack: 1 of 2 trunks failed ({torn.run};" in p.stderr
     assert "resume checkpoint cannot be read" in p.stderr  # the member's own error, in the job's log
     assert not (tmp_path / "pack.json").exists()
-    assert (stable / good.run / "stable.json").exists()
-    assert sorted(x.name for x in (stable / good.run / "cells").iterdir()) == sorted(c for c, _ in good.branches)
+    assert (trunks / good.run / "trunk.json").exists()
+    assert sorted(x.name for x in (trunks / good.run / "cells").iterdir()) == sorted(c for c, _ in good.branches)

@@ -2,12 +2,12 @@ import math
 
 import pytest
 
-from skillscale import config
+from skillscale import study
 from skillscale import plan
 
 
 def test_default_plan_has_six_sizes_per_budget_spanning_the_guess():
-    cfg = config.load("config/config.yaml")
+    cfg = study.load("config/config.yaml")
     cells, dropped = plan.build(cfg)
     df = plan.to_frame(cells)
     assert not dropped
@@ -32,7 +32,7 @@ def test_window_is_clamped_to_the_ladder():
 
 
 def test_cells_with_too_few_steps_are_dropped_with_a_reason():
-    cfg = config.validate({})
+    cfg = study.validate({})
     cfg["train"]["min_steps"] = 10**6  # (validate itself refuses a grid with nothing to train)
     cells, dropped = plan.build(cfg)
     assert not cells and dropped
@@ -40,8 +40,8 @@ def test_cells_with_too_few_steps_are_dropped_with_a_reason():
 
 
 def test_adding_a_fraction_keeps_existing_cell_ids():
-    a, _ = plan.build(config.validate({"mix": {"code_fractions": [0.2, 0.5]}}))
-    b, _ = plan.build(config.validate({"mix": {"code_fractions": [0.2, 0.5, 0.9]}}))
+    a, _ = plan.build(study.validate({"mix": {"code_fractions": [0.2, 0.5]}}))
+    b, _ = plan.build(study.validate({"mix": {"code_fractions": [0.2, 0.5, 0.9]}}))
     ids_a = {c.cell: c for c in a}
     ids_b = {c.cell: c for c in b}
     assert set(ids_a) < set(ids_b)
@@ -51,14 +51,14 @@ def test_adding_a_fraction_keeps_existing_cell_ids():
 def test_cost_plan_covers_every_training_and_evaluation_job():
     from skillscale.tools import costplan
 
-    cfg = config.load("config/studies/test.yaml", {"train": {"schedule": "wsd"}})
+    cfg = study.load("config/studies/test.yaml", {"train": {"schedule": "wsd"}})
     cells, _ = plan.build(cfg)
     jobs, s = costplan.estimate(cfg, threads=1, jobs=2)
     assert set(jobs[jobs.kind == "cooldown"].job) == {c.cell for c in cells}
-    assert set(jobs[jobs.kind == "trunk"].job) == {r.run for r in plan.stable_runs(cfg, cells)}
+    assert set(jobs[jobs.kind == "trunk"].job) == {r.run for r in plan.trunks(cfg, cells)}
     assert set(jobs[jobs.kind == "evaluation"].job) == {c.cell for c in cells}  # every cell is scored too
     assert (jobs.seconds > 0).all() and (jobs.tok_per_s > 0).all()
-    assert s["jobs"] == len(plan.stable_runs(cfg, cells))  # one process per trunk
+    assert s["jobs"] == len(plan.trunks(cfg, cells))  # one process per trunk
     train = jobs[jobs.kind != "evaluation"]
     assert train.flops.sum() == pytest.approx(plan.sweep_cost(cfg, cells)["wsd_flops"])
     assert s["wall_seconds"] >= s["cpu_seconds"] / 2

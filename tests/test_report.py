@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import estimates_outside_intervals
+from skillscale import study
 from skillscale.analysis import aggregate
 from skillscale import config
 from skillscale.analysis import report
@@ -61,7 +62,7 @@ def make_cells(sizes=5, spread=1.7, noise=0.001, seed=0):
 
 @pytest.fixture(scope="module")
 def cfg(repo):
-    return config.load(repo / "config" / "studies" / "test.yaml")  # n_boot 20: fast
+    return study.load(repo / "config" / "studies" / "test.yaml")  # n_boot 20: fast
 
 
 @pytest.fixture(scope="module")

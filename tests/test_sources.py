@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from skillscale import study as studymod
 from skillscale import config
-from skillscale.data import embedded as data
+from skillscale.data import prepare as data
 from skillscale.data import mixing
 from skillscale.tools import samplecorpora
 from skillscale.data import sources
@@ -38,7 +39,7 @@ def study_cfg(wd: Path) -> dict:
     import contextlib
 
     with contextlib.chdir(wd):  # the study's file globs are relative to the workflow folder
-        return config.load_layers(["config/config.yaml", "config/studies/test-sources.yaml"])
+        return studymod.load_layers(["config/config.yaml", "config/studies/test-sources.yaml"])
 
 
 @pytest.mark.workflow
@@ -56,7 +57,7 @@ def test_realised_proportions_hold_over_every_prefix(study):
     for rec in sorted(r.glob("cells/*/train.json")):
         t = json.loads(rec.read_text())
         cell = t["cell"]
-        want = sources.shares(cfg["data"]["sources"], cell["code_frac"])
+        want = mixing.shares(cfg["data"]["sources"], cell["code_frac"])
         assert want == pytest.approx({"stdlib": cell["code_frac"], "web": 0.2, "wiki": 0.8 - cell["code_frac"]})
         assert t["mixture"]["share_by_source"] == pytest.approx(want, abs=3 / t["mixture"]["sequences"])
         assert t["mixture"]["code_token_fraction"] == pytest.approx(cell["code_frac"], abs=2 / t["mixture"]["sequences"])
@@ -136,7 +137,7 @@ def base_cfg(tmp_path: Path, **sources_over) -> dict:
 
 def refused(tmp_path, raw, *needles):
     with pytest.raises((DataError, config.ConfigError)) as e:
-        cfg = config.validate(raw)
+        cfg = studymod.validate(raw)
         data.prepare(cfg, tmp_path / "data")
     for n in needles:
         assert n in str(e.value), str(e.value)
@@ -193,7 +194,7 @@ def test_a_cell_repeating_a_source_too_often_is_refused_naming_both(tmp_path):
     raw = base_cfg(tmp_path, web={"max_tokens": 2000})
     raw["data"]["max_epochs"] = 4
     with pytest.raises(config.ConfigError, match=r"cell code0.20_C\S+ would take at least .* of source 'web'"):
-        config.validate(raw)
+        studymod.validate(raw)
     # size known once prepared (5 documents): refused by the preparation, before training
     raw = base_cfg(tmp_path, web={"max_documents": 5})
     raw["data"]["max_epochs"] = 4
@@ -216,7 +217,7 @@ def test_pretrained_tokenizer_and_uint32_ids(tmp_path):
     # a folder, as HF saves it; the models' vocabulary must be the tokenizer's
     raw["data"]["tokenizer"] = {"pretrained": str(tmp_path / "hf_tok"), "vocab_size": len(vocab)}
     raw["grid"]["budgets"] = [6e13, 2e14]  # a 70k vocabulary's embeddings make every model ~1M parameters
-    m = data.prepare(config.validate(raw), tmp_path / "data")
+    m = data.prepare(studymod.validate(raw), tmp_path / "data")
     assert m["tokenizer"]["vocab_size"] > 65536 and m["tokenizer"]["dtype"] == "uint32"
     assert all(s["dtype"] == "uint32" for s in m["shards"].values())
     store = ShardedStore(tmp_path / "data" / "shards" / "wiki", 64)
@@ -227,7 +228,7 @@ def test_killed_preparation_resumes_from_its_shard_and_matches_an_uninterrupted_
     raw = base_cfg(tmp_path)
     raw["data"]["shard_tokens"] = 5000
     cfg_path = tmp_path / "study.yaml"
-    cfg_path.write_text(config.dump(config.validate(raw)))
+    cfg_path.write_text(config.dump(studymod.validate(raw)))
     env = dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", ""))
 
     def prep(out):
@@ -255,7 +256,7 @@ def test_killed_preparation_resumes_from_its_shard_and_matches_an_uninterrupted_
 def test_an_embedded_corpus_mixes_with_local_files(tmp_path):
     raw = base_cfg(tmp_path, stdlib={"kind": "embedded", "corpus": "stdlib", "files": None, "text_field": "text",
                                      "id_field": None, "filters": None, "max_documents": 40})
-    m = data.prepare(config.validate(raw), tmp_path / "data")
+    m = data.prepare(studymod.validate(raw), tmp_path / "data")
     assert m["sources"]["stdlib"] == m["sources"]["stdlib"] | {"kind": "embedded", "corpus": "stdlib"}
     assert m["shards"]["stdlib"]["n_docs"] == 40 and m["metrics"]["text_stdlib"]["skill"] == "code"
 
@@ -264,7 +265,7 @@ def test_heldout_documents_can_come_from_their_own_files(tmp_path):
     raw = base_cfg(tmp_path)
     parts = sorted((tmp_path / "corpora" / "knowledge").glob("*.parquet"))
     raw["data"]["sources"]["wiki"] |= {"files": str(parts[0]), "heldout_files": str(parts[1])}
-    m = data.prepare(config.validate(raw), tmp_path / "data")
+    m = data.prepare(studymod.validate(raw), tmp_path / "data")
     import pyarrow.parquet as pq
 
     train_ids = {f"wiki:{i}" for i in pq.read_table(parts[0]).column("id").to_pylist()}
@@ -320,7 +321,7 @@ def test_a_preparation_failing_in_the_heldout_pass_resumes_there_and_matches_an_
     good = "".join(json.dumps(r) + "\n" for r in pq.read_table(parts[1]).to_pylist())
     held.write_text(good)
     raw["data"]["sources"]["wiki"] |= {"files": str(parts[0]), "heldout_files": str(held)}
-    cfg = config.validate(raw)
+    cfg = studymod.validate(raw)
     whole = data.prepare(cfg, tmp_path / "whole")
     # the held-out file breaks after the training pass has been read: the preparation fails there
     held.write_text('{"id": 1, "text": "fine"}\n{not json\n' + good)
@@ -342,7 +343,7 @@ def test_a_hub_source_records_the_files_datasets_read_with_their_hashes(tmp_path
     # by datasets.load_dataset(path=folder) as a hub id would be
     raw = base_cfg(tmp_path, wiki=None, fineweb={"role": "knowledge", "kind": "hf", "path": str(tmp_path / "corpora" / "knowledge"),
                                                   "id_field": "id"})
-    m = data.prepare(config.validate(raw), tmp_path / "data")
+    m = data.prepare(studymod.validate(raw), tmp_path / "data")
     src = m["sources"]["fineweb"]
     parts = sorted((tmp_path / "corpora" / "knowledge").glob("*.parquet"))
     assert src["kind"] == "hf" and src["path"] == str(tmp_path / "corpora" / "knowledge")

@@ -11,10 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from skillscale import study
 from skillscale import config as cfgmod
 from skillscale import plan
 from skillscale.evaluate.harness import evaluate_cell
-from skillscale.train.jobs import lr_cosine, lr_wsd
+from skillscale.train.step import lr_cosine, lr_wsd
 
 from conftest import REPO, one_cell_study, wait_for_checkpoint
 
@@ -34,15 +35,15 @@ def test_wsd_schedule_shape():
 
 
 def test_wsd_trunks_branch_at_each_cells_cooldown_start():
-    cfg = cfgmod.load(REPO / "config" / "studies" / "test.yaml", {"train": {"schedule": "wsd"}})
+    cfg = study.load(REPO / "config" / "studies" / "test.yaml", {"train": {"schedule": "wsd"}})
     cells, _ = plan.build(cfg)
-    runs = plan.stable_runs(cfg, cells)
+    runs = plan.trunks(cfg, cells)
     assert sum(len(r.branches) for r in runs) == len(cells)
     by_id = {c.cell: c for c in cells}
     for r in runs:
         for cid, step in r.branches:
             c = by_id[cid]
-            assert plan.run_id(c) == r.run
+            assert plan.trunk_id(c) == r.run
             assert step == c.steps - round(0.2 * c.steps)
         assert r.steps == max(s for _, s in r.branches)
     cost = plan.sweep_cost(cfg, cells)
@@ -96,7 +97,7 @@ def test_checkpoint_from_another_config_is_not_resumed(tiny):
     d, cell = tiny
     out = d / "stale"
     out.mkdir()
-    other = cfgmod.load(d / "config.yaml", {"train": {"lr": 0.001}})
+    other = study.load(d / "config.yaml", {"train": {"lr": 0.001}})
     (d / "other.yaml").write_text(cfgmod.dump(other))
     cmd = train_cmd(d, cell, out)
     proc = subprocess.Popen(cmd[:4] + [str(d / "other.yaml")] + cmd[5:])
@@ -111,18 +112,18 @@ def test_checkpoint_from_another_config_is_not_resumed(tiny):
 
 
 def test_wsd_cells_cool_down_from_their_trunk(tiny):
-    from skillscale.train.jobs import train_cell, train_stable
+    from skillscale.train.jobs import train_cell, train_trunk
 
     d, _ = tiny
-    cfg = cfgmod.load(d / "config.yaml", {"train": {"schedule": "wsd"}})
+    cfg = study.load(d / "config.yaml", {"train": {"schedule": "wsd"}})
     cells, _ = plan.build(cfg)
-    trunk = min((r for r in plan.stable_runs(cfg, cells) if len(r.branches) > 1), key=lambda r: r.flops)
-    info = train_stable(cfg, trunk, d / "data", d / "stable" / trunk.run)
+    trunk = min((r for r in plan.trunks(cfg, cells) if len(r.branches) > 1), key=lambda r: r.flops)
+    info = train_trunk(cfg, trunk, d / "data", d / "trunks" / trunk.run)
     assert info["curve"][-1]["step"] == trunk.steps
     assert all(p["lr"] == info["peak_lr"] for p in info["curve"] if p["step"] > trunk.warmup)
     for cid, branch in trunk.branches:
         cell = next(c for c in cells if c.cell == cid)
-        rec = train_cell(cfg, cell, d / "data", d / "cells" / cid, stable_dir=d / "stable" / trunk.run)
+        rec = train_cell(cfg, cell, d / "data", d / "cells" / cid, trunk_dir=d / "trunks" / trunk.run)
         steps = [p["step"] for p in rec["curve"]]
         assert steps[-1] == cell.steps and branch in steps
         trunk_part = [p for p in info["curve"] if p["step"] <= branch]
@@ -135,7 +136,7 @@ def test_divergence_is_recorded_with_its_step_not_hidden(tiny):
     from skillscale.train.jobs import train_cell
 
     d, cell = tiny
-    cfg = cfgmod.load(d / "config.yaml", {"train": {"lr": 50.0, "grad_clip": 0.0}})
+    cfg = study.load(d / "config.yaml", {"train": {"lr": 50.0, "grad_clip": 0.0}})
     rec = train_cell(cfg, cell, d / "data", d / "diverged")
     assert rec["diverged"] and 0 < rec["diverged_step"] < cell.steps
     assert rec["curve"][-1]["step"] == rec["diverged_step"]
@@ -155,7 +156,7 @@ def test_compiled_loss_is_the_eager_loss():
     """train.compile: the compiled graph (model and loss as one) computes the same loss and
     gradients as the eager model; only float rounding differs."""
     from skillscale.model.decoder import Decoder, ModelShape
-    from skillscale.train.jobs import loss_fn, use_compile
+    from skillscale.train.step import loss_fn, use_compile
 
     assert use_compile({"compile": "auto"}, "cuda") and not use_compile({"compile": "auto"}, "cpu")
     assert use_compile({"compile": "always"}, "cpu") and not use_compile({"compile": "never"}, "cuda")
@@ -172,7 +173,7 @@ def test_the_fused_head_loss_is_cross_entropy_over_the_logits():
     cross_entropy over the logits, its loss and every parameter's gradient, up to float
     rounding; under autocast, or for a model that is not a plain Decoder, the plain loss runs."""
     from skillscale.model.decoder import Decoder, ModelShape
-    from skillscale.train.jobs import HeadCrossEntropy, loss_fn, next_token_loss
+    from skillscale.train.step import HeadCrossEntropy, loss_fn, next_token_loss
 
     torch.manual_seed(0)
     model = Decoder(ModelShape(d_model=16, n_layers=2, n_heads=2, vocab_size=128, seq_len=32))
@@ -197,28 +198,28 @@ def test_a_grown_wsd_trunk_continues_from_its_saved_states(tiny, capsys):
     """Adding a budget lengthens a trunk or puts a branch inside it. The rerun trunk starts
     from its latest branch state before the first branch it lacks, not from scratch, and ends
     with the same states as a trunk trained in one go."""
-    from skillscale.train.jobs import train_stable
+    from skillscale.train.jobs import train_trunk
 
     d, _ = tiny
-    base = cfgmod.load(d / "config.yaml", {"train": {"schedule": "wsd"}})
+    base = study.load(d / "config.yaml", {"train": {"schedule": "wsd"}})
 
     def trunk_of(budgets, run="code0.25_d16L1h2_seed0"):
-        cfg = cfgmod.validate(base | {"grid": base["grid"] | {"budgets": budgets}})
+        cfg = study.validate(base | {"grid": base["grid"] | {"budgets": budgets}})
         cells, _ = plan.build(cfg)
-        return cfg, next(r for r in plan.stable_runs(cfg, cells) if r.run == run)
+        return cfg, next(r for r in plan.trunks(cfg, cells) if r.run == run)
 
     b1, b2 = base["grid"]["budgets"]
     cfg, small = trunk_of([b1, b2])
-    train_stable(cfg, small, d / "data", d / "grown" / small.run)
+    train_trunk(cfg, small, d / "data", d / "grown" / small.run)
     capsys.readouterr()
     for budgets in ([b1, b2, 2 * b2], [b1, (b1 * b2) ** 0.5, b2, 2 * b2]):  # longer; then a branch inside
         cfg, grown = trunk_of(budgets)
         first_new = min(s for _, s in grown.branches if s not in {s for _, s in small.branches})
-        info = train_stable(cfg, grown, d / "data", d / "grown" / grown.run)
+        info = train_trunk(cfg, grown, d / "data", d / "grown" / grown.run)
         start = max(s for _, s in small.branches if s <= first_new)
         assert f"continuing from its branch state at step {start}" in capsys.readouterr().out
         small = grown
-    whole = train_stable(cfg, grown, d / "data", d / "whole" / grown.run)
+    whole = train_trunk(cfg, grown, d / "data", d / "whole" / grown.run)
     assert [(p["step"], p["loss"]) for p in info["curve"]] == [(p["step"], p["loss"]) for p in whole["curve"]]
     for cid, _ in grown.branches:
         a, b = (torch.load(d / k / grown.run / f"branch_{cid}.pt", weights_only=False) for k in ("grown", "whole"))
@@ -230,7 +231,7 @@ def test_our_adamw_is_torchs_fused_adamw_bit_for_bit_and_skips_dynamo():
     import sys
 
     from skillscale.model.decoder import Decoder, ModelShape
-    from skillscale.train.jobs import build_optimizer, loss_fn, train_step
+    from skillscale.train.step import build_optimizer, loss_fn, train_step
 
     tc = dict(weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0, precision="fp32")
     shape = ModelShape(d_model=16, n_layers=2, n_heads=2, vocab_size=300, seq_len=32, ffn_mult=2.6667)
@@ -260,7 +261,7 @@ def test_a_compiled_process_reuses_one_model_per_shape_with_fresh_weights():
     once), re-initialised exactly as a new model from the same seed would be."""
     from skillscale.train import distributed
     from skillscale.model.decoder import Decoder, ModelShape
-    from skillscale.train.jobs import model_for
+    from skillscale.train.loop import model_for
 
     shape = ModelShape(d_model=16, n_layers=1, n_heads=2, vocab_size=64, seq_len=8, ffn_mult=2.0)
     torch.manual_seed(1)

@@ -98,7 +98,7 @@ def test_adding_a_code_fraction_trains_only_new_cells(study):
     p = smk(study, "-n", *TEST, "--config", "mix={code_fractions: [0.25, 0.5, 0.75]}")
     out = p.stdout
     assert planned_jobs(out, "train_trunk") == 3 and planned_jobs(out, "collect_cell") == 6
-    assert "code0.25_" not in "".join(l for l in out.splitlines() if "stable.json" in l and "output" in l)
+    assert "code0.25_" not in "".join(l for l in out.splitlines() if "trunk.json" in l and "output" in l)
 
 
 def test_html_report_holds_figures_and_tables(study):
@@ -167,15 +167,15 @@ def test_adding_a_seed_plans_only_the_new_seeds_trunks(study, tmp_path):
 
     seeded = tmp_path / "seeded"  # a copy: even a dry run rewrites results/test/config.yaml
     shutil.copytree(study, seeded, symlinks=True)
-    trunks = sorted(p.name for p in (seeded / "results/test/stable").iterdir())
+    trunks = sorted(p.name for p in (seeded / "results/test/trunks").iterdir())
     assert trunks and all(t.endswith("_seed0") for t in trunks)
     for metadata in (True, False):
         if not metadata:
             shutil.rmtree(seeded / ".snakemake")
         out = smk(seeded, "-n", *TEST, "--config", "seeds=[0,1]").stdout
         assert planned_jobs(out, "train_trunk") == len(trunks), (metadata, out[-1500:])
-        planned = {l.split("stable/")[1].split("/")[0] for l in out.splitlines()
-                   if l.strip().startswith("output:") and "/stable.json" in l}
+        planned = {l.split("trunks/")[1].split("/")[0] for l in out.splitlines()
+                   if l.strip().startswith("output:") and "/trunk.json" in l}
         assert planned == {t.replace("_seed0", "_seed1") for t in trunks}
 
 
@@ -185,13 +185,13 @@ def test_failed_job_keep_going_then_rerun_fills_the_gap(study):
     the trunk's earlier state and the study completes with the same numbers."""
     import json
 
-    trunks = sorted((study / "results/test/stable").iterdir())
+    trunks = sorted((study / "results/test/trunks").iterdir())
     bad, healthy = trunks[0], trunks[1]
     bad_cell = sorted((bad / "cells").iterdir())[-1].name
     good = {c.name: json.loads((c / "eval.json").read_text()) for c in (healthy / "cells").iterdir()}
     want = json.loads((bad / "cells" / bad_cell / "eval.json").read_text())["bits_per_byte"]
     for t in (bad, healthy):  # both trunk jobs must run again (as after a crash mid-study)
-        (t / "stable.json").unlink()
+        (t / "trunk.json").unlink()
         for c in (t / "cells").iterdir():
             shutil_rm(study / "results/test/cells" / c.name)
     (study / "results/test/cells.csv").unlink()  # (the analysis never ran)
@@ -201,10 +201,10 @@ def test_failed_job_keep_going_then_rerun_fills_the_gap(study):
     p = smk(study, *TEST, "--keep-going", check=False)
     assert p.returncode != 0
     assert "train_trunk" in p.stderr and f"branch_{bad_cell}.pt" in p.stderr + log_of(study, bad.name)
-    assert (healthy / "stable.json").exists()  # the gap next to the fault was filled
+    assert (healthy / "trunk.json").exists()  # the gap next to the fault was filled
     assert json.loads((healthy / "cells" / sorted(good)[0] / "eval.json").read_text())["bits_per_byte"] == \
         good[sorted(good)[0]]["bits_per_byte"]
-    assert not (bad / "stable.json").exists()  # nothing half-written for analyze to trust
+    assert not (bad / "trunk.json").exists()  # nothing half-written for analyze to trust
     (bad / f"branch_{bad_cell}.pt").unlink()
     smk(study, *TEST)
     assert json.loads((study / "results/test/cells" / bad_cell / "eval.json").read_text())["bits_per_byte"] == want
@@ -212,7 +212,7 @@ def test_failed_job_keep_going_then_rerun_fills_the_gap(study):
 
     # the README's "rerun one cell": forget its cached result, force its trunk job
     shutil_rm(bad / "cells" / bad_cell)
-    smk(study, *TEST, "--forcerun", f"results/test/stable/{bad.name}/stable.json")
+    smk(study, *TEST, "--forcerun", f"results/test/trunks/{bad.name}/trunk.json")
     log = log_of(study, bad.name)
     assert f"[{bad_cell}] cooldown from the trunk" in log and f"[{bad_cell}] cooldown kept" not in log
     assert all(f"[{c.name}] cooldown kept" in log for c in (bad / "cells").iterdir() if c.name != bad_cell)
@@ -272,9 +272,9 @@ def test_hard_kill_of_the_whole_workflow_resumes_after_unlock(test_study, tmp_pa
     assert out.count("--pack code0.25_") == 2  # d8L1h2 and d16L1h2: both code fractions in one job
     proc = subprocess.Popen(["snakemake", "--cores", "2", *TEST, *GPU_LAYOUT], cwd=wd, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    trunks = wd / "results/test/stable"
+    trunks = wd / "results/test/trunks"
     deadline = time.time() + 300
-    while time.time() < deadline and not list(trunks.glob("*/stable.json")):  # one trunk job done
+    while time.time() < deadline and not list(trunks.glob("*/trunk.json")):  # one trunk job done
         assert proc.poll() is None, "the study ended before it could be killed"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)

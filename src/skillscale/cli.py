@@ -20,6 +20,7 @@ from pathlib import Path
 # reads this when it is first imported, which may be before skillscale.evaluate.harness is
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+from skillscale import study
 from skillscale import config as cfgmod  # noqa: E402
 
 
@@ -27,7 +28,7 @@ def cmd_plan(a) -> int:
     from skillscale import common
     from skillscale import plan
 
-    cfg = cfgmod.load_layers(a.config)
+    cfg = study.load_layers(a.config)
     cells, dropped = plan.build(cfg)
     df = plan.to_frame(cells)
     if a.out:
@@ -42,7 +43,7 @@ def cmd_plan(a) -> int:
     cost = plan.sweep_cost(cfg, cells)
     print(f"schedule {cfg['train']['schedule']}: cell by cell (cosine) {cost['per_cell_flops']:.3g} FLOPs;"
           f" warmup-stable-decay {cost['wsd_flops']:.3g} FLOPs = {cost['wsd_over_per_cell']:.0%} of that"
-          f" ({len(plan.stable_runs(cfg, cells))} trunks + {len(cells)} cooldowns of {cfg['train']['cooldown_fraction']:.0%})")
+          f" ({len(plan.trunks(cfg, cells))} trunks + {len(cells)} cooldowns of {cfg['train']['cooldown_fraction']:.0%})")
     for d in dropped:
         print(f"dropped {d['cell']}: {d['reason']}")
     if a.estimate:
@@ -87,7 +88,7 @@ def data_needs(cfg: dict) -> str:
 
     if cfg["data"]["sources"] is None:
         return "data: the embedded corpora (repeated as the default study does)"
-    from skillscale.data.sources import shares
+    from skillscale.data.mixing import shares
 
     cells, _ = plan.build(cfg)
     need = {}
@@ -102,7 +103,7 @@ def data_needs(cfg: dict) -> str:
 def cmd_analyze(a) -> int:
     from skillscale.analysis import report
 
-    cfg = cfgmod.load(a.config)
+    cfg = study.load(a.config)
     try:
         r = report.analyze(cfg, Path(a.study_dir), allow_missing=a.allow_missing)
     except report.IncompleteStudy as e:

@@ -8,6 +8,7 @@ half-written file that a later rule would trust.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -38,6 +39,13 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=1, sort_keys=False, default=_jsonable) + "\n")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> dict:
+    """Rows as JSON lines, atomically; returns the file's name, row count and sha256."""
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    write_text(path, text)
+    return {"file": path.name, "n_items": len(rows), "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 def _jsonable(o):

@@ -49,7 +49,7 @@ rule prepare_data:
         out=lambda w, output: os.path.dirname(output.manifest),
         # the embedded study's data keys as before data.sources existed (new keys at their
         # defaults left out), so that adding them reruns no existing study
-        data=study_data.rule_params(config["data"]),
+        data=data_rule_params(config["data"]),
     conda:
         "../../envs/skillscale.yaml"
     log:

@@ -2,7 +2,7 @@
 # (a second process per cell would pay the start-up of torch and lm-eval again).
 # train.schedule=wsd: one job per constant-LR trunk (code fraction, size, seed). It trains
 #   the trunk, saving a branch state per budget, then each cell's cooldown from its branch
-#   and the cell's evaluation, into stable/<run>/cells/<cell>/; collect_cell copies every
+#   and the cell's evaluation, into trunks/<run>/cells/<cell>/; collect_cell copies every
 #   cell's files to cells/<cell>/. A trunk job rerun (a budget added, eval settings changed)
 #   continues from its saved states and keeps the cells whose results still hold.
 #   With resources.pack, small trunks of one size train side by side in one train_pack job
@@ -19,53 +19,13 @@ EVAL_PARAMS = {k: v for k, v in config["eval"].items() if k != "batch_size"}
 CELL_FILES = ("model.safetensors", "train.json", "eval.json")
 
 
-def ddp_processes(n_params):
-    return study_plan.ddp_processes(config, n_params)  # per node
-
-
-def ddp_nodes(n_params):
-    return study_plan.ddp_nodes(config, n_params)
-
-
-def launcher(n_params):
-    """python, or torchrun with one process per GPU (rank-local threads: train_threads each);
-    over several nodes, srun starts one torchrun per node (the job is an `mpi` job to the
-    Slurm plugin, so its command is not wrapped in a one-task srun), and they meet at the
-    allocation's first node (c10d rendezvous; a port per job, so jobs sharing a node do not
-    collide)."""
-    p, nodes = ddp_processes(n_params), ddp_nodes(n_params)
-    if p * nodes == 1:
-        return "python"
-    if nodes == 1:
-        return f"torchrun --standalone --nproc_per_node {p}"
-    need = "${SLURM_JOB_NODELIST:?resources.ddp_nodes > 1 runs only in a Slurm allocation (profiles/slurm)}"
-    head = f'"$(scontrol show hostnames "{need}" | head -n 1)"'
-    return (f"srun torchrun --nnodes {nodes} --nproc_per_node {p} --rdzv_backend c10d"
-            f' --rdzv_id "$SLURM_JOB_ID" --rdzv_endpoint {head}:"$((29500 + SLURM_JOB_ID % 1000))"')
-
-
-def gpu_resources(n_params):
-    """What a training job asks Slurm for (None: not requested). One node: `gpu` GPUs (of
-    SKILLSCALE_GPU_MODEL, when set). Several: that many nodes with ddp_processes GPUs each
-    (gres, per node) and one task per node."""
-    p, nodes = ddp_processes(n_params), ddp_nodes(n_params)
-    model = os.environ.get("SKILLSCALE_GPU_MODEL") or None
-    if nodes == 1:
-        return {"gpu": p, "gpu_model": model, "gres": None, "nodes": None, "tasks": None, "mpi": None}
-    return {"gpu": None, "gpu_model": None, "gres": f"gpu:{model + ':' if model else ''}{p}", "nodes": nodes,
-            "tasks": nodes, "mpi": "srun"}
-
-
 if WSD:
 
     rule train_trunk:
         input:
-            manifest=f"{DATA}/manifest.json",
-            shards=SHARDS,
-            evals=EVAL_FILES,
-            benchmarks=BENCH_MANIFEST,
+            **training_inputs(),
         output:
-            record=f"{R}/stable/{{run}}/stable.json",
+            record=f"{TRUNKS}/{{run}}/{TRUNK_RECORD}",
         params:
             config=CONFIG_FILE,
             data=lambda w, input: os.path.dirname(input.manifest),
@@ -83,13 +43,8 @@ if WSD:
         threads: lambda w: config["resources"]["train_threads"] * ddp_processes(RUN[w.run].n_params)
         resources:
             mem_mb=2000,
-            runtime=lambda w: runtime_min(TRUNK_JOB_FLOPS[w.run] / study_plan.ddp_world(config, RUN[w.run].n_params)),
-            gpu=lambda w: gpu_resources(RUN[w.run].n_params)["gpu"],
-            gpu_model=lambda w: gpu_resources(RUN[w.run].n_params)["gpu_model"],
-            gres=lambda w: gpu_resources(RUN[w.run].n_params)["gres"],
-            nodes=lambda w: gpu_resources(RUN[w.run].n_params)["nodes"],
-            tasks=lambda w: gpu_resources(RUN[w.run].n_params)["tasks"],
-            mpi=lambda w: gpu_resources(RUN[w.run].n_params)["mpi"],
+            runtime=lambda w: runtime_min(TRUNK_JOB_FLOPS[w.run] / plan.ddp_world(config, RUN[w.run].n_params)),
+            **gpu_request(lambda w: RUN[w.run].n_params),
         shell:
             "{params.launcher} -m skillscale.train --config {params.config} --trunk {wildcards.run}"
             " --data {params.data} --out {params.out} --threads {params.threads} > {log} 2>&1"
@@ -97,19 +52,16 @@ if WSD:
     rule train_pack:
         # resources.pack: small trunks of one size side by side on one GPU, one `--trunk`
         # process each (so each result is the one it gets alone), in one job: one queue
-        # wait and one job start-up instead of k. Each writes stable/<run>/ as train_trunk
+        # wait and one job start-up instead of k. Each writes trunks/<run>/ as train_trunk
         # does; the pack's record is written once all are done.
         input:
-            manifest=f"{DATA}/manifest.json",
-            shards=SHARDS,
-            evals=EVAL_FILES,
-            benchmarks=BENCH_MANIFEST,
+            **training_inputs(),
         output:
             record=f"{R}/packs/{{pack}}.json",
         params:
             config=CONFIG_FILE,
             data=lambda w, input: os.path.dirname(input.manifest),
-            out=f"{R}/stable",
+            out=TRUNKS,
             runs=lambda w: " ".join(PACK[w.pack].runs),
             members=lambda w: [RUN_PARAMS[r] for r in PACK[w.pack].runs],
             threads=config["resources"]["train_threads"],  # per member process
@@ -133,7 +85,7 @@ if WSD:
 
     def trunk_done(run):
         """The file that says a trunk is trained: its pack's record, or its own."""
-        return f"{R}/packs/{PACK_OF[run]}.json" if run in PACK_OF else f"{R}/stable/{run}/stable.json"
+        return f"{R}/packs/{PACK_OF[run]}.json" if run in PACK_OF else f"{TRUNKS}/{run}/{TRUNK_RECORD}"
 
     rule collect_cell:
         # A copy (a hard link where the filesystem allows: a large checkpoint is not copied
@@ -149,7 +101,7 @@ if WSD:
             record=f"{R}/cells/{{cell}}/train.json",
             eval=f"{R}/cells/{{cell}}/eval.json",
         params:
-            src=lambda w: f"{R}/stable/{RUN_OF[w.cell]}/cells/{w.cell}",
+            src=lambda w: f"{TRUNKS}/{RUN_OF[w.cell]}/cells/{w.cell}",
             dest=lambda w, output: os.path.dirname(output.record),
             files=" ".join(CELL_FILES),
         shell:
@@ -164,10 +116,7 @@ else:
 
     rule train_cell:
         input:
-            manifest=f"{DATA}/manifest.json",
-            shards=SHARDS,
-            evals=EVAL_FILES,
-            benchmarks=BENCH_MANIFEST,
+            **training_inputs(),
         output:
             model=f"{R}/cells/{{cell}}/model.safetensors",
             record=f"{R}/cells/{{cell}}/train.json",
@@ -190,13 +139,8 @@ else:
         threads: lambda w: config["resources"]["train_threads"] * ddp_processes(CELL[w.cell].n_params)
         resources:
             mem_mb=2000,
-            runtime=lambda w: runtime_min(CELL[w.cell].flops / study_plan.ddp_world(config, CELL[w.cell].n_params)),
-            gpu=lambda w: gpu_resources(CELL[w.cell].n_params)["gpu"],
-            gpu_model=lambda w: gpu_resources(CELL[w.cell].n_params)["gpu_model"],
-            gres=lambda w: gpu_resources(CELL[w.cell].n_params)["gres"],
-            nodes=lambda w: gpu_resources(CELL[w.cell].n_params)["nodes"],
-            tasks=lambda w: gpu_resources(CELL[w.cell].n_params)["tasks"],
-            mpi=lambda w: gpu_resources(CELL[w.cell].n_params)["mpi"],
+            runtime=lambda w: runtime_min(CELL[w.cell].flops / plan.ddp_world(config, CELL[w.cell].n_params)),
+            **gpu_request(lambda w: CELL[w.cell].n_params),
         shell:
             "{params.launcher} -m skillscale.train --config {params.config} --cell {wildcards.cell}"
             " --data {params.data} --out {params.out} --evaluate --threads {params.threads} > {log} 2>&1"

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from skillscale.analysis import fit
+from skillscale.data.mixing import shares
 
 CELL_COLUMNS = ("cell", "code_frac", "budget", "size", "seed", "n_params", "n_params_total",
                 "n_params_nonembed", "tokens", "flops", "diverged")
@@ -246,13 +247,11 @@ def own_share(skill: str, code_frac, sources: dict | None = None):
 
     Embedded corpora (`sources` None): code_frac for code, 1 - code_frac for knowledge.
     Configured sources (data.sources): the shares of the sources of that role
-    (sources.shares), so with a fixed-share background (say 20% web) knowledge has
+    (skillscale.data.mixing.shares), so with a fixed-share background (say 20% web) knowledge has
     1 - 0.2 - code_frac, not 1 - code_frac."""
     cf = np.asarray(code_frac, float)
     if sources is None:
         return cf if skill == "code" else 1 - cf
-    from skillscale.data.sources import shares
-
     flat = [sum(v for k, v in shares(sources, float(c)).items() if sources[k]["role"] == skill) for c in cf.ravel()]
     return np.asarray(flat, float).reshape(cf.shape)
 

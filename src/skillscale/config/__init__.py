@@ -1,8 +1,8 @@
-"""Load a study config, fill defaults from the schema, and check it before any job runs.
-
-The JSON schema (config/schema.yaml, shipped in the package too) checks types and ranges;
-`check_cross_fields` checks what a schema cannot say. Every error names the key, the bad
-value and what was expected.
+"""Stage config: a study's YAML layers -> one mapping with every default filled in and every
+type and range checked against the JSON schema (config/schema.yaml, shipped in the package
+too). What a schema cannot say (keys that constrain each other, the grid, the sources, the
+benchmarks) each stage checks, and skillscale.study puts the two together: load configs
+through skillscale.study.load. Every error names the key, the bad value and what was expected.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def _key(path) -> str:
 
 
 def validate(cfg: dict | None, source: str = "config") -> dict:
-    """Return a validated copy of ``cfg`` with every default filled in."""
+    """A copy of ``cfg`` with every default filled in, checked against the schema only
+    (skillscale.study.validate adds the checks across keys and stages)."""
     cfg = copy.deepcopy(cfg or {})
     sch = schema()
     _fill_defaults(cfg, sch)
@@ -94,7 +95,6 @@ def validate(cfg: dict | None, source: str = "config") -> dict:
                     f"{_key(e.path)}: {e.message}" + (f" (expected: {expected})" if expected else "")
                 )
         raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(lines))
-    check_cross_fields(cfg, source)
     return _sorted_keys(cfg)
 
 
@@ -119,92 +119,6 @@ def _subschema(sch: dict, path) -> dict:
     return node if isinstance(node, dict) else {}
 
 
-def check_cross_fields(cfg: dict, source: str = "config") -> None:
-    problems = []
-    budgets = cfg["grid"]["budgets"]
-    if any(b2 <= b1 for b1, b2 in zip(budgets, budgets[1:])):
-        problems.append(f"grid.budgets: {budgets} must be strictly increasing")
-    fracs = cfg["mix"]["code_fractions"]
-    if len(set(fracs)) != len(fracs):
-        problems.append(f"mix.code_fractions: {fracs} has duplicates")
-    if len(set(cfg["seeds"])) != len(cfg["seeds"]):
-        problems.append(f"seeds: {cfg['seeds']} has duplicates")
-    ladder = cfg["grid"]["ladder"]
-    for i, s in enumerate(ladder):
-        if s["d_model"] % s["n_heads"] or (s["d_model"] // s["n_heads"]) % 2:
-            problems.append(
-                f"grid.ladder.{i}: d_model={s['d_model']} must split into n_heads={s['n_heads']}"
-                " heads of even width (rotary embeddings rotate pairs)"
-            )
-    if len({(s["d_model"], s["n_layers"], s["n_heads"]) for s in ladder}) != len(ladder):
-        problems.append("grid.ladder: has duplicate shapes")
-    if cfg["grid"]["sizes_per_budget"] > len(ladder):
-        problems.append(
-            f"grid.sizes_per_budget: {cfg['grid']['sizes_per_budget']} is more than the"
-            f" {len(ladder)} shapes in grid.ladder"
-        )
-    rc = cfg["resources"]
-    if cfg["train"]["batch_size"] % (rc["ddp_processes"] * rc["ddp_nodes"]):
-        n = rc["ddp_processes"] * rc["ddp_nodes"]
-        problems.append(f"resources.ddp_processes: {n} data-parallel processes ({rc['ddp_processes']} per node x"
-                        f" resources.ddp_nodes={rc['ddp_nodes']}) must divide train.batch_size"
-                        f" ({cfg['train']['batch_size']}): each takes an equal share of a batch")
-    if not problems and (cfg["resources"]["pack"] or cfg["train"]["device"] == "cuda"):
-        from skillscale.plan import memory_problems
-
-        problems += memory_problems(cfg)
-    if cfg["data"]["sources"] is not None:
-        from skillscale.data.sources import config_problems
-
-        problems += config_problems(cfg)
-    kc, ev = cfg["data"]["knowledge"], cfg["data"]["eval"]
-    from skillscale.data.corpora import QUESTIONS
-
-    held_out_questions = (kc["n_facts"] - round(kc["qa_train_fraction"] * kc["n_facts"])) * len(QUESTIONS)
-    if ev["knowledge_qa_items"] > held_out_questions:
-        problems.append(
-            f"data.eval.knowledge_qa_items: {ev['knowledge_qa_items']} asked for, but data.knowledge.n_facts="
-            f"{kc['n_facts']} with qa_train_fraction={kc['qa_train_fraction']} leaves {held_out_questions}"
-            " held-out questions; lower it or add facts"
-        )
-    from skillscale.benchmarks import SKILLS, config_problems
-
-    problems += config_problems(cfg, SKILLS)
-    if not problems:  # the grid itself, once the shapes are sound
-        problems += _grid_problems(cfg)
-    if problems:
-        raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(problems))
-
-
-def _grid_problems(cfg: dict) -> list[str]:
-    """Every budget must keep >= 3 trainable sizes and expect its optimum inside the ladder."""
-    import math
-
-    from skillscale import plan
-
-    out = []
-    lad = plan.ladder(cfg)
-    n_lo, n_hi = lad[0][2]["standard"], lad[-1][2]["standard"]
-    cells, _ = plan.build(cfg)
-    tpp = cfg["grid"]["tokens_per_param"]
-    for b in cfg["grid"]["budgets"]:
-        n_e = math.sqrt(b / (6 * tpp))
-        if not n_lo <= n_e <= n_hi:
-            out.append(
-                f"grid.budgets: {b:.3g} expects its optimum near N={n_e:,.0f} (sqrt(C / (6 x grid.tokens_per_param)))"
-                f" but grid.ladder spans N={n_lo:,}..{n_hi:,}; the IsoFLOP minimum could not be inside the sizes"
-                " sampled — extend grid.ladder or change the budget"
-            )
-        sizes = {c.size for c in cells if c.budget == b}
-        if len(sizes) < 3:
-            out.append(
-                f"grid.budgets: {b:.3g} keeps {len(sizes)} sizes with >= train.min_steps="
-                f"{cfg['train']['min_steps']} steps (a parabola needs 3); raise the budget, lower"
-                " train.min_steps or train.batch_size"
-            )
-    return out
-
-
 def read_yaml(path: str | Path) -> dict:
     """One config file's mapping, or a ConfigError naming the file and what is wrong."""
     path = Path(path)
@@ -217,20 +131,6 @@ def read_yaml(path: str | Path) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     return raw
-
-
-def load(path: str | Path, overrides: dict | None = None) -> dict:
-    return validate(deep_merge(read_yaml(path), overrides or {}), str(path))
-
-
-def load_layers(paths) -> dict:
-    """Several config files merged in order (later keys win), then validated once: what
-    snakemake does with `--configfile X` over the Snakefile's config/config.yaml."""
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    merged = {}
-    for path in paths:
-        merged = deep_merge(merged, read_yaml(path))
-    return validate(merged, " + ".join(map(str, paths)))
 
 
 def deep_merge(base: dict, over: dict) -> dict:

@@ -1,5 +1,5 @@
-"""`python -m skillscale.data`: prepare a study's data (see skillscale.data.embedded.main)."""
+"""`python -m skillscale.data`: prepare a study's data (skillscale.data.prepare)."""
 
-from skillscale.data.embedded import main
+from skillscale.data.prepare import main
 
 raise SystemExit(main())

@@ -10,14 +10,9 @@ Writes into ``results/<study>/data/``:
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import logging
 import math
-import os
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -72,12 +67,6 @@ def write_shard(path: Path, docs: list[corpora.Doc], tok: BPETokenizer, seed: in
     }
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> dict:
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    common.write_text(path, text)
-    return {"file": path.name, "n_items": len(rows), "sha256": hashlib.sha256(text.encode()).hexdigest()}
-
-
 # data keys added after the embedded study's results: left out of its data hash while at their
 # defaults, so that its cells keep their provenance (and their shards are byte-identical)
 SOURCE_KEYS = {"sources": None, "max_epochs": 4, "shard_tokens": 67108864}
@@ -93,16 +82,8 @@ def legacy_hash(dc: dict) -> str:
     return digest(legacy_view(dc))
 
 
-def rule_params(dc: dict) -> dict:
-    """The data section as the prepare_data rule's params (Snakemake reruns a job whose params changed)."""
-    return legacy_view(dc) if dc["sources"] is None else dc
-
-
-def prepare(cfg: dict, out: Path, threads: int = 1) -> dict:
-    if cfg["data"]["sources"] is not None:
-        from skillscale.data.streamed import prepare_sources
-
-        return prepare_sources(cfg, Path(out), threads)
+def prepare_embedded(cfg: dict, out: Path) -> dict:
+    """The embedded corpora's data folder (data.sources null): two shards and four eval sets."""
     t0 = time.time()
     dc = cfg["data"]
     seed, frac = dc["seed"], dc["heldout_fraction"]
@@ -161,7 +142,7 @@ def prepare(cfg: dict, out: Path, threads: int = 1) -> dict:
                 " data.code.max_bytes or data.knowledge.n_facts"
             )
     check_no_leakage(know_docs + code_train, eval_sets, facts)
-    evals = {k: write_jsonl(out / "eval" / f"{k}.jsonl", v) for k, v in eval_sets.items()}
+    evals = {k: common.write_jsonl(out / "eval" / f"{k}.jsonl", v) for k, v in eval_sets.items()}
 
     manifest = {
         "data_config": dc,
@@ -196,35 +177,3 @@ def check_no_leakage(train_docs, eval_sets: dict, facts) -> None:
     for r in eval_sets["knowledge_qa"]:
         if r["id"].rsplit(":", 1)[0] in asked_in_training:
             raise corpora.DataError(f"eval set knowledge_qa: {r['id']} was asked in training")
-
-
-def main(argv=None) -> int:
-    from skillscale import config as cfgmod
-
-    p = argparse.ArgumentParser(prog="python -m skillscale.data", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="study YAML")
-    p.add_argument("--out", required=True, help="data folder, e.g. results/<study>/data")
-    p.add_argument("--threads", type=int, default=1, help="tokenizer threads (configured sources)")
-    a = p.parse_args(argv)
-    # the tokenizer's thread pool starts on first use and reads these then
-    os.environ["RAYON_NUM_THREADS"] = str(a.threads)
-    os.environ["TOKENIZERS_PARALLELISM"] = "true"
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        m = prepare(cfgmod.load(a.config), Path(a.out), a.threads)
-    except (corpora.DataError, cfgmod.ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if m.get("layout") == "sources":
-        log.info("done in %.1fs: %s", m["seconds"],
-                 ", ".join(f"{k} {v['n_tokens']:,} tokens in {len(v['files'])} files" for k, v in m["shards"].items()))
-        return 0
-    log.info("done in %.1fs: knowledge %d tokens (facts repeated %dx), code %d tokens",
-             m["seconds"], m["shards"]["knowledge"]["n_tokens"], m["shards"]["knowledge"]["fact_repeats"],
-             m["shards"]["code"]["n_tokens"])
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from skillscale.data.datastore import ShardedStore
+
 
 class Shard:
     def __init__(self, path: Path, seq_len: int, vocab_size: int | None = None):
@@ -125,6 +127,25 @@ def taken(n: int, shares: list[float]) -> list[int]:
     return out
 
 
+def shares(srcs: dict, code_frac: float) -> dict[str, float]:
+    """Each source's share of a cell's training sequences, in stream order: code sources
+    first (the ablation axis; exact code_mask spread for a single code source), then the
+    fixed-share ones, then knowledge. Sources of one role split its share by weight."""
+    fixed = {k: s["share"] for k, s in srcs.items() if s.get("share")}
+    rest = 1.0 - sum(fixed.values())
+    role_share = {"code": code_frac, "knowledge": rest - code_frac}
+    out = {}
+    for role in ("code", None, "knowledge"):
+        if role is None:
+            out |= fixed
+            continue
+        members = {k: s["weight"] for k, s in srcs.items() if s["role"] == role and not s.get("share")}
+        total = sum(members.values())
+        for k, w in members.items():
+            out[k] = role_share[role] * w / total
+    return {k: v for k, v in out.items() if v > 1e-12}
+
+
 class Mixture:
     """Training batches drawn from several stores at fixed shares of sequences.
 
@@ -182,14 +203,11 @@ class Mixture:
 def for_cell(data_dir: Path, manifest: dict, cfg: dict, code_frac: float, seq_len: int,
              batch_size: int, seed: int) -> Mixture:
     """A cell's mixture from a prepared data folder: the embedded two-shard layout, or the
-    configured sources' sharded stores at their shares (sources.shares)."""
+    configured sources' sharded stores at their shares (`shares`)."""
     data_dir = Path(data_dir)
     if manifest.get("layout") != "sources":
         return Mixture(Shard(data_dir / "shards" / "code.bin", seq_len),
                        Shard(data_dir / "shards" / "knowledge.bin", seq_len), code_frac, batch_size, seed)
-    from skillscale.data.datastore import ShardedStore
-    from skillscale.data.sources import shares
-
     sh = shares(cfg["data"]["sources"], code_frac)
     mix = Mixture.of({k: (ShardedStore(data_dir / manifest["shards"][k]["dir"], seq_len), v) for k, v in sh.items()},
                      batch_size, seed)

@@ -25,8 +25,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from skillscale import common
-from skillscale.data import sources
+from skillscale import common, plan
+from skillscale.data import checks, sources
 from skillscale.config import digest
 from skillscale.data.corpora import DataError, Doc, code_fn_items
 from skillscale.data.datastore import ShardWriter, dtype_for, sha256_file
@@ -86,8 +86,8 @@ def tokenizer_sample(name: str, spec: dict, quota: int, fraction: float, seed: i
 
 def tokenizer_for(cfg: dict, out: Path) -> tuple[BPETokenizer, dict]:
     tc, dc = cfg["data"]["tokenizer"], cfg["data"]
-    if tc["pretrained"]:  # checked at validation (sources.pretrained_problems); copied as is
-        path = sources.pretrained_path(tc)
+    if tc["pretrained"]:  # checked at validation (checks.pretrained_problems); copied as is
+        path = checks.pretrained_path(tc)
         tok = BPETokenizer.load(path)
         with common.atomic_path(out / "tokenizer.json") as tmp:
             shutil.copyfile(path, tmp)
@@ -259,10 +259,8 @@ def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
     # a cell that would repeat a source past max_epochs is refused now, before any training
     width = cfg["model"]["seq_len"] + 1
     n_seqs = {k: sum(f["n_tokens"] // width for f in v["files"]) for k, v in shards.items()}
-    from skillscale import plan  # (pandas: only here)
-
     cells, _ = plan.build(cfg)
-    problems = sources.epoch_problems(cfg, cells, n_seqs, cfg["train"]["batch_size"])
+    problems = checks.epoch_problems(cfg, cells, n_seqs, cfg["train"]["batch_size"])
     if problems:
         raise DataError("data.max_epochs: refused before training:\n  " + "\n  ".join(problems[:20])
                         + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""))
@@ -282,9 +280,7 @@ def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
     if fns:
         eval_sets["code_fn"] = fns
         metrics["code_fn"] = {"file": "code_fn.jsonl", "skill": "code", "kind": "code_fn"}
-    from skillscale.data.embedded import write_jsonl
-
-    evals = {k: write_jsonl(out / "eval" / f"{k}.jsonl", v) for k, v in eval_sets.items()}
+    evals = {k: common.write_jsonl(out / "eval" / f"{k}.jsonl", v) for k, v in eval_sets.items()}
 
     manifest = {
         "layout": "sources",

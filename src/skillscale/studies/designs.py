@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from skillscale import study
 from skillscale import plan
 from skillscale.analysis import tables
-from skillscale import config as cfgmod
 
 START_SECONDS = 3.0  # a trunk job's process start-up (bench train --cell-jobs)
 
@@ -90,7 +90,7 @@ def at_width(table: dict, d: int) -> float:
 
 
 def design_config(cfg: dict, sizes: int, seeds: int) -> dict:
-    return cfgmod.validate(cfg | {"seeds": list(range(seeds)), "grid": cfg["grid"] | {"sizes_per_budget": sizes}},
+    return study.validate(cfg | {"seeds": list(range(seeds)), "grid": cfg["grid"] | {"sizes_per_budget": sizes}},
                            f"design {sizes}x{seeds}")
 
 
@@ -99,7 +99,7 @@ def wall_minutes(cfg: dict, cells, tps: dict, ev: dict, cores: int, fixed_s: flo
     tok = cfg["train"]["batch_size"] * cfg["model"]["seq_len"]
     by_cell = {c.cell: c for c in cells}
     job_s = 0.0
-    for r in plan.stable_runs(cfg, cells):
+    for r in plan.trunks(cfg, cells):
         d = by_cell[r.branches[0][0]].d_model
         job_s += START_SECONDS + r.steps * tok / at_width(tps, d)
         for cid, s in r.branches:
@@ -188,7 +188,7 @@ def compare_study(study: Path, designs: list[tuple[int, int]], reps: int, cores:
         if not (study / f).exists():
             raise SystemExit(f"{study / f} missing: run the study (its analyze job writes cells.csv) first")
     tps, ev = rates(study)
-    return compare(cfgmod.load(study / "config.yaml"), pd.read_csv(study / "cells.csv"), tps, ev, designs, reps,
+    return compare(study.load(study / "config.yaml"), pd.read_csv(study / "cells.csv"), tps, ev, designs, reps,
                    cores, fixed_seconds(study))
 
 

@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from skillscale import study
 from skillscale import config as cfgmod
 from skillscale.evaluate import harness
 from skillscale import common
 from skillscale import plan
-from skillscale.train import jobs as train
+from skillscale.train.jobs import train_cell
 
 
 def sweep(cfg: dict, data: Path, out: Path, lrs: list[float], budget: float, code_frac: float,
@@ -41,7 +42,7 @@ def sweep(cfg: dict, data: Path, out: Path, lrs: list[float], budget: float, cod
             run_cfg = cfgmod.deep_merge(cfg, {"train": {"lr": lr}})
             cell_dir = out / f"{cell.cell}_lr{lr:g}"
             if not (cell_dir / "eval.json").exists():
-                rec = train.train_cell(run_cfg, cell, data, cell_dir, threads)
+                rec = train_cell(run_cfg, cell, data, cell_dir, threads)
                 if not rec["diverged"]:
                     harness.evaluate_cell(cell_dir, data, cfg["eval"]["batch_size"], threads)
             rec = common.read_json(cell_dir / "train.json", "train record")
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
-    cfg = cfgmod.load(a.config)
+    cfg = study.load(a.config)
     budgets, fracs = cfg["grid"]["budgets"], cfg["mix"]["code_fractions"]
     budget = a.budget if a.budget is not None else budgets[len(budgets) // 2]
     frac = a.code_frac if a.code_frac is not None else fracs[len(fracs) // 2]

@@ -3,7 +3,7 @@
     python -m skillscale.studies.sweepcompare results/default results/default-cosine [--out FILE.md]
 
 Reads each study's tables/optima.csv and the FLOPs its jobs actually trained (train.json
-`flops_spent`, plus stable.json for WSD trunks), and reports the compute ratio and, per
+`flops_spent`, plus trunk.json for WSD trunks), and reports the compute ratio and, per
 (code fraction, metric, budget), both N* and whether the first sweep's N* lies inside the
 second sweep's bootstrap interval.
 """
@@ -25,7 +25,9 @@ KEY = ["code_frac", "metric", "budget"]
 def compute_spent(study: Path, code_fracs=None) -> float:
     """FLOPs the study's finished jobs trained, those of `code_fracs` only if given."""
     total = 0.0
-    for p in list(study.glob("cells/*/train.json")) + list(study.glob("stable/*/stable.json")):
+    # trunk records: trunks/<run>/trunk.json (stable/<run>/stable.json before the rename)
+    jobs = ["cells/*/train.json", "trunks/*/trunk.json", "stable/*/stable.json"]
+    for p in [p for pattern in jobs for p in study.glob(pattern)]:
         if code_fracs is not None and not any(p.parent.name.startswith(f"code{f:.2f}_") for f in code_fracs):
             continue
         rec = json.loads(p.read_text())

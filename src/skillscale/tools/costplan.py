@@ -24,26 +24,26 @@ import torch
 
 from skillscale.train import devices
 from skillscale import plan
-from skillscale.train import jobs as train
+from skillscale.train.step import build_optimizer, loss_fn, train_step, use_compile
 from skillscale.model.decoder import Decoder
 
 
 def tokens_per_second(cfg: dict, shape, threads: int, steps: int = 6, warmup: int = 2) -> float:
     torch.set_num_threads(threads)
-    device = train.pick_device(cfg["train"]["device"])
+    device = devices.pick(cfg["train"]["device"])
     tc = cfg["train"] | {"precision": devices.precision(cfg["train"], device)}
     devices.configure(device)
     model = Decoder(shape).to(device)
-    opt = train.build_optimizer(model, tc, 1e-3, device)
-    loss_of = train.loss_fn(model, train.use_compile(tc, device))  # warmup pays any compile
+    opt = build_optimizer(model, tc, 1e-3, device)
+    loss_of = loss_fn(model, use_compile(tc, device))  # warmup pays any compile
     batch = torch.randint(0, shape.vocab_size, (cfg["train"]["batch_size"], shape.seq_len + 1), device=device)
     for _ in range(warmup):
-        train.train_step(loss_of, model, opt, batch, tc, 1e-3)
+        train_step(loss_of, model, opt, batch, tc, 1e-3)
     if device == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(steps):
-        train.train_step(loss_of, model, opt, batch, tc, 1e-3)
+        train_step(loss_of, model, opt, batch, tc, 1e-3)
     if device == "cuda":
         torch.cuda.synchronize()
     return steps * batch.numel() / (time.perf_counter() - t0)
@@ -76,16 +76,15 @@ def eval_tokens(cfg: dict) -> float:
 def job_startup_seconds() -> float:
     """A job's fixed cost: a fresh interpreter importing the trainer and the lm-eval adapter."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import skillscale.train, skillscale.evaluate.harness, lm_eval.evaluator"], check=True)
+    subprocess.run([sys.executable, "-c", "import skillscale.train.jobs, lm_eval.evaluator"], check=True)
     return time.perf_counter() - t0
 
 
 SIDE_BY_SIDE = """
 import json, sys
-from skillscale import config
+from skillscale import plan, study
 from skillscale.tools import costplan
-from skillscale import plan
-cfg = config.validate(json.loads(sys.argv[1]))
+cfg = study.validate(json.loads(sys.argv[1]))
 shape = plan.shape_of(cfg, *json.loads(sys.argv[2]))
 print(costplan.tokens_per_second(cfg, shape, int(sys.argv[3]), steps=12))
 """
@@ -161,7 +160,7 @@ def estimate(cfg: dict, threads: int, jobs: int | None = None,
     rows = []
     for c in cells:
         steps = plan.cooldown_steps(cfg, c.steps) if wsd else c.steps
-        process = plan.run_id(c) if wsd else c.cell  # the job it runs in
+        process = plan.trunk_id(c) if wsd else c.cell  # the job it runs in
         rows.append({"job": c.cell, "process": process, "kind": "cooldown" if wsd else "cell", "size": c.size, "n_params": c.n_params,
                      "budget": c.budget, "steps": steps, "flops": 6.0 * c.n_params * steps * tokens_per_step,
                      "tok_per_s": rates[c.size], "seconds": steps * tokens_per_step / rates[c.size]})
@@ -169,7 +168,7 @@ def estimate(cfg: dict, threads: int, jobs: int | None = None,
                      "steps": 0, "flops": 2.0 * c.n_params * n_eval_tokens, "tok_per_s": eval_rates[c.size],
                      "seconds": harness + n_eval_tokens / eval_rates[c.size]})
     if wsd:
-        for r in plan.stable_runs(cfg, cells):
+        for r in plan.trunks(cfg, cells):
             rows.append({"job": r.run, "process": r.run, "kind": "trunk", "size": r.size, "n_params": r.n_params, "budget": None,
                          "steps": r.steps, "flops": r.flops, "tok_per_s": rates[r.size],
                          "seconds": r.steps * tokens_per_step / rates[r.size]})
@@ -197,9 +196,9 @@ def job_units(cfg: dict, cells, chain_seconds, on_gpu: bool) -> pd.DataFrame:
     pack small models is that each leaves the GPU mostly idle; `bench train --device cuda`
     measures it), or on CPU with train_threads cores each."""
     wsd = cfg["train"]["schedule"] == "wsd"
-    n_params = ({r.run: r.n_params for r in plan.stable_runs(cfg, cells)} if wsd
+    n_params = ({r.run: r.n_params for r in plan.trunks(cfg, cells)} if wsd
                 else {c.cell: c.n_params for c in cells})
-    packed = {r: p.name for p in plan.packs(cfg, plan.stable_runs(cfg, cells)) for r in p.runs} if wsd else {}
+    packed = {r: p.name for p in plan.packs(cfg, plan.trunks(cfg, cells)) for r in p.runs} if wsd else {}
     rows = {}
     for process, secs in chain_seconds.items():
         unit = packed.get(process, process)

@@ -39,12 +39,12 @@ from pathlib import Path
 
 import torch
 
-from skillscale import config as cfgmod
+from skillscale import study
 from skillscale import plan
 from skillscale.train import devices
 from skillscale.train.devices import matmul_peak, sync
 from skillscale.model.decoder import Decoder, ModelShape, flops_per_token, param_counts
-from skillscale.train.jobs import build_optimizer, loss_fn, train_step
+from skillscale.train.step import build_optimizer, loss_fn, train_step
 
 
 def cores() -> int:
@@ -147,7 +147,7 @@ def time_precision(prec: str, shape: ModelShape, cfg: dict, batch, hf_state, a, 
 def bench_train(a) -> dict:
     torch.set_num_threads(a.threads)
     device = "cuda" if a.device == "auto" and torch.cuda.is_available() else "cpu"
-    cfg = cfgmod.load(a.config)
+    cfg = study.load(a.config)
     shape = default_shape(cfg, a.d_model, a.n_layers, a.n_heads)
     bs = a.batch_size or cfg["train"]["batch_size"]
     tokens = bs * shape.seq_len  # per step: rows of seq_len + 1 tokens, seq_len of them predicted
@@ -220,7 +220,7 @@ def table(r: dict) -> str:
 OLD_JOB = """
 import time, torch
 from skillscale.model.decoder import Decoder, ModelShape
-from skillscale.train.jobs import loss_fn, train_step
+from skillscale.train.step import loss_fn, train_step
 m = Decoder(ModelShape({d}, 2, 2, 512, 128, 2.6667))
 opt = torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.95), fused=True)
 train_step(loss_fn(m, False, fused=False), m, opt, torch.randint(0, 512, (16, 129)),
@@ -229,7 +229,7 @@ train_step(loss_fn(m, False, fused=False), m, opt, torch.randint(0, 512, (16, 12
 NEW_JOB = """
 import torch
 from skillscale.model.decoder import Decoder, ModelShape
-from skillscale.train.jobs import build_optimizer, loss_fn, train_step
+from skillscale.train.step import build_optimizer, loss_fn, train_step
 tc = dict(weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0, precision="fp32")
 m = Decoder(ModelShape({d}, 2, 2, 512, 128, 2.6667))
 train_step(loss_fn(m, False), m, build_optimizer(m, tc, 1e-3, "cpu"), torch.randint(0, 512, (16, 129)), tc, 1e-3)
@@ -264,7 +264,7 @@ def bench_cell_jobs(a, widths=(16, 32, 64)) -> dict:
     from skillscale.evaluate.harness import SkillscaleLM, harness_evaluate, run_tasks
     from skillscale.data.tokenizer import ByteTokenizer
 
-    cfg = cfgmod.load(a.config)
+    cfg = study.load(a.config)
     torch.set_num_threads(1)
     start = lambda code: _seconds(lambda: subprocess.run([sys.executable, "-c", code], check=True))  # noqa: E731
     rows = {}
@@ -364,7 +364,7 @@ def bench_dag(a) -> dict:
 
     repo = Path(a.workflow).resolve()
     cfg = dag_config(a.fractions, a.budgets, a.seeds)
-    cells = a.fractions * a.budgets * a.seeds * cfgmod.load(repo / "config" / "config.yaml")["grid"]["sizes_per_budget"]
+    cells = a.fractions * a.budgets * a.seeds * study.load(repo / "config" / "config.yaml")["grid"]["sizes_per_budget"]
     out = {"cells": cells, "fractions": a.fractions, "budgets": a.budgets, "seeds": a.seeds,
            "load_average_before": os.getloadavg()[0], "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:

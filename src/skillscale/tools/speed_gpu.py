@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from skillscale import config as cfgmod
+from skillscale import study
 from skillscale.train import devices
 from skillscale import plan
 from skillscale.model.decoder import Decoder, ModelShape, flops_per_token, param_counts
@@ -57,7 +57,7 @@ def sweep_shapes(cfg: dict, at_least: float = 1e8) -> list[ModelShape]:
 
 def trainer_step(shape: ModelShape, tc: dict, rows: int, micro: int | None, device: str):
     """One optimizer step of the workflow's trainer, as a training job runs it on `device`."""
-    from skillscale.train.jobs import build_optimizer, loss_fn, train_step, use_compile
+    from skillscale.train.step import build_optimizer, loss_fn, train_step, use_compile
 
     tc = tc | {"precision": devices.precision(tc | {"precision": "auto"}, device)}
     devices.configure(device)
@@ -141,7 +141,7 @@ def bench_cuda(a) -> dict:
         return {"skipped": "CUDA part skipped: no CUDA device is visible here (torch.cuda.is_available() is"
                            f" False; torch {torch.__version__}, built for CUDA {torch.version.cuda}). Run this"
                            " command on a GPU node."}
-    cfg = cfgmod.load(a.config or GPU_CONFIG)
+    cfg = study.load(a.config or GPU_CONFIG)
     peak = devices.matmul_peak(torch.bfloat16, "cuda", a.peak_size or 8192)
     sweep = mfu_sweep(cfg, peak, a.steps, a.warmup_steps)
     spec = SMALL_CELL | {"vocab_size": cfg["data"]["tokenizer"]["vocab_size"]}

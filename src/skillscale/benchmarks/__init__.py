@@ -22,16 +22,14 @@ documents, offline.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import sys
 from functools import lru_cache
 from pathlib import Path
 
 from skillscale import common
 
-TASKS_DIR = Path(__file__).resolve().parent / "evaluate" / "tasks" / "benchmarks"
+TASKS_DIR = Path(__file__).resolve().parents[1] / "evaluate" / "tasks" / "benchmarks"
 SKILLS = ("knowledge", "code")  # the skills of a study: those of evaluate.METRICS
 PREFIX = "bench:"  # cells.csv metric of a benchmark: bench:<name>; of a skill's pool: bench:<skill>
 FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
@@ -190,8 +188,9 @@ def check_docs(docs: list[dict], spec: dict, source: str) -> None:
                 raise BenchmarkError(f"{where}: document {i} has an empty {f!r}")
 
 
-def prepare(cfg: dict, out_dir: Path) -> dict:
-    """Load, check and write every configured benchmark's docs; all checked before any is written."""
+def copy_documents(cfg: dict, out_dir: Path) -> dict:
+    """Load, check and write every configured benchmark's documents into the study (data/benchmarks/),
+    so that every cell scores the same documents offline; all checked before any is written."""
     specs = resolve(cfg["eval"].get("benchmarks"))
     loaded = {}
     for name, spec in specs.items():
@@ -214,25 +213,3 @@ def prepare(cfg: dict, out_dir: Path) -> dict:
                           "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
     common.write_json(out_dir / "manifest.json", manifest)
     return manifest
-
-
-def main(argv=None) -> int:
-    from skillscale import config as cfgmod
-
-    p = argparse.ArgumentParser(prog="python -m skillscale.benchmarks", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    a = p.parse_args(argv)
-    try:
-        m = prepare(cfgmod.load(a.config), a.out)
-    except (BenchmarkError, cfgmod.ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for name, r in m.items():
-        print(f"{name} ({r['skill']}): {r['n_docs']} docs from {r['source']}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
