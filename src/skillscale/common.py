@@ -67,7 +67,10 @@ def read_json(path: str | Path, what: str = "file"):
 
 
 def code_version() -> str:
-    """Git commit of the checkout when run from one, else the package version."""
+    """Git commit of the checkout when run from one, else the package version.
+
+    `<commit>-dirty` when a tracked file of the package (this folder, staged or not) differs
+    from the commit; edits elsewhere in the checkout (README, results/) do not count."""
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
@@ -75,8 +78,9 @@ def code_version() -> str:
             capture_output=True, text=True, timeout=5,
         )
         if out.returncode == 0:
+            # "." is this folder: git -C resolves pathspecs against it, not the checkout's root
             dirty = subprocess.run(
-                ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "src"],
+                ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--", "."],
                 capture_output=True, text=True, timeout=5,
             ).stdout.strip()
             return out.stdout.strip() + ("-dirty" if dirty else "")
