@@ -1,6 +1,6 @@
 """Preparation benchmark: our streamed sharded preparation vs the naive whole-corpus one.
 
-    python -m skillscale.tools.speed prepare [--sizes 10M,100M,1G] [--threads 2] [--repeats 3] [--workdir DIR] [--json]
+    skillscale speed prepare [--sizes 10M,100M,1G] [--threads 2] [--repeats 3] [--workdir DIR] [--json]
 
 Generates jsonl corpora (a `text` field; real text: the embedded Wikipedia leads and stdlib
 files, each copy made unique) of each size, trains one tokenizer on a fixed 2 MB sample, and
