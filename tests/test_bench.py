@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from skillscale import study
+from skillscale import cli, study
 from skillscale.tools import speed
 
 
@@ -14,7 +14,7 @@ def test_bench_train_json_on_a_tiny_shape(repo, capsys):
     argv = ["train", "--json", "--config", str(repo / "config" / "config.yaml"), "--d-model", "32",
             "--n-layers", "1", "--n-heads", "2", "--batch-size", "2", "--steps", "3", "--warmup-steps", "1",
             "--repeats", "1", "--peak-size", "128", "--precision", "both", "--no-hf", "--threads", str(torch.get_num_threads())]
-    assert speed.main(argv) == 0
+    assert cli.main(["speed", *argv]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["shape"]["d_model"] == 32 and r["shape"]["n_layers"] == 1
     assert r["params"]["ours"] > 0 and r["hf_skipped"].startswith("skipped")
@@ -41,12 +41,13 @@ def test_dag_benchmark_grid_is_valid_and_has_the_asked_size(repo):
     assert len(cells) == 5000 and not dropped
 
 
-def test_the_cuda_benchmark_says_it_is_skipped_on_a_cpu_only_machine():
+def test_the_cuda_benchmark_says_it_is_skipped_on_a_cpu_only_machine(capsys):
     if torch.cuda.is_available():
         pytest.skip("this node has a GPU: the benchmark would run")
-    p = subprocess.run([sys.executable, "-m", "skillscale.tools.speed", "train", "--device", "cuda"],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, "-m", "skillscale", "speed", "gpu"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "CUDA part skipped" in p.stdout, p.stdout + p.stderr
+    assert cli.main(["speed", "train", "--device", "cuda"]) == 0  # the same benchmark, as it was first asked for
+    assert "CUDA part skipped" in capsys.readouterr().out
 
 
 def test_packed_throughput_is_measured_against_one_process_per_cell():

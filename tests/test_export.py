@@ -155,7 +155,7 @@ def test_export_refuses_a_folder_holding_something_else(cell, exported, tmp_path
     export.export_cell(cell["dir"], tmp_path / "empty")
     export.export_cell(cell["dir"], tmp_path / "empty")
     assert (tmp_path / "empty" / "model.safetensors").exists()
-    p = subprocess.run([sys.executable, "-m", "skillscale.cli", "export", str(cell["dir"]), str(taken)],
+    p = subprocess.run([sys.executable, "-m", "skillscale", "export", str(cell["dir"]), str(taken)],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "holds other files" in p.stderr
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from skillscale import cli
 from skillscale.analysis import fit
-from skillscale.tools import fitpoints
 
 ANCHORS = Path(__file__).resolve().parents[1].parent / "shared" / "anchors"
 
@@ -253,7 +253,7 @@ def test_porian_approach2_exponent(porian_scaling, setting):
 # --------------------------------------------------------------------------------------
 
 def run_cli(capsys, *argv):
-    rc = fitpoints.main(list(argv))
+    rc = cli.main(["fit", *argv])
     out, err = capsys.readouterr()
     return rc, out, err
 

@@ -353,9 +353,9 @@ def test_a_hub_source_records_the_files_datasets_read_with_their_hashes(tmp_path
 
 
 def test_the_preparation_benchmark_times_both_contenders_on_a_small_corpus(tmp_path, capsys):
-    from skillscale.tools import speed
+    from skillscale import cli
 
-    assert speed.main(["prepare", "--sizes", "300K", "--threads", "1", "--workdir", str(tmp_path), "--json"]) == 0
+    assert cli.main(["speed", "prepare", "--sizes", "300K", "--threads", "1", "--workdir", str(tmp_path), "--json"]) == 0
     run = json.loads(capsys.readouterr().out)["runs"][0]
     ours, naive = run["ours"], run["naive"]
     # the naive one keeps every document, ours holds out data.heldout_fraction of them

@@ -312,7 +312,7 @@ def test_plan_command_plans_what_snakemake_runs(tmp_path, repo):
     snake = {l.split("cells/")[1].split("/")[0] for l in out.splitlines()
              if l.strip().startswith("output:") and "/eval.json" in l}
     csv = tmp_path / "plan.csv"
-    subprocess.run([sys.executable, "-m", "skillscale.cli", "plan", "--config", str(repo / TEST[1]),
+    subprocess.run([sys.executable, "-m", "skillscale", "plan", "--config", str(repo / TEST[1]),
                     "--out", str(csv)], check=True, capture_output=True)
     assert snake and set(pd.read_csv(csv)["cell"]) == snake
 

@@ -1,4 +1,5 @@
-"""The `skillscale` command: plan a study, analyse its cells, fit any points file.
+"""The `skillscale` command (also `python -m skillscale`): plan a study, analyse its cells, fit any
+points file, and the tools and studies beside the workflow.
 
     skillscale plan --config config/config.yaml [config/studies/X.yaml ...] [--out plan.csv] [--estimate]
     skillscale analyze --config results/<study>/config.yaml --study-dir results/<study>
@@ -6,7 +7,15 @@
     skillscale export results/<study>/cells/<cell> OUT     # a transformers LlamaForCausalLM folder
     skillscale export results/<study> OUT --all            # every trained cell: OUT/<cell>/
     skillscale evaluate-hf MODEL_DIR --data results/<study>/data [--out FILE]
-"""
+    skillscale designs results/default                     # what other seeds x sizes designs would buy
+    skillscale extrapolate results/default results/cpu-long
+    skillscale sweepcompare results/default results/default-cosine
+    skillscale lrsweep --config results/default/config.yaml --data results/default/data --out DIR
+    skillscale speed train|dag|prepare|gpu                 # benchmarks
+    skillscale sample-corpora corpora/                     # small corpora in real shapes, for tests
+
+`skillscale VERB --help` says more. The workflow's stages keep their own commands
+(`python -m skillscale.data`, `python -m skillscale.train`, `python -m skillscale.benchmarks`)."""
 
 from __future__ import annotations
 
@@ -154,7 +163,178 @@ def cmd_evaluate_hf(a) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def cmd_fit(a) -> int:
+    from skillscale.tools import fitpoints  # defers pandas and scipy (the fits)
+
+    return fitpoints.run(a)
+
+
+def cmd_designs(a) -> int:
+    from skillscale.studies import designs  # defers pandas and scipy (the study's analysis)
+
+    return designs.run(a)
+
+
+def cmd_extrapolate(a) -> int:
+    from skillscale.studies import extrapolate  # defers pandas and scipy (the power-law fits)
+
+    return extrapolate.run(a)
+
+
+def cmd_sweepcompare(a) -> int:
+    from skillscale.studies import sweepcompare  # defers pandas
+
+    return sweepcompare.run(a)
+
+
+def cmd_lrsweep(a) -> int:
+    from skillscale.studies import lrsweep  # defers torch (training) and lm_eval (evaluation)
+
+    return lrsweep.run(a)
+
+
+def cmd_speed(a) -> int:
+    from skillscale.tools import speed  # defers torch
+
+    return speed.run(a)
+
+
+def cmd_sample_corpora(a) -> int:
+    from skillscale.tools import samplecorpora  # defers the embedded corpora (and pyarrow, inside write)
+
+    print(samplecorpora.write(Path(a.out)))
+    return 0
+
+
+def _doc(module: str) -> str:
+    """A verb's module docstring, its --help description, read from the file: importing the
+    module for it would import torch or pandas on every start of the command."""
+    text = (Path(__file__).parent / module).read_text()
+    return text[3:text.index('"""', 3)] if text.startswith('"""') else ""
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def add_fit(sub) -> None:
+    p = sub.add_parser("fit", help="fit Approach 2 (isoflop) or 3 (parametric) to a points CSV",
+                       description=_doc("tools/fitpoints.py"), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("points", help="CSV with one row per trained model")
+    p.add_argument("--approach", choices=("isoflop", "parametric"), required=True)
+    p.add_argument("--group", nargs="+", default=[], metavar="COL", help="fit separately per value of these columns")
+    p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for intervals (0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ci", type=float, default=0.9, help="confidence level of the intervals")
+    p.add_argument("--window", type=float, default=None,
+                   help="isoflop: fit each parabola to sizes within this many ln-units of the best observed size")
+    p.add_argument("--include-edge", action="store_true", help="isoflop: use edge optima in the power law")
+    p.add_argument("--budget-width", type=float, default=0.1,
+                   help="isoflop: widest spread of log10 C merged into one budget (no budget column)")
+    p.add_argument("--drop-highest", type=int, default=0, metavar="K",
+                   help="drop the K highest-loss points per group first (Epoch AI drop 5 of Chinchilla's)")
+    p.add_argument("--n-col", default="n_params")
+    p.add_argument("--tokens-col", default="tokens")
+    p.add_argument("--loss-col", default="loss")
+    p.add_argument("--flops-col", default="flops")
+    p.add_argument("--budget-col", default="budget")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(func=cmd_fit)
+
+
+def add_studies(sub) -> None:
+    """The studies of finished studies (skillscale.studies)."""
+    raw = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("designs", help="what other seeds x sizes-per-budget designs of a finished study buy",
+                       description=_doc("studies/designs.py"), formatter_class=raw)
+    p.add_argument("study", type=Path, help="a finished study folder, e.g. results/default")
+    p.add_argument("--designs", default="5x1,6x1,7x1,9x1,5x2,6x2,7x2,5x3", help="SIZESxSEEDS, comma-separated")
+    p.add_argument("--reps", type=int, default=8, help="simulated studies per design")
+    p.add_argument("--cores", type=int, default=_cores(), help="jobs side by side")
+    p.set_defaults(func=cmd_designs)
+    p = sub.add_parser("extrapolate", help="fit on one study's budgets, predict another's larger ones",
+                       description=_doc("studies/extrapolate.py"), formatter_class=raw)
+    p.add_argument("small", type=Path, help="study folder whose budgets the power laws are fitted on")
+    p.add_argument("large", type=Path, help="study folder with larger budgets to predict")
+    p.add_argument("--out", type=Path, help="also write the report (Markdown) here")
+    p.add_argument("--n-boot", type=int, default=200)
+    p.set_defaults(func=cmd_extrapolate)
+    p = sub.add_parser("sweepcompare", help="compare two sweeps of one grid (WSD vs cosine): compute and N*",
+                       description=_doc("studies/sweepcompare.py"), formatter_class=raw)
+    p.add_argument("a", type=Path, help="study folder of the sweep under test (e.g. WSD)")
+    p.add_argument("b", type=Path, help="study folder of the reference sweep (e.g. cosine per cell)")
+    p.add_argument("--out", type=Path)
+    p.set_defaults(func=cmd_sweepcompare)
+    p = sub.add_parser("lrsweep", help="train a budget's smallest and largest size at several learning rates",
+                       description=_doc("studies/lrsweep.py"), formatter_class=raw)
+    p.add_argument("--config", required=True)
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--lrs", default="0.0015,0.003,0.006,0.012,0.024", help="base learning rates (train.lr)")
+    p.add_argument("--budget", type=float, help="budget whose window's ends are swept (default: the middle one)")
+    p.add_argument("--code-frac", type=float, default=None, help="default: the middle code fraction")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_lrsweep)
+
+
+def add_speed(sub) -> None:
+    """`skillscale speed train|dag|prepare|gpu` (skillscale.tools.speed, speed_prep, speed_gpu)."""
+    raw = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("speed", help="benchmarks: training throughput and MFU, DAG scale, data preparation",
+                       description=_doc("tools/speed.py"), formatter_class=raw)
+    p.set_defaults(func=cmd_speed)
+    bench = p.add_subparsers(dest="what", required=True)
+    t = bench.add_parser("train", help="tokens/s and MFU of our trainer vs HF Llama vs matmul peak")
+    t.add_argument("--config", help="default: config/config.yaml; with --device cuda, config/studies/gpu-paper.yaml")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="cuda: the GPU benchmark (speed_gpu.py: MFU from the ladder's smallest model to >= 100M"
+                        " parameters, packed small cells vs one per GPU); skipped with a message without CUDA")
+    t.add_argument("--pack", type=int, default=8, help="--device cuda: small-cell jobs side by side")
+    t.add_argument("--pack-steps", type=int, default=300, help="--device cuda: steps of each small-cell job")
+    t.add_argument("--d-model", type=int)
+    t.add_argument("--n-layers", type=int)
+    t.add_argument("--n-heads", type=int)
+    t.add_argument("--batch-size", type=int, help="default: the config's train.batch_size")
+    t.add_argument("--threads", type=int, default=_cores(), help="default: all cores this process may use")
+    t.add_argument("--precision", choices=["fp32", "bf16", "both"],
+                   help="default: the config's train.precision, the one the study trains in")
+    t.add_argument("--steps", type=int, default=20, help="timed steps per run")
+    t.add_argument("--warmup-steps", type=int, default=5)
+    t.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
+    t.add_argument("--peak-size", type=int, help="matmul side for the peak (default 2048 CPU, 8192 CUDA)")
+    t.add_argument("--compile", action="store_true",
+                   help="on CPU, also time both trainers compiled (model and loss as one graph); CUDA: always")
+    t.add_argument("--no-hf", action="store_true", help="skip the Hugging Face comparison")
+    t.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    t.add_argument("--cell-jobs", action="store_true",
+                   help="also time a cell's fixed costs (start-up, evaluation) at d16, d32, d64, old path vs ours")
+    g = bench.add_parser("dag", help="seconds for snakemake -n to build the DAG of a large grid")
+    g.add_argument("--workflow", default=".", help="repository root holding the Snakefile")
+    g.add_argument("--fractions", type=int, default=10)
+    g.add_argument("--budgets", type=int, default=20)
+    g.add_argument("--seeds", type=int, default=5)
+    g.add_argument("--json", action="store_true")
+    q = bench.add_parser("prepare", aliases=["prep"], description=_doc("tools/speed_prep.py"), formatter_class=raw,
+                         help="tokens/s and peak RSS of data preparation vs a naive one (speed_prep.py)")
+    q.add_argument("--sizes", default="10M,100M,1G", help="corpus sizes in bytes of text")
+    q.add_argument("--threads", type=int, default=_cores())
+    q.add_argument("--workdir", default="/tmp/skillscale-benchprep")
+    q.add_argument("--keep", action="store_true", help="keep the generated corpora")
+    q.add_argument("--repeats", type=int, default=1,
+                   help="alternating runs of each contender per size, the fastest reported (a shared machine)")
+    q.add_argument("--json", action="store_true")
+    c = bench.add_parser("gpu", description=_doc("tools/speed_gpu.py"), formatter_class=raw,
+                         help="MFU by size and packed small cells vs one per GPU (speed_gpu.py; = train --device cuda)")
+    c.add_argument("--config", help="default: config/studies/gpu-paper.yaml")
+    c.add_argument("--pack", type=int, default=8, help="small-cell jobs side by side")
+    c.add_argument("--pack-steps", type=int, default=300, help="steps of each small-cell job")
+    c.add_argument("--steps", type=int, default=20, help="timed steps per run")
+    c.add_argument("--warmup-steps", type=int, default=5)
+    c.add_argument("--peak-size", type=int, help="matmul side for the peak (default 8192)")
+    c.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="skillscale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -191,13 +371,19 @@ def main(argv=None) -> int:
     sh.add_argument("--device", help="default: cuda if available, else cpu")
     sh.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     sh.set_defaults(func=cmd_evaluate_hf)
-    try:
-        from skillscale.tools import fitpoints
+    add_fit(sub)
+    add_studies(sub)
+    add_speed(sub)
+    sc = sub.add_parser("sample-corpora", help="small corpora on disk in real shapes, from the embedded texts",
+                        description=_doc("tools/samplecorpora.py"),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sc.add_argument("out", nargs="?", default="corpora", help="folder to write them to (default: corpora)")
+    sc.set_defaults(func=cmd_sample_corpora)
+    return p
 
-        fitpoints.add_parser(sub)
-    except ImportError:
-        pass
-    a = p.parse_args(argv)
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("lm_eval").setLevel(logging.WARNING)  # its request counts say nothing here
     try:

@@ -8,20 +8,15 @@ by length to keep padding small. The task YAMLs in `skillscale/tasks/` turn summ
 log-likelihoods into bits per byte of the scored text, so the numbers do not depend on
 the tokenizer.
 
-    python -m skillscale.evaluate.harness --cell-dir results/<study>/cells/<id> --data results/<study>/data \
-        [--benchmarks triviaqa,humaneval]
-
 Benchmarks (see skillscale.benchmarks) are scored in the same lm-eval run and reported as
 metrics bench:<name>, plus bench:<skill> pooling a skill's benchmarks by gold bytes.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -292,28 +287,3 @@ def evaluate_cell(cell_dir: Path, data_dir: Path, batch_size: int, threads: int 
     }
     common.write_json(cell_dir / "eval.json", result)
     return result
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m skillscale.evaluate.harness", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cell-dir", required=True, type=Path)
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--benchmarks", default="", help="comma-separated benchmarks prepared in DATA/benchmarks")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        r = evaluate_cell(a.cell_dir, a.data, a.batch_size, a.threads,
-                          [b for b in a.benchmarks.split(",") if b])
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"[{r['cell']}] " + " ".join(f"{m}={v:.3f}" for m, v in r["bits_per_byte"].items())
-          + f" bits/byte ({r['wall_seconds']:.0f}s)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

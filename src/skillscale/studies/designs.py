@@ -1,6 +1,6 @@
 """Certainty per minute: what other seeds x sizes-per-budget designs of a finished study buy.
 
-    python -m skillscale.studies.designs results/default [--designs 5x1,6x1,7x1,5x2,6x2] [--reps 8]
+    skillscale designs results/default [--designs 5x1,6x1,7x1,5x2,6x2] [--reps 8]
 
 A design is `sizes_per_budget x seeds` on the study's own budgets, code fractions and
 ladder. For each one this simulates cells and runs them through the study's analysis (the
@@ -23,9 +23,7 @@ study's measured tables/precision.csv, which is printed under it.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +33,7 @@ from skillscale import study
 from skillscale import plan
 from skillscale.analysis import tables
 
-START_SECONDS = 3.0  # a trunk job's process start-up (bench train --cell-jobs)
+START_SECONDS = 3.0  # a trunk job's process start-up (skillscale speed train --cell-jobs)
 
 
 def noise_model(cells: pd.DataFrame) -> tuple[dict, dict, dict]:
@@ -199,14 +197,8 @@ def parse_designs(text: str) -> list[tuple[int, int]]:
         raise SystemExit(f"--designs {text!r}: expected SIZESxSEEDS,... e.g. 5x1,6x2") from None
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m skillscale.studies.designs", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("study", type=Path, help="a finished study folder, e.g. results/default")
-    p.add_argument("--designs", default="5x1,6x1,7x1,9x1,5x2,6x2,7x2,5x3", help="SIZESxSEEDS, comma-separated")
-    p.add_argument("--reps", type=int, default=8, help="simulated studies per design")
-    p.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)), help="jobs side by side")
-    a = p.parse_args(argv)
+def run(a) -> int:
+    """`skillscale designs` (its arguments: skillscale.cli)."""
     out = compare_study(a.study, parse_designs(a.designs), a.reps, a.cores)
     print(f"noise model from {a.study}: sd " + ", ".join(f"{k} {v:.4f}" for k, v in out.attrs["sd"].items())
           + "; adjacent-budget correlation " + ", ".join(f"{k} {v:.2f}" for k, v in out.attrs["rho"].items()))
@@ -218,7 +210,3 @@ def main(argv=None) -> int:
         print(f"\nmeasured ({measured}): " + ", ".join(f"{r.statistic} {r.median:.3g}" for r in m.itertuples())
               + f"; claim-2 differences excluding 0: {m.set_index('statistic').loc['claim2_difference', 'excluding_0']:.0f}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

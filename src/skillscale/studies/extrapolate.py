@@ -1,6 +1,6 @@
 """Do a small study's fits predict a larger one? Fit on one study's budgets, predict another's.
 
-    python -m skillscale.studies.extrapolate results/default results/cpu-long [--out FILE.md] [--n-boot 200]
+    skillscale extrapolate results/default results/cpu-long [--out FILE.md] [--n-boot 200]
 
 Takes the cells of the first study (all its budgets) and the cells of the second study at
 budgets above the first's largest, over the code fractions both ran. Per (code fraction,
@@ -14,7 +14,6 @@ do not, it says so, because the error then mixes extrapolation with a change of 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -60,14 +59,8 @@ def extrapolate(small: pd.DataFrame, large: pd.DataFrame, n_boot: int = 200, ci:
     return table, summary
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m skillscale.studies.extrapolate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("small", type=Path, help="study folder whose budgets the power laws are fitted on")
-    p.add_argument("large", type=Path, help="study folder with larger budgets to predict")
-    p.add_argument("--out", type=Path, help="also write the report (Markdown) here")
-    p.add_argument("--n-boot", type=int, default=200)
-    a = p.parse_args(argv)
+def run(a) -> int:
+    """`skillscale extrapolate` (its arguments: skillscale.cli)."""
     try:
         table, s = extrapolate(read_cells(a.small), read_cells(a.large), a.n_boot)
     except (FileNotFoundError, ValueError) as e:
@@ -87,7 +80,3 @@ def main(argv=None) -> int:
         common.write_text(a.out, text)
     print(text)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Does the width rule for the learning rate transfer across the size ladder?
 
-    python -m skillscale.studies.lrsweep --config results/default/config.yaml \
+    skillscale lrsweep --config results/default/config.yaml \
         --data results/default/data --out results/default/lr_sweep
 
 Trains the smallest and the largest size of one budget's window (real cells of the study)
@@ -13,7 +13,6 @@ lr is the same (within 2x) at both ends of the ladder.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -61,18 +60,9 @@ def best_lrs(df: pd.DataFrame) -> pd.DataFrame:
     return ok.loc[ok.groupby("size").heldout_bpb.idxmin(), ["size", "d_model", "n_params", "lr", "peak_lr", "heldout_bpb"]]
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m skillscale.studies.lrsweep", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True)
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--lrs", default="0.0015,0.003,0.006,0.012,0.024", help="base learning rates (train.lr)")
-    p.add_argument("--budget", type=float, help="budget whose window's ends are swept (default: the middle one)")
-    p.add_argument("--code-frac", type=float, default=None, help="default: the middle code fraction")
-    p.add_argument("--threads", type=int, default=1)
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+def run(a) -> int:
+    """`skillscale lrsweep` (its arguments: skillscale.cli)."""
+    logging.getLogger().setLevel(logging.WARNING)  # warnings only, as when this was its own command
     logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
     cfg = study.load(a.config)
     budgets, fracs = cfg["grid"]["budgets"], cfg["mix"]["code_fractions"]
@@ -93,7 +83,3 @@ def main(argv=None) -> int:
     common.write_text(a.out / "lr_sweep.md", text)
     print(text)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Compare two sweeps of the same grid: the WSD sweep against the cell-by-cell cosine sweep.
 
-    python -m skillscale.studies.sweepcompare results/default results/default-cosine [--out FILE.md]
+    skillscale sweepcompare results/default results/default-cosine [--out FILE.md]
 
 Reads each study's tables/optima.csv and the FLOPs its jobs actually trained (train.json
 `flops_spent`, plus trunk.json for WSD trunks), and reports the compute ratio and, per
@@ -10,7 +10,6 @@ second sweep's bootstrap interval.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -53,13 +52,8 @@ def compare(a: Path, b: Path) -> tuple[pd.DataFrame, dict]:
     return m, summary
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m skillscale.studies.sweepcompare", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("a", type=Path, help="study folder of the sweep under test (e.g. WSD)")
-    p.add_argument("b", type=Path, help="study folder of the reference sweep (e.g. cosine per cell)")
-    p.add_argument("--out", type=Path)
-    args = p.parse_args(argv)
+def run(args) -> int:
+    """`skillscale sweepcompare` (its arguments: skillscale.cli)."""
     m, s = compare(args.a, args.b)
     text = (f"# {args.a.name} vs {args.b.name}\n\n"
             f"- training FLOPs actually spent on code fraction(s) {', '.join(f'{f:g}' for f in s['code_fracs'])}:"
@@ -72,7 +66,3 @@ def main(argv=None) -> int:
         common.write_text(args.out, text)
     print(text)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

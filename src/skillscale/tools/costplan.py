@@ -193,7 +193,7 @@ def job_units(cfg: dict, cells, chain_seconds, on_gpu: bool) -> pd.DataFrame:
     the device-seconds it holds. A data-parallel job splits its chain over its processes
     (communication not counted) and holds that many devices. A pack runs its members side
     by side: as long as the longest, on one GPU (assumed not to slow them: the reason to
-    pack small models is that each leaves the GPU mostly idle; `bench train --device cuda`
+    pack small models is that each leaves the GPU mostly idle; `skillscale speed gpu`
     measures it), or on CPU with train_threads cores each."""
     wsd = cfg["train"]["schedule"] == "wsd"
     n_params = ({r.run: r.n_params for r in plan.trunks(cfg, cells)} if wsd

@@ -15,7 +15,6 @@ Exit status: 0 fitted, 1 some group could not be fitted (its status says why), 2
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -29,32 +28,6 @@ from skillscale.analysis import fit
 
 class InputError(Exception):
     pass
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("fit", help="fit Approach 2 (isoflop) or 3 (parametric) to a points CSV",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("points", help="CSV with one row per trained model")
-    p.add_argument("--approach", choices=("isoflop", "parametric"), required=True)
-    p.add_argument("--group", nargs="+", default=[], metavar="COL", help="fit separately per value of these columns")
-    p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for intervals (0: none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ci", type=float, default=0.9, help="confidence level of the intervals")
-    p.add_argument("--window", type=float, default=None,
-                   help="isoflop: fit each parabola to sizes within this many ln-units of the best observed size")
-    p.add_argument("--include-edge", action="store_true", help="isoflop: use edge optima in the power law")
-    p.add_argument("--budget-width", type=float, default=0.1,
-                   help="isoflop: widest spread of log10 C merged into one budget (no budget column)")
-    p.add_argument("--drop-highest", type=int, default=0, metavar="K",
-                   help="drop the K highest-loss points per group first (Epoch AI drop 5 of Chinchilla's)")
-    p.add_argument("--n-col", default="n_params")
-    p.add_argument("--tokens-col", default="tokens")
-    p.add_argument("--loss-col", default="loss")
-    p.add_argument("--flops-col", default="flops")
-    p.add_argument("--budget-col", default="budget")
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.set_defaults(func=run)
-    return p
 
 
 def cluster_budgets(flops, width_decades: float = 0.1) -> np.ndarray:
@@ -185,6 +158,7 @@ def _print_tables(out: dict) -> None:
 
 
 def run(args) -> int:
+    """`skillscale fit` (its arguments: skillscale.cli)."""
     try:
         pts = load_points(args)
     except InputError as e:
@@ -199,16 +173,3 @@ def run(args) -> int:
     else:
         _print_tables(out)
     return rc
-
-
-def main(argv=None) -> int:
-    """Stand-alone entry (tests, `python -m skillscale.tools.fitpoints`)."""
-    p = argparse.ArgumentParser(prog="skillscale")
-    add_parser(p.add_subparsers(dest="command", required=True))
-    argv = list(sys.argv[1:] if argv is None else argv)
-    a = p.parse_args(argv if argv[:1] == ["fit"] else ["fit", *argv])
-    return a.func(a)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

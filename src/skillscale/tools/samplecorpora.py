@@ -1,6 +1,6 @@
 """Small corpora on disk in the shapes real ones have, from the embedded texts.
 
-    python -m skillscale.tools.samplecorpora corpora/      # then: snakemake --configfile config/studies/test-sources.yaml
+    skillscale sample-corpora corpora/      # then: snakemake --configfile config/studies/test-sources.yaml
 
   corpora/knowledge/part-0000{0,1}.parquet   columns id, title, text (Wikipedia leads, FineWeb-like)
   corpora/code/data.jsonl                    fields path, lang, content (The Stack-like: Python
@@ -14,7 +14,6 @@ evaluation behave as on a real corpus, only smaller.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from skillscale.data import corpora
@@ -45,7 +44,3 @@ def write(out: Path, wiki_docs: int = 1600, code_bytes: int = 900_000) -> dict:
     for i, d in enumerate(web):
         (out / "web" / f"{i:05d}.txt").write_text(d.text)
     return {"knowledge_docs": len(know), "code_files": len(code), "web_docs": len(web)}
-
-
-if __name__ == "__main__":
-    print(write(Path(sys.argv[1] if len(sys.argv) > 1 else "corpora")))

@@ -1,9 +1,10 @@
 """Benchmarks: training throughput (ours vs Hugging Face Llama vs the matmul peak) and DAG scale.
 
-    python -m skillscale.tools.speed train [--json] [--precision fp32|bf16|both] [--threads N]
+    skillscale speed train [--json] [--precision fp32|bf16|both] [--threads N]
         [--config config/config.yaml] [--d-model D --n-layers L --n-heads H]
-    python -m skillscale.tools.speed dag [--fractions 10 --budgets 20 --seeds 5]   # 5,000 cells
-    python -m skillscale.tools.speed prepare [--sizes 10M,100M,1G]   # data preparation (speed_prep.py)
+    skillscale speed dag [--fractions 10 --budgets 20 --seeds 5]   # 5,000 cells
+    skillscale speed prepare [--sizes 10M,100M,1G]   # data preparation (speed_prep.py); also: speed prep
+    skillscale speed gpu [--config config/studies/gpu-paper.yaml]   # MFU by size, packing (speed_gpu.py)
 
 In one process, at one model shape (default: the largest cell of the study in --config,
 at its train.batch_size and model.seq_len), it measures
@@ -29,7 +30,6 @@ interleaved so load from other processes hits both alike; the median run is repo
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -45,10 +45,6 @@ from skillscale.train import devices
 from skillscale.train.devices import matmul_peak, sync
 from skillscale.model.decoder import Decoder, ModelShape, flops_per_token, param_counts
 from skillscale.train.step import build_optimizer, loss_fn, train_step
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def peaks(device: str, n: int) -> dict[str, float]:
@@ -395,50 +391,9 @@ def dag_table(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m skillscale.tools.speed", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="what", required=True)
-    t = sub.add_parser("train", help="tokens/s and MFU of our trainer vs HF Llama vs matmul peak")
-    t.add_argument("--config", help="default: config/config.yaml; with --device cuda, config/studies/gpu-paper.yaml")
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="cuda: the GPU benchmark (speed_gpu.py: MFU from the ladder's smallest model to >= 100M"
-                        " parameters, packed small cells vs one per GPU); skipped with a message without CUDA")
-    t.add_argument("--pack", type=int, default=8, help="--device cuda: small-cell jobs side by side")
-    t.add_argument("--pack-steps", type=int, default=300, help="--device cuda: steps of each small-cell job")
-    t.add_argument("--d-model", type=int)
-    t.add_argument("--n-layers", type=int)
-    t.add_argument("--n-heads", type=int)
-    t.add_argument("--batch-size", type=int, help="default: the config's train.batch_size")
-    t.add_argument("--threads", type=int, default=cores(), help="default: all cores this process may use")
-    t.add_argument("--precision", choices=["fp32", "bf16", "both"],
-                   help="default: the config's train.precision, the one the study trains in")
-    t.add_argument("--steps", type=int, default=20, help="timed steps per run")
-    t.add_argument("--warmup-steps", type=int, default=5)
-    t.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
-    t.add_argument("--peak-size", type=int, help="matmul side for the peak (default 2048 CPU, 8192 CUDA)")
-    t.add_argument("--compile", action="store_true",
-                   help="on CPU, also time both trainers compiled (model and loss as one graph); CUDA: always")
-    t.add_argument("--no-hf", action="store_true", help="skip the Hugging Face comparison")
-    t.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    t.add_argument("--cell-jobs", action="store_true",
-                   help="also time a cell's fixed costs (start-up, evaluation) at d16, d32, d64, old path vs ours")
-    g = sub.add_parser("dag", help="seconds for snakemake -n to build the DAG of a large grid")
-    g.add_argument("--workflow", default=".", help="repository root holding the Snakefile")
-    g.add_argument("--fractions", type=int, default=10)
-    g.add_argument("--budgets", type=int, default=20)
-    g.add_argument("--seeds", type=int, default=5)
-    g.add_argument("--json", action="store_true")
-    q = sub.add_parser("prepare", help="tokens/s and peak RSS of data preparation vs a naive one (speed_prep.py)")
-    q.add_argument("--sizes", default="10M,100M,1G", help="corpus sizes in bytes of text")
-    q.add_argument("--threads", type=int, default=cores())
-    q.add_argument("--workdir", default="/tmp/skillscale-benchprep")
-    q.add_argument("--keep", action="store_true", help="keep the generated corpora")
-    q.add_argument("--repeats", type=int, default=1,
-                   help="alternating runs of each contender per size, the fastest reported (a shared machine)")
-    q.add_argument("--json", action="store_true")
-    a = p.parse_args(argv)
-    if a.what == "prepare":
+def run(a) -> int:
+    """`skillscale speed train|dag|prepare|gpu` (their arguments: skillscale.cli)."""
+    if a.what in ("prepare", "prep"):
         from skillscale.tools import speed_prep
 
         r = speed_prep.bench_prepare(a)
@@ -448,7 +403,7 @@ def main(argv=None) -> int:
         r = bench_dag(a)
         print(json.dumps(r, indent=2) if a.json else dag_table(r))
         return 0
-    if a.device == "cuda":
+    if a.what == "gpu" or a.device == "cuda":
         from skillscale.tools import speed_gpu
 
         r = speed_gpu.bench_cuda(a)
@@ -460,7 +415,3 @@ def main(argv=None) -> int:
         r["cell_jobs"] = bench_cell_jobs(a)
     print(json.dumps(r, indent=2) if a.json else table(r) + (cell_jobs_table(r["cell_jobs"]) if a.cell_jobs else ""))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """The GPU benchmark: MFU across model sizes, and packed small cells vs one per GPU.
 
-    python -m skillscale.tools.speed train --device cuda [--config config/studies/gpu-paper.yaml]
-        [--pack 8] [--pack-steps 300] [--steps 10] [--json]
+    skillscale speed gpu [--config config/studies/gpu-paper.yaml] [--pack 8] [--pack-steps 300] [--steps 10] [--json]
+    skillscale speed train --device cuda ...    # the same
 
 On the first visible CUDA device, in one run:
 
@@ -21,7 +21,6 @@ On a machine without CUDA it prints that the CUDA part is skipped and exits 0.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -94,26 +93,21 @@ def mfu_sweep(cfg: dict, peak: float, steps: int, warmup: int, device: str = "cu
     return out
 
 
-def worker(argv=None) -> int:
-    """A small cell's job for the packing measurement: build, compile, train, report."""
-    p = argparse.ArgumentParser(prog="python -m skillscale.tools.speed_gpu")
-    p.add_argument("spec")
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--steps", type=int, default=300)
-    a = p.parse_args(argv)
-    s = json.loads(a.spec)
+def worker(s: dict, device: str = "cuda", steps: int = 300) -> None:
+    """A small cell's job for the packing measurement: build, compile, train, report (run by `_jobs`, one
+    fresh interpreter each, as a cell's job is)."""
     torch.set_num_threads(1)
     shape = ModelShape(s["d_model"], s["n_layers"], s["n_heads"], s["vocab_size"], s["seq_len"], 2.6667)
     tc = {"weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95, "grad_clip": 1.0, "precision": "auto", "compile": "auto"}
-    step = trainer_step(shape, tc, s["batch_size"], None, a.device)
-    warmup = min(3, a.steps - 1)  # in the job's time, not in its steady rate
-    tps = tokens_per_second(step, s["batch_size"] * shape.seq_len, a.steps - warmup, warmup, a.device)
-    print(json.dumps({"tokens": a.steps * s["batch_size"] * shape.seq_len, "loop_tokens_per_s": tps}))
-    return 0
+    step = trainer_step(shape, tc, s["batch_size"], None, device)
+    warmup = min(3, steps - 1)  # in the job's time, not in its steady rate
+    tps = tokens_per_second(step, s["batch_size"] * shape.seq_len, steps - warmup, warmup, device)
+    print(json.dumps({"tokens": steps * s["batch_size"] * shape.seq_len, "loop_tokens_per_s": tps}))
 
 
 def _jobs(spec: dict, device: str, k: int, steps: int) -> tuple[float, list[dict]]:
-    cmd = [sys.executable, "-m", "skillscale.tools.speed_gpu", json.dumps(spec), "--device", device, "--steps", str(steps)]
+    code = f"from skillscale.tools import speed_gpu; speed_gpu.worker({spec!r}, {device!r}, {steps})"
+    cmd = [sys.executable, "-c", code]
     t = time.perf_counter()
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(k)]
     outs = [pr.communicate()[0] for pr in procs]
@@ -170,7 +164,3 @@ def table(r: dict) -> str:
               f"  {p['members']} packed    : {p['packed_tokens_per_s']:>12,.0f} tokens/s ({p['packed_seconds']:.1f} s"
               f" for all)  = {p['speedup']:.2f}x"]
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    sys.exit(worker())

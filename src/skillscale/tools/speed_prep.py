@@ -1,6 +1,6 @@
 """Preparation benchmark: our streamed sharded preparation vs the naive whole-corpus one.
 
-    python -m skillscale.tools.speed prepare [--sizes 10M,100M,1G] [--threads 2] [--repeats 3] [--workdir DIR] [--json]
+    skillscale speed prepare [--sizes 10M,100M,1G] [--threads 2] [--repeats 3] [--workdir DIR] [--json]
 
 Generates jsonl corpora (a `text` field; real text: the embedded Wikipedia leads and stdlib
 files, each copy made unique) of each size, trains one tokenizer on a fixed 2 MB sample, and
@@ -123,7 +123,7 @@ def run_naive(corpus: str, tok_path: str, out: str, threads: int) -> dict:
 def child(which: str, corpus: Path, tok: Path, out: Path, threads: int) -> dict:
     """Run one contender in a fresh process; its seconds (start-up, work), result and peak RSS."""
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="true")
-    code = (f"import json,sys; from skillscale import benchprep as b; "
+    code = (f"import json,sys; from skillscale.tools import speed_prep as b; "
             f"print(json.dumps(b.run_{which}({str(corpus)!r}, {str(tok)!r}, {str(out)!r}, {threads})))")
     t0 = time.time()
     p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
