@@ -34,7 +34,9 @@ from skillscale import config as cfgmod  # noqa: E402
 
 
 def cmd_plan(a) -> int:
+    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
     from skillscale import common
+    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
     from skillscale import plan
 
     cfg = study.load_layers(a.config)
@@ -56,11 +58,13 @@ def cmd_plan(a) -> int:
     for d in dropped:
         print(f"dropped {d['cell']}: {d['reason']}")
     if a.estimate:
+        # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
         from skillscale.tools import costplan
 
         threads = a.threads or cfg["resources"]["train_threads"]
         rate = a.flops_per_second
         if rate is None and cfg["train"]["device"] == "cuda":
+            # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
             import torch
 
             if not torch.cuda.is_available():  # a GPU study planned on a machine without one
@@ -93,10 +97,12 @@ def cmd_plan(a) -> int:
 
 def data_needs(cfg: dict) -> str:
     """Training tokens each configured source must supply (the largest cell's share of it)."""
+    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
     from skillscale import plan
 
     if cfg["data"]["sources"] is None:
         return "data: the embedded corpora (repeated as the default study does)"
+    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
     from skillscale.data.mixing import shares
 
     cells, _ = plan.build(cfg)
@@ -110,6 +116,7 @@ def data_needs(cfg: dict) -> str:
 
 
 def cmd_analyze(a) -> int:
+    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
     from skillscale.analysis import report
 
     cfg = study.load(a.config)
@@ -128,6 +135,7 @@ def cmd_analyze(a) -> int:
 
 
 def cmd_export(a) -> int:
+    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
     from skillscale.tools import export
 
     try:
@@ -146,7 +154,9 @@ def cmd_export(a) -> int:
 def cmd_evaluate_hf(a) -> int:
     import json
 
+    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
     from skillscale.evaluate import hf
+    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
     from skillscale import common
 
     data = Path(a.data)

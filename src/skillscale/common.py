@@ -17,6 +17,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from skillscale import __version__
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
@@ -86,8 +88,6 @@ def code_version() -> str:
             return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
-    from skillscale import __version__
-
     return f"skillscale {__version__}"
 
 

@@ -670,6 +670,7 @@ def _one_blas_thread():
     """L-BFGS-B calls BLAS on 5x5 matrices; OpenBLAS's thread pool then spin-waits and on a
     busy 2-core machine made each fit 10-30x slower. One thread is always enough here."""
     try:
+        # deferred: optional: without it the fit runs with the default BLAS threads
         from threadpoolctl import threadpool_limits
     except ImportError:  # optional: without it the fit is only slower on a loaded machine
         return contextlib.nullcontext()

@@ -49,6 +49,7 @@ def _compact(v, _pos=None) -> str:
 
 def _log_axis(ax, which: str = "x") -> None:
     """Log scale labelled at 1, 2, 5 x 10^k, without the crowded minor labels."""
+    # deferred: matplotlib only when drawing
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     axis = ax.xaxis if which == "x" else ax.yaxis
@@ -86,6 +87,7 @@ def _legend_outside(fig, handles, title: str) -> None:
 
 
 def _budget_handles(colors: dict, edge_note: bool = True) -> list:
+    # deferred: matplotlib only when drawing
     from matplotlib.lines import Line2D
 
     hs = [Line2D([], [], color=c, marker="o", ms=4, lw=1, label=f"{b:.2g}") for b, c in colors.items()]
@@ -207,6 +209,7 @@ def scaling(optima: pd.DataFrame, scaling_df: pd.DataFrame, line_draws: dict, pa
         ax.set_title(f"code fraction {f:.2f}", fontsize=9)
         ax.set_xlabel("compute C (FLOPs)")
     axes[0][0].set_ylabel("compute-optimal N*")
+    # deferred: matplotlib only when drawing
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=c, marker="o", ms=4, lw=1.2, label=m) for m, c in colors.items()]
@@ -367,6 +370,7 @@ def ape_residuals(ape: pd.DataFrame, path: Path) -> None:
                    for m in metrics], fontsize=8)
     ax.set_ylabel("ln N*(skill) - ln N*(APE)")
     ax.text(0.0, 1.01, "above 0: capacity-hungry; below 0: data-hungry", transform=ax.transAxes, fontsize=7)
+    # deferred: matplotlib only when drawing
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=c, marker="o", ms=4, lw=0, label=f"C = {b:.2g}") for b, c in colors.items()]

@@ -27,6 +27,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+import yaml
+
 from skillscale import common
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "evaluate" / "tasks" / "benchmarks"
@@ -42,8 +44,6 @@ class BenchmarkError(ValueError):
 @lru_cache(maxsize=None)
 def shipped() -> dict[str, dict]:
     """Benchmark name -> the dataset_kwargs of its task YAML (plus 'task', its lm-eval name)."""
-    import yaml
-
     class Loader(yaml.SafeLoader):  # reads !function tags as their names: nothing imported
         pass
 
@@ -111,6 +111,7 @@ def _looks_local(mirror: str) -> bool:
 
 def load_split(spec: dict) -> tuple[list[dict], str]:
     """The split's documents as plain dicts, and a description of where they came from."""
+    # deferred: datasets (and pyarrow) take seconds to import: only when a source is read
     import datasets
 
     mirror, split = spec["mirror"], spec["split"]
@@ -156,6 +157,7 @@ def _read_file(p: Path, key: str) -> list[dict]:
                 except json.JSONDecodeError as e:
                     raise BenchmarkError(f"{key}: {p} line {i + 1} is not JSON ({e})") from e
         return rows
+    # deferred: datasets (and pyarrow) take seconds to import: only when a source is read
     import datasets
 
     d = datasets.load_dataset(FILE_FORMATS[p.suffix], data_files={"split": str(p)}, split="split")

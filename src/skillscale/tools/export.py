@@ -37,6 +37,7 @@ import torch
 
 from skillscale import common
 from skillscale.model.decoder import RMSNorm, rotary_tables
+from skillscale.model.shapes import ModelShape
 from skillscale.data.tokenizer import EOS
 
 MARKER = "skillscale_export.json"
@@ -92,8 +93,6 @@ def hf_config(shape: dict, eos_id: int) -> dict:
 
 
 def _d_ff(shape: dict) -> int:
-    from skillscale.model.shapes import ModelShape
-
     return ModelShape(**shape).d_ff
 
 
@@ -161,8 +160,10 @@ def _check_target(out: Path) -> None:
 
 def export_cell(cell_dir: Path, out: Path, data_dir: Path | None = None) -> dict:
     """Write OUT as a LlamaForCausalLM folder for one trained cell; return its marker record."""
+    # deferred: safetensors: only where weights are written or read
     from safetensors.torch import load_file, save_file
 
+    # deferred: lm-eval takes seconds to import: only when scoring
     from skillscale.evaluate.harness import load_cell
 
     check_conventions()

@@ -62,6 +62,7 @@ def default_shape(cfg: dict, d_model=None, n_layers=None, n_heads=None) -> Model
 def hf_llama(shape: ModelShape):
     """LlamaForCausalLM with our shape, or None if transformers is not installed."""
     try:
+        # deferred: each benchmark's imports load only when it runs
         from transformers import LlamaConfig, LlamaForCausalLM
     except ImportError:
         return None
@@ -108,6 +109,7 @@ def kernel_split(step, n: int = 5) -> dict[str, float]:
     self CPU times (CPU only). Any trainer of this shape calls the same matmul and attention
     kernels, so ours with "everything else" free bounds how far it could outrun hf: the
     "ceiling" is the interleaved ours/hf ratio times ours' step over its kernel time."""
+    # deferred: each benchmark's imports load only when it runs
     from torch.profiler import profile
 
     with profile() as prof:
@@ -257,7 +259,9 @@ def bench_cell_jobs(a, widths=(16, 32, 64)) -> dict:
     import subprocess
     import tempfile
 
+    # deferred: each benchmark's imports load only when it runs
     from skillscale.evaluate.harness import SkillscaleLM, harness_evaluate, run_tasks
+    # deferred: each benchmark's imports load only when it runs
     from skillscale.data.tokenizer import ByteTokenizer
 
     cfg = study.load(a.config)
@@ -313,9 +317,12 @@ def _seconds(f) -> float:
 
 def _simple_evaluate(lm, eval_dir: Path) -> None:
     """The old path: lm-eval's simple_evaluate, environment report included."""
+    # deferred: each benchmark's imports load only when it runs
     from lm_eval import simple_evaluate
+    # deferred: each benchmark's imports load only when it runs
     from lm_eval.tasks import TaskManager
 
+    # deferred: each benchmark's imports load only when it runs
     from skillscale.evaluate.harness import METRICS, TASKS_DIR
 
     tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"eval_dir": str(eval_dir)})
@@ -356,6 +363,7 @@ def bench_dag(a) -> dict:
     import subprocess
     import tempfile
 
+    # deferred: each benchmark's imports load only when it runs
     import yaml
 
     repo = Path(a.workflow).resolve()
@@ -394,6 +402,7 @@ def dag_table(r: dict) -> str:
 def run(a) -> int:
     """`skillscale speed train|dag|prepare|gpu` (their arguments: skillscale.cli)."""
     if a.what in ("prepare", "prep"):
+        # deferred: each benchmark's imports load only when it runs
         from skillscale.tools import speed_prep
 
         r = speed_prep.bench_prepare(a)
@@ -404,6 +413,7 @@ def run(a) -> int:
         print(json.dumps(r, indent=2) if a.json else dag_table(r))
         return 0
     if a.what == "gpu" or a.device == "cuda":
+        # deferred: each benchmark's imports load only when it runs
         from skillscale.tools import speed_gpu
 
         r = speed_gpu.bench_cuda(a)

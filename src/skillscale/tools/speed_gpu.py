@@ -32,6 +32,7 @@ from skillscale import study
 from skillscale.train import devices
 from skillscale import plan
 from skillscale.model.decoder import Decoder, ModelShape, flops_per_token, param_counts
+from skillscale.train.step import build_optimizer, loss_fn, train_step, use_compile
 
 GPU_CONFIG = "config/studies/gpu-paper.yaml"
 REFERENCE = [(768, 12, 12), (1024, 16, 16)]  # ~100M+ shapes when the ladder stops short
@@ -56,8 +57,6 @@ def sweep_shapes(cfg: dict, at_least: float = 1e8) -> list[ModelShape]:
 
 def trainer_step(shape: ModelShape, tc: dict, rows: int, micro: int | None, device: str):
     """One optimizer step of the workflow's trainer, as a training job runs it on `device`."""
-    from skillscale.train.step import build_optimizer, loss_fn, train_step, use_compile
-
     tc = tc | {"precision": devices.precision(tc | {"precision": "auto"}, device)}
     devices.configure(device)
     model = Decoder(shape).to(device)

@@ -43,6 +43,7 @@ def parse_size(s: str) -> int:
 
 def make_corpus(path: Path, n_bytes: int, seed: int = 0) -> dict:
     """jsonl of real documents (repeated, each copy prefixed so ids and texts differ)."""
+    # deferred: each benchmark's imports load only when it runs
     from skillscale.data import corpora
 
     if path.exists() and path.with_suffix(".done").exists():
@@ -67,6 +68,7 @@ def make_corpus(path: Path, n_bytes: int, seed: int = 0) -> dict:
 
 
 def sample_tokenizer(corpus: Path, out: Path) -> Path:
+    # deferred: each benchmark's imports load only when it runs
     from skillscale.data.tokenizer import BPETokenizer
 
     texts, got = [], 0
@@ -87,7 +89,9 @@ def sample_tokenizer(corpus: Path, out: Path) -> Path:
 def run_ours(corpus: str, tok_path: str, out: str, threads: int) -> dict:
     import datasets  # noqa: F401  (what the preparation reads with: start-up)
 
+    # deferred: each benchmark's imports load only when it runs
     from skillscale.data import streamed
+    # deferred: each benchmark's imports load only when it runs
     from skillscale.data.tokenizer import BPETokenizer
 
     tok = BPETokenizer.load(tok_path)
@@ -103,8 +107,10 @@ def run_ours(corpus: str, tok_path: str, out: str, threads: int) -> dict:
 def run_naive(corpus: str, tok_path: str, out: str, threads: int) -> dict:
     from itertools import chain
 
+    # deferred: each benchmark's imports load only when it runs
     import numpy as np
 
+    # deferred: each benchmark's imports load only when it runs
     from skillscale.data.tokenizer import BPETokenizer
 
     tok = BPETokenizer.load(tok_path)

@@ -70,6 +70,7 @@ def wrap(model: torch.nn.Module, world: World) -> torch.nn.Module:
     """The module whose forward syncs gradients in backward (DDP), or the model itself."""
     if world.size == 1:
         return model
+    # deferred: DDP's wrapper only in a data-parallel job
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [world.local_rank] if next(model.parameters()).is_cuda else None

@@ -80,6 +80,7 @@ def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: i
         distributed.world().barrier()
     res = run(job, cfg, data_dir, resume, threads)
 
+    # deferred: safetensors: only where weights are written or read
     from safetensors.torch import save_file
 
     world = distributed.world()
