@@ -108,9 +108,9 @@ def test_schema_defaults_are_the_default_study(repo):
     """config/config.yaml only documents: a study file planned on its own (schema defaults
     under it) and the same file layered over config.yaml (what snakemake does) agree."""
     assert study.load(repo / "config/config.yaml") == study.validate({})
-    for study in sorted((repo / "config/studies").glob("*.yaml")):
-        if study.name == "test-sources.yaml":  # its local corpora exist only inside tests/test_sources.py
+    for path in sorted((repo / "config/studies").glob("*.yaml")):
+        if path.name == "test-sources.yaml":  # its local corpora exist only inside tests/test_sources.py
             continue
-        alone = study.load(study)
-        layered = study.load_layers([repo / "config/config.yaml", study])
-        assert alone == layered, study.name
+        alone = study.load(path)
+        layered = study.load_layers([repo / "config/config.yaml", path])
+        assert alone == layered, path.name
