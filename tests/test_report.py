@@ -189,7 +189,7 @@ def test_bad_groups_get_a_status_naming_them(cfg, tmp_path, monkeypatch):
     bad = cells.cell.iloc[0]
     cells.loc[cells.cell == bad, ["diverged", "value"]] = [True, np.nan]
     # 5) one analysis blowing up as a whole must not lose the others
-    monkeypatch.setattr(tables.analysis, "validation_composition",
+    monkeypatch.setattr(tables.skills, "validation_composition",
                         lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
 
     r = report.analyze(cfg, tmp_path, cells=cells)
