@@ -290,68 +290,11 @@ def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
     for key, g in df.groupby(keys, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         kd = dict(zip(keys, key))
-        label = group_label(kd)
-        row = {c: kd[c] for c in group_cols}
-        row["budget"] = float(kd[budget_col])
-        row.update({c: np.nan for c in OPTIMA_COLUMNS if c not in ("budget", "edge", "status", "note")})
-        row.update(edge=False, edge_side="", note="", n_points=len(g))
+        row = _blank_row(kd, group_cols, budget_col, len(g))
         d, vertex = np.array([], float), np.nan
         try:
-            n = g[n_col].to_numpy(float)
-            if np.any(n[np.isfinite(n)] <= 0):
-                raise _fail(label, f"{n_col} has non-positive values; ln N is undefined")
-            with np.errstate(divide="ignore", invalid="ignore"):
-                x = np.log(n)
-            y = g[loss_col].to_numpy(float)
-            w = None if weight_col is None else g[weight_col].to_numpy(float)
-            counts = boot_counts(len(g), n_boot, rng) if n_boot > 0 else None
-            o = isoflop_optimum(x, y, w, counts=counts, window=window, label=label)
-            if o.parabola is None:
-                raise FitError(o.status.removeprefix("failed: "))
-            p, keep = o.parabola, o.keep
-            vertex = p.n_opt
-            fin = np.isfinite(x) & np.isfinite(y) & (np.ones_like(x, bool) if w is None else np.isfinite(w))
-            if (~fin).any():
-                # Enough remained (the fit failed otherwise): keep the number, say so.
-                _note(row, f"dropped {int((~fin).sum())} point(s) with non-finite {loss_col} or {n_col}")
-            if window is not None and (fin & ~keep).any():
-                _note(row, f"{int((fin & ~keep).sum())} point(s) outside the fit window")
-            row.update(n_points=p.n_points, n_sizes=p.n_sizes, residual_rms=p.residual_rms, curvature=p.curvature,
-                       edge=p.edge, n_fit_min=float(np.exp(p.log_n_range[0])),
-                       n_fit_max=float(np.exp(p.log_n_range[1])), status=o.status)
-            if o.edge:
-                # An edge vertex is an extrapolation, not a measured optimum: report the bound.
-                row.update(n_opt_bound=o.bound, edge_side=o.side)
-                _note(row, f"optimum {o.describe_edge()}: no estimate of N*, D* or loss*")
-            else:
-                row.update(n_opt=p.n_opt, loss_opt=p.loss_opt)
-                if tokens_col is not None:
-                    # Tokens optimum from its own parabola in ln D (Porian's t*): equals
-                    # C/(6 N*) only when every point sits exactly on C = 6 N D.
-                    t = g[tokens_col].to_numpy(float)[keep]
-                    try:
-                        pt = fit_parabola(np.log(t), y[keep], None if w is None else w[keep], label=label)
-                        row["d_opt"] = float(np.exp(pt.log_n_opt))
-                    except FitError as e:
-                        _note(row, f"tokens fit: {e}")
-                else:
-                    row["d_opt"] = row["budget"] / (6 * p.n_opt)
-                row["tokens_per_param"] = row["d_opt"] / p.n_opt
-            if n_boot > 0 and p.n_points <= 3:
-                _note(row, "3 points: no residual to resample, no interval")
-            elif n_boot > 0:
-                good = np.isfinite(o.draws)
-                row["boot_frac"] = o.boot_frac  # share of resamples kept for the interval
-                if o.n_runaway:
-                    _note(row, f"{o.n_runaway} of {n_boot} bootstrap vertices beyond the fitted ln N range"
-                               f" +- {MAX_EXTRAPOLATION:g} of it dropped")
-                if good.mean() < 0.5:
-                    _note(row, f"only {good.mean():.0%} of bootstrap resamples usable: interval unreliable")
-                if not o.edge:
-                    lo, hi = interval(o.draws, ci, p.log_n_opt)
-                    row["n_opt_lo"], row["n_opt_hi"] = np.exp(lo), np.exp(hi)
-                    row["loss_opt_lo"], row["loss_opt_hi"] = interval(o.loss_draws, ci, p.loss_opt)
-                d = o.draws[good]
+            d, vertex = _budget_row(row, g, group_label(kd), n_col, loss_col, tokens_col, weight_col, n_boot, rng,
+                                    ci, window)
         except FitError as e:
             if strict:
                 raise
@@ -364,6 +307,96 @@ def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
     # the parabola's vertex of every row, edge ones included, for exclude_edge=False only
     out.attrs["vertex"] = vertices
     return out, draws
+
+
+def _blank_row(kd: dict, group_cols: list, budget_col: str, n_points: int) -> dict:
+    """The optima row of one group x budget before its fit: every number NaN, no note."""
+    row = {c: kd[c] for c in group_cols}
+    row["budget"] = float(kd[budget_col])
+    row.update({c: np.nan for c in OPTIMA_COLUMNS if c not in ("budget", "edge", "status", "note")})
+    row.update(edge=False, edge_side="", note="", n_points=n_points)
+    return row
+
+
+def _budget_row(row, g, label, n_col, loss_col, tokens_col, weight_col, n_boot, rng, ci, window):
+    """Fill `row` from the IsoFLOP optimum of one budget's points `g`.
+
+    Returns the usable bootstrap draws of ln N* and the parabola's vertex N (edge or not);
+    raises FitError when there is no parabola to report.
+    """
+    n = g[n_col].to_numpy(float)
+    if np.any(n[np.isfinite(n)] <= 0):
+        raise _fail(label, f"{n_col} has non-positive values; ln N is undefined")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.log(n)
+    y = g[loss_col].to_numpy(float)
+    w = None if weight_col is None else g[weight_col].to_numpy(float)
+    counts = boot_counts(len(g), n_boot, rng) if n_boot > 0 else None
+    o = isoflop_optimum(x, y, w, counts=counts, window=window, label=label)
+    if o.parabola is None:
+        raise FitError(o.status.removeprefix("failed: "))
+    _record_fit(row, o, x, y, w, window, n_col, loss_col)
+    if o.edge:
+        # An edge vertex is an extrapolation, not a measured optimum: report the bound.
+        row.update(n_opt_bound=o.bound, edge_side=o.side)
+        _note(row, f"optimum {o.describe_edge()}: no estimate of N*, D* or loss*")
+    else:
+        _record_interior(row, o, g, y, w, tokens_col, label)
+    return _record_bootstrap(row, o, n_boot, ci), o.parabola.n_opt
+
+
+def _record_fit(row: dict, o: Optimum, x, y, w, window, n_col: str, loss_col: str) -> None:
+    """The parabola's diagnostics and status, and a note on the points it did not use."""
+    p, keep = o.parabola, o.keep
+    fin = np.isfinite(x) & np.isfinite(y) & (np.ones_like(x, bool) if w is None else np.isfinite(w))
+    if (~fin).any():
+        # Enough remained (the fit failed otherwise): keep the number, say so.
+        _note(row, f"dropped {int((~fin).sum())} point(s) with non-finite {loss_col} or {n_col}")
+    if window is not None and (fin & ~keep).any():
+        _note(row, f"{int((fin & ~keep).sum())} point(s) outside the fit window")
+    row.update(n_points=p.n_points, n_sizes=p.n_sizes, residual_rms=p.residual_rms, curvature=p.curvature,
+               edge=p.edge, n_fit_min=float(np.exp(p.log_n_range[0])),
+               n_fit_max=float(np.exp(p.log_n_range[1])), status=o.status)
+
+
+def _record_interior(row: dict, o: Optimum, g, y, w, tokens_col: str | None, label: str) -> None:
+    """N*, loss*, D* and tokens per parameter of an interior optimum."""
+    p, keep = o.parabola, o.keep
+    row.update(n_opt=p.n_opt, loss_opt=p.loss_opt)
+    if tokens_col is not None:
+        # Tokens optimum from its own parabola in ln D (Porian's t*): equals
+        # C/(6 N*) only when every point sits exactly on C = 6 N D.
+        t = g[tokens_col].to_numpy(float)[keep]
+        try:
+            pt = fit_parabola(np.log(t), y[keep], None if w is None else w[keep], label=label)
+            row["d_opt"] = float(np.exp(pt.log_n_opt))
+        except FitError as e:
+            _note(row, f"tokens fit: {e}")
+    else:
+        row["d_opt"] = row["budget"] / (6 * p.n_opt)
+    row["tokens_per_param"] = row["d_opt"] / p.n_opt
+
+
+def _record_bootstrap(row: dict, o: Optimum, n_boot: int, ci: float) -> np.ndarray:
+    """The intervals and bootstrap notes of one row; returns its usable draws of ln N*."""
+    p = o.parabola
+    d = np.array([], float)
+    if n_boot > 0 and p.n_points <= 3:
+        _note(row, "3 points: no residual to resample, no interval")
+    elif n_boot > 0:
+        good = np.isfinite(o.draws)
+        row["boot_frac"] = o.boot_frac  # share of resamples kept for the interval
+        if o.n_runaway:
+            _note(row, f"{o.n_runaway} of {n_boot} bootstrap vertices beyond the fitted ln N range"
+                       f" +- {MAX_EXTRAPOLATION:g} of it dropped")
+        if good.mean() < 0.5:
+            _note(row, f"only {good.mean():.0%} of bootstrap resamples usable: interval unreliable")
+        if not o.edge:
+            lo, hi = interval(o.draws, ci, p.log_n_opt)
+            row["n_opt_lo"], row["n_opt_hi"] = np.exp(lo), np.exp(hi)
+            row["loss_opt_lo"], row["loss_opt_hi"] = interval(o.loss_draws, ci, p.loss_opt)
+        d = o.draws[good]
+    return d
 
 
 def isoflop_optima(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str = "n_params",
