@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from skillscale.analysis import fit
+from skillscale.data.sources import shares
 
 CELL_COLUMNS = ("cell", "code_frac", "budget", "size", "seed", "n_params", "n_params_total",
                 "n_params_nonembed", "tokens", "flops", "diverged")
@@ -251,8 +252,6 @@ def own_share(skill: str, code_frac, sources: dict | None = None):
     cf = np.asarray(code_frac, float)
     if sources is None:
         return cf if skill == "code" else 1 - cf
-    from skillscale.data.sources import shares
-
     flat = [sum(v for k, v in shares(sources, float(c)).items() if sources[k]["role"] == skill) for c in cf.ravel()]
     return np.asarray(flat, float).reshape(cf.shape)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -114,8 +115,6 @@ def parametric_table(usable: pd.DataFrame, n_boot: int, ci: float, c_top: float)
              for (kd, g), nb in zip(groups, n_budgets) if nb >= 3]
     workers = min(_cores(), len(tasks))
     if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(workers) as pool:
             fits = iter(list(pool.map(_parametric_fit, tasks)))
     else:

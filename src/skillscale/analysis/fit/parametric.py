@@ -14,6 +14,11 @@ import numpy as np
 from scipy import optimize
 from scipy.special import logsumexp
 
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:  # optional: without it the fit is only slower on a loaded machine
+    threadpool_limits = None
+
 from skillscale.analysis.fit.common import _fail, interval
 
 
@@ -59,9 +64,7 @@ def _grid_objective(starts, lnN, lnD, lnL, delta):
 def _one_blas_thread():
     """L-BFGS-B calls BLAS on 5x5 matrices; OpenBLAS's thread pool then spin-waits and on a
     busy 2-core machine made each fit 10-30x slower. One thread is always enough here."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it the fit is only slower on a loaded machine
+    if threadpool_limits is None:
         return contextlib.nullcontext()
     return threadpool_limits(1)
 
