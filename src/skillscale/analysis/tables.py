@@ -1,5 +1,6 @@
-"""Every table of a study, computed from its tidy cells table (one place; report.py writes
-them, plots.py draws them, summary.py reads them).
+"""Every table of a study, computed in one place from its tidy cells table.
+
+report.py writes them, plots.py draws them, summary.py reads them.
 
 `build_tables(cells, cfg)` returns the tables by name (see outputs.TABLES) and the extra
 data figures and the summary need (line draws, the reference compute, points at it).
