@@ -14,6 +14,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -49,9 +51,6 @@ def _compact(v, _pos=None) -> str:
 
 def _log_axis(ax, which: str = "x") -> None:
     """Log scale labelled at 1, 2, 5 x 10^k, without the crowded minor labels."""
-    # deferred: matplotlib only when drawing
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -87,9 +86,6 @@ def _legend_outside(fig, handles, title: str) -> None:
 
 
 def _budget_handles(colors: dict, edge_note: bool = True) -> list:
-    # deferred: matplotlib only when drawing
-    from matplotlib.lines import Line2D
-
     hs = [Line2D([], [], color=c, marker="o", ms=4, lw=1, label=f"{b:.2g}") for b, c in colors.items()]
     if edge_note:
         hs += [Line2D([], [], color="k", marker="*", ms=8, lw=0, label="optimum (bar: interval)"),
@@ -209,9 +205,6 @@ def scaling(optima: pd.DataFrame, scaling_df: pd.DataFrame, line_draws: dict, pa
         ax.set_title(f"code fraction {f:.2f}", fontsize=9)
         ax.set_xlabel("compute C (FLOPs)")
     axes[0][0].set_ylabel("compute-optimal N*")
-    # deferred: matplotlib only when drawing
-    from matplotlib.lines import Line2D
-
     handles = [Line2D([], [], color=c, marker="o", ms=4, lw=1.2, label=m) for m, c in colors.items()]
     handles.append(Line2D([], [], color="k", marker="v", ms=5, lw=0, mfc="white",
                           label="edge: below the smallest\nsize (v) / above the largest (^)"))
@@ -370,9 +363,6 @@ def ape_residuals(ape: pd.DataFrame, path: Path) -> None:
                    for m in metrics], fontsize=8)
     ax.set_ylabel("ln N*(skill) - ln N*(APE)")
     ax.text(0.0, 1.01, "above 0: capacity-hungry; below 0: data-hungry", transform=ax.transAxes, fontsize=7)
-    # deferred: matplotlib only when drawing
-    from matplotlib.lines import Line2D
-
     handles = [Line2D([], [], color=c, marker="o", ms=4, lw=0, label=f"C = {b:.2g}") for b, c in colors.items()]
     handles += [Line2D([], [], color="k", marker=marks[f], ms=4, lw=0, label=f"code fraction {f:g}") for f in fracs]
     _legend_outside(fig, handles, "group")

@@ -1,4 +1,4 @@
-"""Aggregate -> fits -> tables -> figures for one study folder.
+"""The analyze step of one study folder: aggregate -> fits -> tables -> summary -> figures.
 
     skillscale analyze --config results/<study>/config.yaml --study-dir results/<study> [--allow-missing]
 

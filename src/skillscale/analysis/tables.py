@@ -1,5 +1,6 @@
-"""Every table of a study, computed from its tidy cells table (one place; report.py writes
-them, plots.py draws them, summary.py reads them).
+"""Every table of a study, computed in one place from its tidy cells table.
+
+report.py writes them, plots.py draws them, summary.py reads them.
 
 `build_tables(cells, cfg)` returns the tables by name (see outputs.TABLES) and the extra
 data figures and the summary need (line draws, the reference compute, points at it).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -114,8 +116,6 @@ def parametric_table(usable: pd.DataFrame, n_boot: int, ci: float, c_top: float)
              for (kd, g), nb in zip(groups, n_budgets) if nb >= 3]
     workers = min(_cores(), len(tasks))
     if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(workers) as pool:
             fits = iter(list(pool.map(_parametric_fit, tasks)))
     else:
