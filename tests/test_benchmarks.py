@@ -182,5 +182,13 @@ def test_task_definitions_import_nothing_that_downloads():
     src = (benchmarks.TASKS_DIR / "utils.py").read_text()
     imports = {line.split()[1] for line in src.splitlines() if line.startswith(("import ", "from "))}
     assert imports <= {"json", "pathlib", "datasets"}, imports
-    for y in benchmarks.TASKS_DIR.glob("*.yaml"):
+    for y in benchmarks.TASKS_DIR.glob("*yaml"):  # the templates (_*_yaml) too
         assert "evaluate" not in y.read_text().replace("skillscale", "")
+
+
+def test_the_group_lists_every_shipped_benchmark():
+    """_skillscale_benchmarks.yaml, the lm-eval group, names exactly the shipped benchmark tasks."""
+    import yaml
+
+    group = yaml.safe_load((benchmarks.TASKS_DIR / "_skillscale_benchmarks.yaml").read_text())
+    assert sorted(group["task"]) == sorted(spec["task"] for spec in benchmarks.shipped().values())

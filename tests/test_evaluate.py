@@ -76,3 +76,17 @@ def test_generation_is_refused_clearly():
     lm = SkillscaleLM(Uniform(), ByteTokenizer(), seq_len=8)
     with pytest.raises(NotImplementedError, match="likelihoods only"):
         lm.generate_until([])
+
+
+def test_the_skills_group_runs_the_embedded_study_s_tasks(tmp_path):
+    """_skillscale_skills.yaml, the lm-eval group, runs the four tasks of METRICS (run_tasks asks for them by name)."""
+    from lm_eval.tasks import TaskManager
+
+    from skillscale.evaluate.harness import TASKS_DIR, harness_evaluate
+
+    tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
+                     metadata={"eval_dir": str(write_eval_dir(tmp_path / "eval"))})
+    out = harness_evaluate(SkillscaleLM(Uniform(), ByteTokenizer(), seq_len=16), ["skillscale_skills"], tm)
+    assert out["group_subtasks"]["skillscale_skills"] == [task for task, _ in METRICS.values()]
+    for task, _ in METRICS.values():
+        assert out["results"][task]["bits_per_byte,none"] == pytest.approx(8.0, abs=1e-6), task

@@ -48,9 +48,18 @@ def shipped() -> dict[str, dict]:
         pass
 
     Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-    out = {}
-    for path in sorted(TASKS_DIR.glob("skillscale_bench_*.yaml")):
+
+    def read(path: Path) -> dict:  # with its include:s merged in as lm-eval does: relative to the file, its own keys win
         y = yaml.load(path.read_text(), Loader=Loader)  # noqa: S506 (a safe loader)
+        inc = y.pop("include", [])
+        merged = {}
+        for p in inc if isinstance(inc, list) else [inc]:
+            merged.update(read(path.parent / p))
+        return merged | y
+
+    out = {}
+    for path in sorted(TASKS_DIR.glob("skillscale_bench_*.yaml")):  # not the templates (_*_yaml) nor the group
+        y = read(path)
         spec = dict(y["dataset_kwargs"], task=y["task"], yaml=str(path))
         out[spec["benchmark"]] = spec
     return out

@@ -153,12 +153,13 @@ def metrics_of(manifest: dict) -> dict[str, tuple[str, str]]:
 
 
 def source_text_tasks(folder: Path, tasks: dict[str, tuple[str, str]]) -> None:
-    """One lm-eval task YAML per source's held-out text, each the packaged raw-text task
-    (included by absolute path, so its !function helpers resolve) on another file."""
+    """One lm-eval task YAML per source's held-out text: the skill tasks' template (raw text in
+    bits per byte), included by absolute path, on that source's file. lm-eval resolves a
+    template's !function helpers next to the template, so they resolve from any folder."""
     for m, (task, _) in tasks.items():
         if m not in METRICS:
             (folder / f"{task}.yaml").write_text(
-                f"include: {TASKS_DIR / 'skillscale_code_text.yaml'}\ntask: {task}\n"
+                f"include: {TASKS_DIR / '_default_template_yaml'}\ntask: {task}\n"
                 f"dataset_kwargs:\n  file: {m}.jsonl\n")
 
 
