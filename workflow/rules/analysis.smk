@@ -53,10 +53,10 @@ rule analyze:
         "skillscale analyze --config {params.config} --study-dir {params.study} > {log} 2>&1"
 
 
+# No inputs or outputs on purpose: runs whenever asked, from the cells that exist,
+# and trains nothing. No log directive on purpose either (snakemake --lint notes it):
+# the user asked for this table and wants it on the terminal.
 rule tables:
-    # No inputs or outputs on purpose: runs whenever asked, from the cells that exist,
-    # and trains nothing. No log directive on purpose either (snakemake --lint notes it):
-    # the user asked for this table and wants it on the terminal.
     params:
         config=CONFIG_FILE,
         study=R,
