@@ -71,7 +71,7 @@ def test_micro_batches_give_the_whole_batch_step():
     whole, parts = Decoder(shape), Decoder(shape)
     parts.load_state_dict(whole.state_dict())
     opts = [build_optimizer(m, tc, 1e-3, "cpu") for m in (whole, parts)]
-    for i in range(4):
+    for _ in range(4):
         x = torch.randint(0, 300, (6, 33))
         a = train_step(loss_fn(whole, False), whole, opts[0], x, tc, 1e-3)
         b = train_step(loss_fn(parts, False), parts, opts[1], x, tc, 1e-3, micro_rows=4)  # 4 + 2 rows

@@ -96,7 +96,7 @@ def check_tex(text):
     spec = re.search(r"\\begin\{tabular\}\{([lr]+)\}", text).group(1)
     body = text.split(r"\midrule")[1].split(r"\bottomrule")[0]
     head = text.split(r"\toprule")[1].split(r"\midrule")[0]
-    for line in [head] + [ln for ln in body.strip().splitlines()]:
+    for line in [head, *body.strip().splitlines()]:
         # every row has one cell per column: & separators that are not escaped
         assert len(re.findall(r"(?<!\\)&", line)) == len(spec) - 1, line
 

@@ -96,12 +96,12 @@ def test_provenance_names_every_source_file_and_shard(study):
     wd, r = study
     m = json.loads((r / "data" / "manifest.json").read_text())
     assert set(m["sources"]) == {"wiki", "stdlib", "web"}
-    for name, src in m["sources"].items():
+    for src in m["sources"].values():
         assert src["kind"] == "files" and src["files"]
         for f in src["files"]:
             assert Path(f["path"]).exists() and sha256_file(Path(f["path"])) == f["sha256"]
     assert len(m["sources"]["web"]["files"]) == len(list((wd / "corpora" / "web").glob("*.txt")))
-    for name, sh in m["shards"].items():
+    for sh in m["shards"].values():
         assert len(sh["files"]) >= 2  # several fixed-size shard files (data.shard_tokens)
         for f in sh["files"]:
             assert sha256_file(r / "data" / sh["dir"] / f["file"]) == f["sha256"]
@@ -126,7 +126,7 @@ def test_provenance_names_every_source_file_and_shard(study):
 def base_cfg(tmp_path: Path, **sources_over) -> dict:
     samplecorpora.write(tmp_path / "corpora", wiki_docs=400, code_bytes=200_000)
     raw = config.read_yaml(Path(__file__).parents[1] / "config" / "studies" / "test-sources.yaml")
-    for k, v in raw["data"]["sources"].items():
+    for v in raw["data"]["sources"].values():
         v["files"] = str(tmp_path / v["files"])
     for k, v in sources_over.items():
         raw["data"]["sources"][k] = v if v is None else {**raw["data"]["sources"].get(k, {}), **v}
@@ -325,7 +325,7 @@ def test_a_preparation_failing_in_the_heldout_pass_resumes_there_and_matches_an_
     whole = data.prepare(cfg, tmp_path / "whole")
     # the held-out file breaks after the training pass has been read: the preparation fails there
     held.write_text('{"id": 1, "text": "fine"}\n{not json\n' + good)
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # pyarrow's ArrowInvalid: a JSON parse error
         data.prepare(cfg, tmp_path / "failed")
     assert not (tmp_path / "failed" / "manifest.json").exists()
     with pytest.raises(FileNotFoundError, match="index.json"):  # nothing training would trust

@@ -94,10 +94,8 @@ def code_version() -> str:
 def package_versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in ("torch", "lm_eval", "numpy", "pandas", "scipy", "tokenizers", "snakemake"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name.replace("_", "-"))
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 

@@ -103,7 +103,7 @@ class ShardWriter:
             arr = np.fromiter(chain.from_iterable(ids), dtype=self.dtype, count=n)
             if self._file is None:
                 tmp = self.folder / f"{len(self.state['files']):05d}.bin.part"
-                self._file = (open(tmp, "wb"), tmp, hashlib.sha256())
+                self._file = (open(tmp, "wb"), tmp, hashlib.sha256())  # noqa: SIM115 (open across add()s; _flush closes it)
             f, _, h = self._file
             data = arr.tobytes()
             f.write(data)

@@ -166,7 +166,8 @@ class Mixture:
     def _setup(self, sources: dict, batch_size: int, seed: int) -> None:
         total = sum(sh for _, sh in sources.values())
         if abs(total - 1) > 1e-6:
-            raise ValueError(f"mixture shares sum to {total}, not 1: {dict((k, v[1]) for k, v in sources.items())}")
+            shares = {k: sh for k, (_, sh) in sources.items()}
+            raise ValueError(f"mixture shares sum to {total}, not 1: {shares}")
         self.names = list(sources)
         self.stores = {k: st for k, (st, _) in sources.items()}
         self.shares = [sh for _, sh in sources.values()]

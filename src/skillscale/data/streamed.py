@@ -61,7 +61,7 @@ def tokenizer_sample(name: str, spec: dict, quota: int, fraction: float, seed: i
     once one is dropped, no later document of larger key can be in the sample."""
     cut = max(16384, quota // 32)
     heap, held, scanned, n_rows, over, whole = [], 0, 0, 0, None, True  # heap: (-key, bytes, text)
-    for n_rows, row in sources.rows(name, spec, fraction, seed):
+    for n_rows, row in sources.rows(name, spec, fraction, seed):  # noqa: B007 (the count, read after the loop)
         if row is None or row.heldout:
             continue
         if scanned >= SAMPLE_SCAN * quota:

@@ -52,9 +52,9 @@ def load_points(a) -> pd.DataFrame:
     try:
         df = pd.read_csv(path)
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{path}: no such file") from None
     except Exception as e:  # unreadable / not CSV: say which file and why, no traceback
-        raise InputError(f"{path}: cannot read as CSV ({type(e).__name__}: {e})")
+        raise InputError(f"{path}: cannot read as CSV ({type(e).__name__}: {e})") from None
     expected = f"expected columns {a.n_col}, {a.tokens_col} (or {a.flops_col}), {a.loss_col}"
     for col in [a.n_col, a.loss_col, *a.group]:
         if col not in df.columns:

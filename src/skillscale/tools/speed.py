@@ -274,8 +274,8 @@ def bench_cell_jobs(a, widths=(16, 32, 64)) -> dict:
             shape = ModelShape(d, 2, 2, 256, cfg["model"]["seq_len"], cfg["model"]["ffn_mult"])
             lm = SkillscaleLM(Decoder(shape).eval(), ByteTokenizer(), shape.seq_len, cfg["eval"]["batch_size"])
             run_tasks(lm, eval_dir)  # imports and first-call costs paid outside the timing
-            old_eval = _seconds(lambda: _simple_evaluate(lm, eval_dir))
-            new_eval = _seconds(lambda: run_tasks(lm, eval_dir))
+            old_eval = _seconds(lambda: _simple_evaluate(lm, eval_dir))  # noqa: B023 (called at once)
+            new_eval = _seconds(lambda: run_tasks(lm, eval_dir))  # noqa: B023 (called at once)
             rows[d] = {"start_old_s": start(OLD_JOB.format(d=d)), "start_new_s": start(NEW_JOB.format(d=d)),
                        "eval_old_s": old_eval, "eval_new_s": new_eval}
             rows[d] |= compile_payoff(ModelShape(d, 2, 2, cfg["data"]["tokenizer"]["vocab_size"], shape.seq_len,
@@ -385,7 +385,7 @@ def bench_dag(a) -> dict:
             wall = time.perf_counter() - t
             if p.returncode != 0:
                 raise SystemExit(f"snakemake -n failed:\n{p.stderr[-3000:]}")
-            jobs = next((int(l.split()[1]) for l in p.stdout.splitlines() if l.startswith("total")), None)
+            jobs = next((int(ln.split()[1]) for ln in p.stdout.splitlines() if ln.startswith("total")), None)
             out["runs"][label] = {"seconds": round(wall, 1), "jobs": jobs, "output_lines": len(p.stdout.splitlines())}
     out["load_average_after"] = os.getloadavg()[0]
     return out

@@ -152,8 +152,8 @@ def table(r: dict) -> str:
              f"{'shape':<16}{'params':>14}{'rows/micro':>12}{'tokens/s':>14}{'MFU':>8}"]
     for x in r["sweep"]:
         s = x["shape"]
-        lines.append(f"{'d%dL%dh%d' % (s['d_model'], s['n_layers'], s['n_heads']):<16}{x['n_params']:>14,}"
-                     f"{'%d/%s' % (x['batch_rows'], x['micro_batch_rows'] or '-'):>12}{x['tokens_per_s']:>14,.0f}"
+        name, rows = f"d{s['d_model']}L{s['n_layers']}h{s['n_heads']}", f"{x['batch_rows']}/{x['micro_batch_rows'] or '-'}"
+        lines.append(f"{name:<16}{x['n_params']:>14,}{rows:>12}{x['tokens_per_s']:>14,.0f}"
                      f"{100 * x['mfu']:>7.1f}%")
     p, s = r["pack"], r["pack"]["spec"]
     lines += ["", f"small cell d{s['d_model']}L{s['n_layers']}h{s['n_heads']}, {s['batch_size']}x{s['seq_len']} tokens"

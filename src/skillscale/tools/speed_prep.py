@@ -147,9 +147,10 @@ def child(which: str, corpus: Path, tok: Path, out: Path, threads: int) -> dict:
 
 
 def available_mb() -> float:
-    for line in open("/proc/meminfo"):
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
     return float("inf")
 
 
