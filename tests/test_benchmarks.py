@@ -2,19 +2,15 @@
 through the real lm-evaluation-harness, prompts checked against lm-eval's own tasks."""
 
 import json
-import shutil
 from pathlib import Path
 
 import datasets
 import pytest
-import torch
 
-from skillscale import study
-from skillscale import benchmarks
+from skillscale import benchmarks, study
 from skillscale import config as cfgmod
-from skillscale.evaluate.harness import METRICS, SkillscaleLM, benchmark_metrics, run_tasks
 from skillscale.data.tokenizer import ByteTokenizer
-
+from skillscale.evaluate.harness import METRICS, SkillscaleLM, benchmark_metrics, run_tasks
 from test_evaluate import Uniform, write_eval_dir
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "benchmarks"
@@ -62,7 +58,7 @@ def test_gold_bytes_are_the_bytes_of_the_scored_continuation(prepared):
     lm = SkillscaleLM(Uniform(), ByteTokenizer(), seq_len=16, batch_size=4)
     r = run_tasks(lm, write_eval_dir(d / "eval"), benchmarks=["triviaqa", "mbpp", "sciq"],
                   benchmarks_dir=d / "benchmarks")["benchmarks"]
-    docs = lambda n: [json.loads(x) for x in (FIXTURES / f"{n}.jsonl").read_text().splitlines()]  # noqa: E731
+    docs = lambda n: [json.loads(x) for x in (FIXTURES / f"{n}.jsonl").read_text().splitlines()]
     assert r["triviaqa"]["gold_bytes"] == sum(len((" " + x["answer"]["value"]).encode()) for x in docs("triviaqa"))
     # mbpp's reference code without its Windows line ends
     assert r["mbpp"]["gold_bytes"] == sum(len(x["code"].replace("\r\n", "\n").encode()) for x in docs("mbpp"))

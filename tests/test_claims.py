@@ -5,10 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skillscale.analysis import skills
-from skillscale.analysis import claims
-from skillscale.analysis import fit
-from skillscale.analysis import tables
+from skillscale.analysis import claims, fit, skills, tables
 
 ALPHA = BETA = 0.35
 A_OPT = BETA / (ALPHA + BETA)

@@ -1,7 +1,6 @@
 import pytest
 
-from skillscale import study
-from skillscale import config
+from skillscale import config, study
 
 
 def test_defaults_fill_every_section():

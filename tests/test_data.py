@@ -4,9 +4,8 @@ import json
 
 import pytest
 
-from skillscale import study
+from skillscale import common, study
 from skillscale.data import corpora
-from skillscale import common
 from skillscale.data.embedded import check_no_leakage
 from skillscale.data.prepare import prepare
 from skillscale.evaluate.harness import load_cell
@@ -56,9 +55,8 @@ def test_torn_json_record_names_the_file(tmp_path):
 def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
     p = tmp_path / "t.json"
     common.write_json(p, {"v": 1})
-    with pytest.raises(RuntimeError):
-        with common.atomic_path(p) as tmp:
-            tmp.write_text('{"v": 2, "half')
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), common.atomic_path(p) as tmp:
+        tmp.write_text('{"v": 2, "half')
+        raise RuntimeError("killed")
     assert json.loads(p.read_text()) == {"v": 1}
     assert [x.name for x in tmp_path.iterdir()] == ["t.json"]  # no stray temp file either

@@ -10,10 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from skillscale import study
-from skillscale import config as cfgmod
-
 from conftest import one_cell_study, wait_for_checkpoint
+from skillscale import config as cfgmod
+from skillscale import study
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skillscale import study
+from skillscale import plan, study
 from skillscale.studies import designs
-from skillscale import plan
 
 SD = 0.02  # the noise the synthetic study is built with
 

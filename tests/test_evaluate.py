@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
+from skillscale.data.tokenizer import ByteTokenizer
 from skillscale.evaluate.harness import METRICS, SkillscaleLM, prediction_windows, run_tasks
 from skillscale.model.decoder import Decoder, ModelShape
-from skillscale.data.tokenizer import ByteTokenizer
 
 
 class Uniform(torch.nn.Module):

@@ -14,16 +14,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from skillscale import study as studymod
-from skillscale import benchmarks
+from conftest import REPO
+from skillscale import benchmarks, plan
 from skillscale import config as cfgmod
-from skillscale.tools import export
-from skillscale import plan
+from skillscale import study as studymod
 from skillscale.data.prepare import prepare
 from skillscale.evaluate.harness import evaluate_cell
 from skillscale.model.decoder import Decoder, ModelShape
-
-from conftest import REPO
+from skillscale.tools import export
 from test_benchmarks import FIXTURES
 
 transformers = pytest.importorskip("transformers")  # '.[test]' installs it

@@ -7,10 +7,9 @@ import sys
 import pytest
 import torch
 
-from skillscale import study
 from skillscale import config as cfgmod
+from skillscale import plan, study
 from skillscale.train import devices
-from skillscale import plan
 
 
 def cfg_with(seeds=(0,), **resources):
@@ -94,7 +93,6 @@ def test_a_pack_with_a_failing_member_fails_after_the_others_finish(tmp_path):
     runs to its end, and the pack fails naming the one that did not (here: a torn resume
     checkpoint), writes no pack record, and keeps the finished member's trunk and cells."""
     from conftest import REPO
-
     from skillscale.data.prepare import prepare
 
     cfg = study.load(REPO / "config" / "studies" / "test.yaml", {"train": {"log_every": 50}})

@@ -1,7 +1,7 @@
 """What pip and conda install matches pyproject.toml, and the package ships its data files."""
 import glob
-import tomllib
 
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name

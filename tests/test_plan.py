@@ -2,8 +2,7 @@ import math
 
 import pytest
 
-from skillscale import study
-from skillscale import plan
+from skillscale import plan, study
 
 
 def test_default_plan_has_six_sizes_per_budget_spanning_the_guess():

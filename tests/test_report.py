@@ -10,11 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import estimates_outside_intervals
-from skillscale import study
-from skillscale.analysis import aggregate
-from skillscale import config
-from skillscale.analysis import report
-from skillscale.analysis import tables
+from skillscale import config, study
+from skillscale.analysis import aggregate, report, tables
 
 ALPHA = BETA = 0.35
 A_OPT = BETA / (ALPHA + BETA)

@@ -83,7 +83,7 @@ def test_test_study_on_slurm_matches_local_run(slurm, test_study, tmp_path):
     # (the plugin names a job's comment rule_<rule>_wildcards_<wildcards>)
     assert {c.split("_wildcards_")[0] for c in comments} == {"rule_analyze", "rule_prepare_data", "rule_train_trunk",
                                                              "rule_train_pack"}
-    lines = lambda rule: [l for l in jobs.splitlines() if f"Comment=rule_{rule}_" in l]  # noqa: E731
+    lines = lambda rule: [l for l in jobs.splitlines() if f"Comment=rule_{rule}_" in l]
     # two data-parallel trunk jobs with 2 GPUs each, two packs of two trunks on one GPU each
     assert len(lines("train_trunk")) == 2 and all("gpu:2" in l for l in lines("train_trunk"))
     assert len(lines("train_pack")) == 2 and all("gpu:1" in l for l in lines("train_pack"))

@@ -17,15 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skillscale import study as studymod
 from skillscale import config
-from skillscale.data import prepare as data
+from skillscale import study as studymod
 from skillscale.data import mixing
-from skillscale.tools import samplecorpora
-from skillscale.data import sources
+from skillscale.data import prepare as data
 from skillscale.data.corpora import DataError
 from skillscale.data.datastore import ShardedStore, sha256_file
 from skillscale.data.tokenizer import BPETokenizer
+from skillscale.tools import samplecorpora
 
 STUDY = ["--configfile", "config/studies/test-sources.yaml"]
 

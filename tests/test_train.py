@@ -11,13 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from skillscale import study
+from conftest import REPO, one_cell_study, wait_for_checkpoint
 from skillscale import config as cfgmod
-from skillscale import plan
+from skillscale import plan, study
 from skillscale.evaluate.harness import evaluate_cell
 from skillscale.train.step import lr_cosine, lr_wsd
-
-from conftest import REPO, one_cell_study, wait_for_checkpoint
 
 
 def test_wsd_schedule_shape():
@@ -259,8 +257,8 @@ def test_our_adamw_is_torchs_fused_adamw_bit_for_bit_and_skips_dynamo():
 def test_a_compiled_process_reuses_one_model_per_shape_with_fresh_weights():
     """Under train.compile a trunk job's cooldowns get the trunk's model object (compiled
     once), re-initialised exactly as a new model from the same seed would be."""
-    from skillscale.train import distributed
     from skillscale.model.decoder import Decoder, ModelShape
+    from skillscale.train import distributed
     from skillscale.train.loop import model_for
 
     shape = ModelShape(d_model=16, n_layers=1, n_heads=2, vocab_size=64, seq_len=8, ffn_mult=2.0)

@@ -29,15 +29,14 @@ from pathlib import Path
 # reads this when it is first imported, which may be before skillscale.evaluate.harness is
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+from skillscale import config as cfgmod
 from skillscale import study
-from skillscale import config as cfgmod  # noqa: E402
 
 
 def cmd_plan(a) -> int:
     # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
-    from skillscale import common
     # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
-    from skillscale import plan
+    from skillscale import common, plan
 
     cfg = study.load_layers(a.config)
     cells, dropped = plan.build(cfg)
@@ -155,9 +154,10 @@ def cmd_evaluate_hf(a) -> int:
     import json
 
     # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
-    from skillscale.evaluate import hf
-    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
     from skillscale import common
+
+    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
+    from skillscale.evaluate import hf
 
     data = Path(a.data)
     out = Path(a.out) if a.out else data.parent / "external" / f"{Path(a.model_dir).resolve().name}.json"

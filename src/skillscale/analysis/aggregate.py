@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from skillscale import benchmarks
-from skillscale import common
-from skillscale import plan
+from skillscale import benchmarks, common, plan
 
 COLUMNS = [
     "cell", "code_frac", "budget", "size", "seed", "n_params", "n_params_nonembed",

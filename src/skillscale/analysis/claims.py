@@ -171,8 +171,8 @@ def claim3(summary: pd.DataFrame) -> list[Part]:
     if "contrast" not in summary.columns:
         return [Part(CLAIM3, "contrast", "no validation-composition table", 0, 0, 0, 0, UNDECIDED)]
     g = summary[summary["status"].astype(str).str.match(r"^(ok|partial)")]
-    return [change_test(CLAIM3, "contrast", f"ln N*(w=1) - ln N*(w=0) excludes 0, beyond +-ln 1.1 (against: inside"
-                                            f" +-ln 1.1) per code fraction x budget",
+    return [change_test(CLAIM3, "contrast", "ln N*(w=1) - ln N*(w=0) excludes 0, beyond +-ln 1.1 (against: inside"
+                                            " +-ln 1.1) per code fraction x budget",
                         g["contrast"], g["contrast_lo"], g["contrast_hi"])]
 
 

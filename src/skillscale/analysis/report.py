@@ -42,11 +42,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skillscale.analysis import aggregate
-from skillscale.analysis import fit
 from skillscale import common
-from skillscale.analysis import summary
 from skillscale import config as cfgmod
+from skillscale.analysis import aggregate, fit, summary
 from skillscale.analysis.outputs import FIGURES, TABLE_FORMATS, TABLES, output_paths  # noqa: F401  (re-exported)
 from skillscale.analysis.tables import APE_W, build_tables
 

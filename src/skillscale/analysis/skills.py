@@ -19,7 +19,8 @@ fitted gets a `status` of "failed: <why>", never an exception that loses the tab
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd

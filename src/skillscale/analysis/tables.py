@@ -15,9 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pandas as pd
 
-from skillscale.analysis import skills
-from skillscale.analysis import claims
-from skillscale.analysis import fit
+from skillscale.analysis import claims, fit, skills
 
 log = logging.getLogger("skillscale.analysis.tables")
 GROUP = ["code_frac", "metric", "skill"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import yaml
@@ -41,7 +41,7 @@ class BenchmarkError(ValueError):
     """Bad benchmark config or mirror: names the key or file and what was expected."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def shipped() -> dict[str, dict]:
     """Benchmark name -> the dataset_kwargs of its task YAML (plus 'task', its lm-eval name)."""
     class Loader(yaml.SafeLoader):  # reads !function tags as their names: nothing imported

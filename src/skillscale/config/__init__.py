@@ -112,9 +112,7 @@ def _sorted_keys(node):
 def _subschema(sch: dict, path) -> dict:
     node = sch
     for p in path:
-        if isinstance(node, dict) and p in node:
-            node = node[p]
-        elif isinstance(node, list) and isinstance(p, int):
+        if isinstance(node, dict) and p in node or isinstance(node, list) and isinstance(p, int):
             node = node[p]
     return node if isinstance(node, dict) else {}
 

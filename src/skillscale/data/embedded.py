@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from skillscale.data import corpora
 from skillscale import common
 from skillscale.config import digest
+from skillscale.data import corpora
 from skillscale.data.datastore import sha256_file
 from skillscale.data.tokenizer import BPETokenizer
 

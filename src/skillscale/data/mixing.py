@@ -158,7 +158,7 @@ class Mixture:
         self.code, self.know, self.p = code, knowledge, p
 
     @classmethod
-    def of(cls, sources: dict, batch_size: int, seed: int) -> "Mixture":
+    def of(cls, sources: dict, batch_size: int, seed: int) -> Mixture:
         self = cls.__new__(cls)
         self._setup(sources, batch_size, seed)
         return self

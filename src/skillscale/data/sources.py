@@ -22,14 +22,14 @@ import os
 import re
 import string
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
+from skillscale.data import corpora
 from skillscale.data.corpora import DataError, is_heldout
 from skillscale.data.datastore import sha256_file
-from skillscale.data import corpora
 
 FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".txt": "text", ".md": "text", ".py": "text"}
 
@@ -311,9 +311,9 @@ def hf_files(name: str, spec: dict) -> list[dict]:
             m = re.match(r"hf://datasets/([^@]+/[^@/]+)@([^/]+)/(.+)$", f)
             if m and not spec.get("streaming", True):
                 # deferred: datasets (and pyarrow) take seconds to import: only when a source is read
-                from huggingface_hub import try_to_load_from_cache
-
                 from urllib.parse import unquote
+
+                from huggingface_hub import try_to_load_from_cache
 
                 local = try_to_load_from_cache(m[1], m[3], revision=unquote(m[2]), repo_type="dataset")
                 if isinstance(local, str) and os.path.isfile(local):

@@ -26,8 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from skillscale import common, plan
-from skillscale.data import checks, sources
 from skillscale.config import digest
+from skillscale.data import checks, sources
 from skillscale.data.corpora import DataError, Doc, code_fn_items
 from skillscale.data.datastore import ShardWriter, dtype_for, sha256_file
 from skillscale.data.tokenizer import BPETokenizer

@@ -22,7 +22,7 @@ class BPETokenizer:
         self.vocab_size = tok.get_vocab_size()
 
     @classmethod
-    def train(cls, texts, vocab_size: int) -> "BPETokenizer":
+    def train(cls, texts, vocab_size: int) -> BPETokenizer:
         # deferred: the tokenizers library: only where a tokenizer is trained or loaded
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -39,7 +39,7 @@ class BPETokenizer:
         return cls(tok)
 
     @classmethod
-    def load(cls, path: str | Path) -> "BPETokenizer":
+    def load(cls, path: str | Path) -> BPETokenizer:
         # deferred: the tokenizers library: only where a tokenizer is trained or loaded
         from tokenizers import Tokenizer
 

@@ -24,13 +24,13 @@ from pathlib import Path
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
 from skillscale import benchmarks as eval_benchmarks
-from skillscale import common  # noqa: E402
-from skillscale.model.decoder import Decoder, ModelShape  # noqa: E402
-from skillscale.data.tokenizer import BPETokenizer  # noqa: E402
+from skillscale import common
+from skillscale.data.tokenizer import BPETokenizer
+from skillscale.model.decoder import Decoder, ModelShape
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 METRICS = {  # cells.csv metric -> (lm-eval task, skill it measures)
@@ -273,7 +273,7 @@ def evaluate_cell(cell_dir: Path, data_dir: Path, batch_size: int, threads: int 
         bench_manifest = read_benchmark_manifest(data_dir, benchmarks)
         nan_details = {b: {"bits_per_byte": math.nan, "gold_bytes": 1} for b in benchmarks}
         b_bpb, b_skills = benchmark_metrics(nan_details, bench_manifest)
-        scores = {"bits_per_byte": {**{m: math.nan for m in tasks}, **b_bpb},
+        scores = {"bits_per_byte": {**dict.fromkeys(tasks, math.nan), **b_bpb},
                   "skills": {**{m: tasks[m][1] for m in tasks}, **b_skills}, "benchmarks": {}}
     else:
         lm = SkillscaleLM(model, tok, rec["cell"]["shape"]["seq_len"], batch_size, device)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from skillscale.model.shapes import ModelShape, param_counts
 from skillscale.plan.grid import Trunk, build, trunks
 
+
 # -- packing small trunks into one job (resources.pack) ------------------------------------------
 @dataclass(frozen=True)
 class Pack:

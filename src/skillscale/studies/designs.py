@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skillscale import study
-from skillscale import plan
+from skillscale import plan, study
 from skillscale.analysis import tables
 
 START_SECONDS = 3.0  # a trunk job's process start-up (skillscale speed train --cell-jobs)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skillscale.analysis import skills
 from skillscale import common
+from skillscale.analysis import skills
 
 SHOW = ["code_frac", "metric", "heldout_budget", "n_opt_pred", "n_opt_pred_lo", "n_opt_pred_hi", "n_opt_obs",
         "n_opt_rel_err", "loss_pred", "loss_obs", "loss_rel_err", "status"]

@@ -19,11 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skillscale import study
+from skillscale import common, plan, study
 from skillscale import config as cfgmod
 from skillscale.evaluate import harness
-from skillscale import common
-from skillscale import plan
 from skillscale.train.jobs import train_cell
 
 

@@ -22,10 +22,10 @@ import time
 import pandas as pd
 import torch
 
-from skillscale.train import devices
 from skillscale import plan
-from skillscale.train.step import build_optimizer, loss_fn, train_step, use_compile
 from skillscale.model.decoder import Decoder
+from skillscale.train import devices
+from skillscale.train.step import build_optimizer, loss_fn, train_step, use_compile
 
 
 def tokens_per_second(cfg: dict, shape, threads: int, steps: int = 6, warmup: int = 2) -> float:
@@ -118,9 +118,10 @@ def harness_seconds() -> float:
     from pathlib import Path
 
     # deferred: the calibration's imports (torch, lm-eval) only when it measures
-    from skillscale.evaluate.harness import SkillscaleLM, run_tasks
-    # deferred: the calibration's imports (torch, lm-eval) only when it measures
     from skillscale.data.tokenizer import ByteTokenizer
+
+    # deferred: the calibration's imports (torch, lm-eval) only when it measures
+    from skillscale.evaluate.harness import SkillscaleLM, run_tasks
 
     rows = {"knowledge_qa": [{"id": "q", "context": "Q: where?\nA:", "target": " Peru."}],
             "code_fn": [{"id": "f", "context": "def f():\n", "target": "    return 1\n"}],

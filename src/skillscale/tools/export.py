@@ -36,9 +36,9 @@ from pathlib import Path
 import torch
 
 from skillscale import common
+from skillscale.data.tokenizer import EOS
 from skillscale.model.decoder import RMSNorm, rotary_tables
 from skillscale.model.shapes import ModelShape
-from skillscale.data.tokenizer import EOS
 
 MARKER = "skillscale_export.json"
 ROPE_THETA = 10000.0

@@ -146,7 +146,7 @@ def fit_parametric(pts: pd.DataFrame, a) -> tuple[dict, int]:
 def _print_tables(out: dict) -> None:
     print(f"{out['file']}: {out['n_points']} points, approach {out['approach']}"
           + (f", budgets from {out['budget_from']}" if "budget_from" in out else ""))
-    fmt = lambda x: f"{x:.4g}"  # noqa: E731
+    fmt = lambda x: f"{x:.4g}"
     if out["approach"] == "isoflop":
         for g in out["groups"]:
             head = {k: v for k, v in g.items() if k != "optima"}

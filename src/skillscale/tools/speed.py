@@ -39,11 +39,10 @@ from pathlib import Path
 
 import torch
 
-from skillscale import study
-from skillscale import plan
+from skillscale import plan, study
+from skillscale.model.decoder import Decoder, ModelShape, flops_per_token, param_counts
 from skillscale.train import devices
 from skillscale.train.devices import matmul_peak, sync
-from skillscale.model.decoder import Decoder, ModelShape, flops_per_token, param_counts
 from skillscale.train.step import build_optimizer, loss_fn, train_step
 
 
@@ -116,7 +115,7 @@ def kernel_split(step, n: int = 5) -> dict[str, float]:
         for _ in range(n):
             step()
     ev = prof.key_averages()
-    ms = lambda keep: sum(e.self_cpu_time_total for e in ev if keep(e.key)) / n / 1e3  # noqa: E731
+    ms = lambda keep: sum(e.self_cpu_time_total for e in ev if keep(e.key)) / n / 1e3
     total, mm, attn = ms(lambda k: True), ms(lambda k: k in MATMUL_OPS), ms(lambda k: "attention" in k)
     return {"step_ms": total, "matmul_ms": mm, "attention_ms": attn, "other_ms": total - mm - attn}
 
@@ -240,7 +239,7 @@ def default_eval_dir(d: Path, cfg: dict) -> Path:
 
     rng, e = random.Random(0), cfg["data"]["eval"]
     words = [w for w in Path(__file__).read_text().split() if w.isalpha()]
-    text = lambda n: " ".join(rng.choice(words) for _ in range(n // 6))  # noqa: E731
+    text = lambda n: " ".join(rng.choice(words) for _ in range(n // 6))
     rows = {"knowledge_qa": [{"id": i, "context": text(40), "target": text(12)} for i in range(e["knowledge_qa_items"])],
             "code_fn": [{"id": i, "context": text(120), "target": text(180)} for i in range(e["code_fn_items"])],
             "knowledge_text": [{"id": i, "text": text(e["text_bytes"] // 10)} for i in range(10)],
@@ -260,13 +259,14 @@ def bench_cell_jobs(a, widths=(16, 32, 64)) -> dict:
     import tempfile
 
     # deferred: each benchmark's imports load only when it runs
-    from skillscale.evaluate.harness import SkillscaleLM, harness_evaluate, run_tasks
-    # deferred: each benchmark's imports load only when it runs
     from skillscale.data.tokenizer import ByteTokenizer
+
+    # deferred: each benchmark's imports load only when it runs
+    from skillscale.evaluate.harness import SkillscaleLM, harness_evaluate, run_tasks
 
     cfg = study.load(a.config)
     torch.set_num_threads(1)
-    start = lambda code: _seconds(lambda: subprocess.run([sys.executable, "-c", code], check=True))  # noqa: E731
+    start = lambda code: _seconds(lambda: subprocess.run([sys.executable, "-c", code], check=True))
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         eval_dir = default_eval_dir(Path(tmp), cfg)
@@ -319,6 +319,7 @@ def _simple_evaluate(lm, eval_dir: Path) -> None:
     """The old path: lm-eval's simple_evaluate, environment report included."""
     # deferred: each benchmark's imports load only when it runs
     from lm_eval import simple_evaluate
+
     # deferred: each benchmark's imports load only when it runs
     from lm_eval.tasks import TaskManager
 

@@ -28,10 +28,9 @@ import time
 
 import torch
 
-from skillscale import study
-from skillscale.train import devices
-from skillscale import plan
+from skillscale import plan, study
 from skillscale.model.decoder import Decoder, ModelShape, flops_per_token, param_counts
+from skillscale.train import devices
 from skillscale.train.step import build_optimizer, loss_fn, train_step, use_compile
 
 GPU_CONFIG = "config/studies/gpu-paper.yaml"

@@ -91,6 +91,7 @@ def run_ours(corpus: str, tok_path: str, out: str, threads: int) -> dict:
 
     # deferred: each benchmark's imports load only when it runs
     from skillscale.data import streamed
+
     # deferred: each benchmark's imports load only when it runs
     from skillscale.data.tokenizer import BPETokenizer
 

@@ -14,16 +14,16 @@ import os
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import argparse  # noqa: E402  (after the environment above)
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+from pathlib import Path
 
-from skillscale import study  # noqa: E402
-from skillscale.evaluate import harness  # noqa: E402
-from skillscale.train import distributed  # noqa: E402
-from skillscale.train.jobs import eval_fingerprint, find_cell, train_cell, train_trunk_job  # noqa: E402
-from skillscale.train.loop import pick_device  # noqa: E402
-from skillscale.train.packs import train_pack  # noqa: E402
+from skillscale import study
+from skillscale.evaluate import harness
+from skillscale.train import distributed
+from skillscale.train.jobs import eval_fingerprint, find_cell, train_cell, train_trunk_job
+from skillscale.train.loop import pick_device
+from skillscale.train.packs import train_pack
 
 
 def main(argv=None) -> int:

@@ -60,10 +60,10 @@ def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: i
             raise ValueError(f"cell {cell.cell}: train.schedule=wsd needs --trunk-dir (the trunk's folder)")
         branch = cell.steps - plan.cooldown_steps(cfg, cell.steps)
         warmup = _trunk_warmup(cfg, cell) if trunk_warmup is None else trunk_warmup
-        lr = lambda s: lr_wsd(s, warmup, branch, cell.steps, peak, tc["min_lr_ratio"])  # noqa: E731
+        lr = lambda s: lr_wsd(s, warmup, branch, cell.steps, peak, tc["min_lr_ratio"])
     else:
         branch, warmup = 0, plan.warmup_steps(cfg, cell.n_params, cell.steps)
-        lr = lambda s: lr_cosine(s, cell.steps, warmup, peak, tc["min_lr_ratio"])  # noqa: E731
+        lr = lambda s: lr_cosine(s, cell.steps, warmup, peak, tc["min_lr_ratio"])
     job = Job(cell.cell, shape, cell.code_frac, cell.seed, cell.steps, lr,
               fingerprint(cfg, manifest, cell.cell), peak)
     if branch and not _resumable(resume, job.fingerprint):  # start the cooldown at the trunk's state

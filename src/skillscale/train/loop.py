@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -17,7 +17,6 @@ from skillscale.model.decoder import Decoder, param_counts
 from skillscale.model.shapes import flops_per_token
 from skillscale.train import devices, distributed
 from skillscale.train.step import build_optimizer, loss_fn, train_step, use_compile
-
 
 pick_device = devices.pick
 

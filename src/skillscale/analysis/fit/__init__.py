@@ -16,12 +16,27 @@ use the names below as `fit.X` after `from skillscale.analysis import fit`.
 """
 
 from skillscale.analysis.fit.common import FitError, boot_counts, group_label, interval
-from skillscale.analysis.fit.isoflop import (MAX_EXTRAPOLATION, OPTIMA_COLUMNS, Optimum, ParabolaFit,
-                                             batch_vertices, fit_parabola, isoflop_optima, isoflop_optimum,
-                                             vertex_limits, window_mask)
+from skillscale.analysis.fit.isoflop import (
+                                             MAX_EXTRAPOLATION,
+                                             OPTIMA_COLUMNS,
+                                             Optimum,
+                                             ParabolaFit,
+                                             batch_vertices,
+                                             fit_parabola,
+                                             isoflop_optima,
+                                             isoflop_optimum,
+                                             vertex_limits,
+                                             window_mask,
+)
 from skillscale.analysis.fit.parametric import PARAM_NAMES, ParametricFit, fit_parametric
-from skillscale.analysis.fit.powerlaw import (IsoflopScaling, PowerLaw, fit_line, isoflop_scaling, line_draws,
-                                              power_law_fit)
+from skillscale.analysis.fit.powerlaw import (
+                                             IsoflopScaling,
+                                             PowerLaw,
+                                             fit_line,
+                                             isoflop_scaling,
+                                             line_draws,
+                                             power_law_fit,
+)
 
 __all__ = [
     # common

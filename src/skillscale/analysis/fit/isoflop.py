@@ -6,8 +6,8 @@ bootstrap draws of the vertex; `isoflop_optima` does it per group x budget of a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -21,7 +21,6 @@ except ImportError:  # optional: without it the fit is only slower on a loaded m
 
 from skillscale.analysis.fit.common import _fail, interval
 
-
 # Besiroglu et al. (2024) grid of starting points, (a, b, e, alpha, beta).
 _GRID = dict(alpha=np.arange(0, 2.01, 0.5), beta=np.arange(0, 2.01, 0.5), e=np.arange(-1, 1.01, 0.5),
              a=np.arange(0, 25.1, 5), b=np.arange(0, 25.1, 5))
