@@ -27,18 +27,22 @@ def copy_workflow(dest: Path) -> Path:
 def run_snakemake(cwd, *args, check=True, env=None, timeout=600):
     """The real snakemake CLI in `cwd`; on failure, the tail of its output in the assertion."""
     env = dict(env or os.environ, PYTHONUNBUFFERED="1")
-    p = subprocess.run(["timeout", "-s", "KILL", str(timeout), "snakemake", *args], cwd=cwd, env=env,
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        ["timeout", "-s", "KILL", str(timeout), "snakemake", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
     if check and p.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({p.returncode}):\n"
-                             f"{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}"
+        )
     return p
 
 
 def study_metrics(study_dir: Path) -> dict:
     """cell id -> bits per byte per metric, from every eval.json of a study."""
-    return {p.parent.name: json.loads(p.read_text())["bits_per_byte"]
-            for p in sorted((study_dir / "cells").glob("*/eval.json"))}
+    return {
+        p.parent.name: json.loads(p.read_text())["bits_per_byte"]
+        for p in sorted((study_dir / "cells").glob("*/eval.json"))
+    }
 
 
 @pytest.fixture(scope="session")
@@ -65,8 +69,17 @@ def sources_study(tmp_path_factory):
     samplecorpora.write(wd / "corpora")
     shutil.copytree(REPO / "tests" / "fixtures", wd / "tests" / "fixtures")
     t0 = time.time()
-    run_snakemake(wd, "--cores", "2", "--configfile", "config/studies/test-sources.yaml",
-                  "config/studies/test-benchmarks.yaml", "--config", "study=test-sources", timeout=1800)
+    run_snakemake(
+        wd,
+        "--cores",
+        "2",
+        "--configfile",
+        "config/studies/test-sources.yaml",
+        "config/studies/test-benchmarks.yaml",
+        "--config",
+        "study=test-sources",
+        timeout=1800,
+    )
     print(f"\ntest-sources study (with benchmarks) end to end: {time.time() - t0:.0f} s")
     return wd, wd / "results" / "test-sources"
 

@@ -51,6 +51,7 @@ def true_mix_log_n_opt(w, code_frac, c):
         n = np.exp(x)
         d = c / (6 * n)
         return w * loss("knowledge_text", code_frac, n, d) + (1 - w) * loss("code_text", code_frac, n, d)
+
     centre = LN_G0 + A_OPT * np.log(c / 6)
     return minimize_scalar(f, bounds=(centre - 3, centre + 3), method="bounded", options=dict(xatol=1e-8)).x
 
@@ -67,12 +68,24 @@ def make_cells(sizes=7, spread=1.6, noise=0.001, seeds=(0,), seed=0, budgets=BUD
                 for s in seeds:
                     cell = f"code{cf:.2f}_C{c:.1e}_s{k}_seed{s}"
                     for m in METRICS:
-                        rows.append(dict(cell=cell, code_frac=cf, budget=c, size=f"s{k}", seed=s,
-                                         n_params=int(round(n)), n_params_total=int(round(n * 1.2)),
-                                         n_params_nonembed=int(round(n * 0.8)), tokens=int(round(d)), flops=6 * n * d,
-                                         metric=m, skill=METRICS[m]["skill"],
-                                         value=loss(m, cf, n, d) * (1 + noise * rng.standard_normal()),
-                                         diverged=False))
+                        rows.append(
+                            dict(
+                                cell=cell,
+                                code_frac=cf,
+                                budget=c,
+                                size=f"s{k}",
+                                seed=s,
+                                n_params=int(round(n)),
+                                n_params_total=int(round(n * 1.2)),
+                                n_params_nonembed=int(round(n * 0.8)),
+                                tokens=int(round(d)),
+                                flops=6 * n * d,
+                                metric=m,
+                                skill=METRICS[m]["skill"],
+                                value=loss(m, cf, n, d) * (1 + noise * rng.standard_normal()),
+                                diverged=False,
+                            )
+                        )
     return pd.DataFrame(rows)
 
 
@@ -98,8 +111,9 @@ def test_ape_residual_signs_and_values(cells):
     qa, fn = r[r.metric == "knowledge_qa"], r[r.metric == "code_fn"]
     assert (qa.residual > 0).all() and (qa.hungry == "capacity").all()
     assert (fn.residual < 0).all() and (fn.hungry == "data").all()
-    truth = np.array([true_log_n_opt(m, cf, c) - true_mix_log_n_opt(0.5, cf, c)
-                      for m, cf, c in zip(r.metric, r.code_frac, r.budget)])
+    truth = np.array(
+        [true_log_n_opt(m, cf, c) - true_mix_log_n_opt(0.5, cf, c) for m, cf, c in zip(r.metric, r.code_frac, r.budget)]
+    )
     assert np.abs(r.residual - truth).max() < 0.12
     assert ((r.residual_lo - 0.05 <= truth) & (truth <= r.residual_hi + 0.05)).mean() >= 0.8
 
@@ -185,8 +199,11 @@ def test_datamix_slopes_take_the_own_share_from_the_sources_with_a_fixed_share_b
     from skillscale.analysis import tables
 
     # a study on configured sources: a 20% web background at a fixed share (its own metric)
-    srcs = {"wiki": {"role": "knowledge", "weight": 1}, "py": {"role": "code", "weight": 1},
-            "web": {"role": "web", "weight": 1, "share": 0.2}}
+    srcs = {
+        "wiki": {"role": "knowledge", "weight": 1},
+        "py": {"role": "code", "weight": 1},
+        "web": {"role": "web", "weight": 1, "share": 0.2},
+    }
     web = cells[cells.metric == "code_text"].assign(metric="text_web", skill="web")
     cells = pd.concat([cells, web], ignore_index=True)
     assert skills.own_share("knowledge", [0.25, 0.75], srcs) == pytest.approx([0.55, 0.05])
@@ -202,7 +219,9 @@ def test_datamix_slopes_take_the_own_share_from_the_sources_with_a_fixed_share_b
         # knowledge's own share is 1 - 0.2 - code_frac: the same slope, the line shifted by 0.2
         assert all(set(f.split(",")) <= {"0.55", "0.3", "0.05"} for f in new.fractions)
         assert np.allclose(new.slope, old.slope) and np.allclose(new.intercept, old.intercept + 0.2 * old.slope)
-    t = tables.build_tables(cells.assign(diverged=False), {"fit": {"n_boot": 0, "ci": 0.9}, "data": {"sources": srcs}})["tables"]
+    t = tables.build_tables(cells.assign(diverged=False), {"fit": {"n_boot": 0, "ci": 0.9}, "data": {"sources": srcs}})[
+        "tables"
+    ]
     d = t["datamix_slopes"]
     assert not d.metric.str.contains("text_web").any() and d.skill.isin(["knowledge", "code", "knowledge - code"]).all()
     ref = d[(d.basis == "power law at C_ref") & (d.metric == "knowledge_qa")]

@@ -56,8 +56,9 @@ def test_uniform_byte_model_scores_eight_bits_per_byte_on_every_benchmark(prepar
 def test_gold_bytes_are_the_bytes_of_the_scored_continuation(prepared):
     d, _ = prepared
     lm = SkillscaleLM(Uniform(), ByteTokenizer(), seq_len=16, batch_size=4)
-    r = run_tasks(lm, write_eval_dir(d / "eval"), benchmarks=["triviaqa", "mbpp", "sciq"],
-                  benchmarks_dir=d / "benchmarks")["benchmarks"]
+    r = run_tasks(
+        lm, write_eval_dir(d / "eval"), benchmarks=["triviaqa", "mbpp", "sciq"], benchmarks_dir=d / "benchmarks"
+    )["benchmarks"]
     docs = lambda n: [json.loads(x) for x in (FIXTURES / f"{n}.jsonl").read_text().splitlines()]
     assert r["triviaqa"]["gold_bytes"] == sum(len((" " + x["answer"]["value"]).encode()) for x in docs("triviaqa"))
     # mbpp's reference code without its Windows line ends
@@ -66,8 +67,11 @@ def test_gold_bytes_are_the_bytes_of_the_scored_continuation(prepared):
 
 
 def test_skill_pools_its_benchmarks_by_bytes():
-    details = {"a": {"bits_per_byte": 2.0, "gold_bytes": 100}, "b": {"bits_per_byte": 5.0, "gold_bytes": 300},
-               "c": {"bits_per_byte": 1.0, "gold_bytes": 10}}
+    details = {
+        "a": {"bits_per_byte": 2.0, "gold_bytes": 100},
+        "b": {"bits_per_byte": 5.0, "gold_bytes": 300},
+        "c": {"bits_per_byte": 1.0, "gold_bytes": 10},
+    }
     manifest = {"a": {"skill": "knowledge"}, "b": {"skill": "knowledge"}, "c": {"skill": "code"}}
     bpb, skills = benchmark_metrics(details, manifest)
     assert bpb["bench:knowledge"] == pytest.approx((2 * 100 + 5 * 300) / 400)  # not the mean 3.5
@@ -75,6 +79,7 @@ def test_skill_pools_its_benchmarks_by_bytes():
 
 
 # -- the prompt is the harness's ---------------------------------------------------------
+
 
 def harness_config(name: str) -> dict:
     """lm-eval's own YAML for task `name` (functions left unimported: humaneval's and mbpp's
@@ -97,11 +102,16 @@ def harness_task(name: str, docs: list[dict]):
 
     cfg = harness_config(name)
     split = cfg.get("test_split") or cfg.get("validation_split")
-    keep = {k: cfg[k] for k in ("task", "doc_to_text", "description", "target_delimiter", "fewshot_delimiter")
-            if k in cfg}
+    keep = {
+        k: cfg[k] for k in ("task", "doc_to_text", "description", "target_delimiter", "fewshot_delimiter") if k in cfg
+    }
     # only what builds the prompt: its metrics and filters are for generation
-    keep.update(output_type="loglikelihood", doc_to_target="", test_split=split,
-                custom_dataset=lambda **_: datasets.DatasetDict({split: datasets.Dataset.from_list(docs)}))
+    keep.update(
+        output_type="loglikelihood",
+        doc_to_target="",
+        test_split=split,
+        custom_dataset=lambda **_: datasets.DatasetDict({split: datasets.Dataset.from_list(docs)}),
+    )
     return ConfigurableTask(config=keep)
 
 
@@ -110,8 +120,11 @@ def test_prompt_is_the_harness_doc_to_text(prepared, name):
     from lm_eval.tasks import TaskManager
 
     d, _ = prepared
-    tm = TaskManager(include_path=str(benchmarks.TASKS_DIR), include_defaults=False,
-                     metadata={"benchmarks_dir": str(d / "benchmarks")})
+    tm = TaskManager(
+        include_path=str(benchmarks.TASKS_DIR),
+        include_defaults=False,
+        metadata={"benchmarks_dir": str(d / "benchmarks")},
+    )
     task = benchmarks.shipped()[name]["task"]
     ours = tm.load([task])["tasks"][task]
     docs = list(ours.test_docs())
@@ -122,10 +135,13 @@ def test_prompt_is_the_harness_doc_to_text(prepared, name):
     if name in ("triviaqa", "nq_open", "webqs"):  # the answer follows the prompt as the harness puts it
         delim = theirs.config.target_delimiter
         for doc in docs:
-            assert ours.doc_to_target(doc).startswith(delim) and not ours.doc_to_target(doc)[len(delim):].startswith(" ")
+            assert ours.doc_to_target(doc).startswith(delim) and not ours.doc_to_target(doc)[len(delim) :].startswith(
+                " "
+            )
 
 
 # -- mirrors -----------------------------------------------------------------------------
+
 
 def test_every_mirror_form_prepares_the_same_docs(tmp_path):
     rows = [json.loads(x) for x in (FIXTURES / "arc_easy.jsonl").read_text().splitlines()]
@@ -133,24 +149,35 @@ def test_every_mirror_form_prepares_the_same_docs(tmp_path):
     ds.to_parquet(str(tmp_path / "test.parquet"))
     datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(tmp_path / "saved"))
     out = {}
-    for form, mirror in [("jsonl", FIXTURES / "arc_easy.jsonl"), ("parquet", tmp_path / "test.parquet"),
-                         ("saved", tmp_path / "saved")]:
+    for form, mirror in [
+        ("jsonl", FIXTURES / "arc_easy.jsonl"),
+        ("parquet", tmp_path / "test.parquet"),
+        ("saved", tmp_path / "saved"),
+    ]:
         benchmarks.copy_documents({"eval": {"benchmarks": {"arc_easy": {"mirror": str(mirror)}}}}, tmp_path / form)
         out[form] = (tmp_path / form / "arc_easy.jsonl").read_text()
     assert out["jsonl"] == out["parquet"] == out["saved"]
-    benchmarks.copy_documents({"eval": {"benchmarks": {"arc_easy": {"mirror": str(FIXTURES / "arc_easy.jsonl"), "limit": 2}}}},
-                  tmp_path / "lim")
+    benchmarks.copy_documents(
+        {"eval": {"benchmarks": {"arc_easy": {"mirror": str(FIXTURES / "arc_easy.jsonl"), "limit": 2}}}},
+        tmp_path / "lim",
+    )
     assert len((tmp_path / "lim" / "arc_easy.jsonl").read_text().splitlines()) == 2
 
 
 def test_unknown_benchmark_or_foreign_skill_is_a_config_error():
-    with pytest.raises(cfgmod.ConfigError, match=r"eval\.benchmarks\.trivia_qa: unknown benchmark; shipped: .*triviaqa"):
+    with pytest.raises(
+        cfgmod.ConfigError, match=r"eval\.benchmarks\.trivia_qa: unknown benchmark; shipped: .*triviaqa"
+    ):
         study.validate({"eval": {"benchmarks": {"trivia_qa": None}}})
     with pytest.raises(cfgmod.ConfigError, match=r"eval\.benchmarks\.mbpp\.skill: 'math' is not a skill"):
         study.validate({"eval": {"benchmarks": {"mbpp": {"skill": "math"}}}})
-    with pytest.raises(cfgmod.ConfigError, match=r"eval\.benchmarks\.sciq\.mirror: /no/such/sciq\.jsonl does not exist"):
+    with pytest.raises(
+        cfgmod.ConfigError, match=r"eval\.benchmarks\.sciq\.mirror: /no/such/sciq\.jsonl does not exist"
+    ):
         study.validate({"eval": {"benchmarks": {"sciq": {"mirror": "/no/such/sciq.jsonl"}}}})
-    with pytest.raises(cfgmod.ConfigError, match=r"eval\.benchmarks\.sciq\.mirorr: unknown key; allowed keys here: limit, mirror"):
+    with pytest.raises(
+        cfgmod.ConfigError, match=r"eval\.benchmarks\.sciq\.mirorr: unknown key; allowed keys here: limit, mirror"
+    ):
         study.validate({"eval": {"benchmarks": {"sciq": {"mirorr": "x"}}}})
 
 
@@ -159,17 +186,28 @@ def test_mirror_lacking_a_field_or_split_fails_before_anything_is_written(tmp_pa
     rows = [json.loads(x) for x in (FIXTURES / "triviaqa.jsonl").read_text().splitlines()]
     del rows[2]["answer"]["value"]
     bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = {"eval": {"benchmarks": {"arc_easy": {"mirror": str(FIXTURES / "arc_easy.jsonl")},
-                                   "triviaqa": {"mirror": str(bad)}}}}
-    with pytest.raises(benchmarks.BenchmarkError, match=r"eval\.benchmarks\.triviaqa \(file .*trivia\.jsonl, split"
-                                                   r" 'validation'\): document 2 lacks field 'answer\.value'"):
+    cfg = {
+        "eval": {
+            "benchmarks": {"arc_easy": {"mirror": str(FIXTURES / "arc_easy.jsonl")}, "triviaqa": {"mirror": str(bad)}}
+        }
+    }
+    with pytest.raises(
+        benchmarks.BenchmarkError,
+        match=r"eval\.benchmarks\.triviaqa \(file .*trivia\.jsonl, split"
+        r" 'validation'\): document 2 lacks field 'answer\.value'",
+    ):
         benchmarks.copy_documents(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # arc_easy was fine, but nothing is written
     ds = datasets.Dataset.from_list([json.loads(x) for x in (FIXTURES / "sciq.jsonl").read_text().splitlines()])
     datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "sciq"))
-    with pytest.raises(benchmarks.BenchmarkError, match=r"eval\.benchmarks\.sciq\.mirror: .*sciq has splits \['train'\],"
-                                                   r" not 'test'"):
-        benchmarks.copy_documents({"eval": {"benchmarks": {"sciq": {"mirror": str(tmp_path / "sciq")}}}}, tmp_path / "out")
+    with pytest.raises(
+        benchmarks.BenchmarkError,
+        match=r"eval\.benchmarks\.sciq\.mirror: .*sciq has splits \['train'\],"
+        r" not 'test'",
+    ):
+        benchmarks.copy_documents(
+            {"eval": {"benchmarks": {"sciq": {"mirror": str(tmp_path / "sciq")}}}}, tmp_path / "out"
+        )
 
 
 def test_task_definitions_import_nothing_that_downloads():

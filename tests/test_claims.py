@@ -46,9 +46,22 @@ def make_cells(metrics, sizes=7, spread=1.6, noise=0.002, seed=0):
                     B = 60.0
                     A = np.exp((ALPHA + BETA) * ln_g) * BETA * B / ALPHA
                     value = (p["E"] + A / n**ALPHA + B / d**BETA) * (1 + noise * rng.standard_normal())
-                    rows.append(dict(cell=cell, code_frac=cf, budget=c, size=f"s{k}", seed=0,
-                                     n_params=int(round(n)), tokens=int(round(d)), flops=6 * n * d,
-                                     metric=m, skill=p["skill"], value=value, diverged=False))
+                    rows.append(
+                        dict(
+                            cell=cell,
+                            code_frac=cf,
+                            budget=c,
+                            size=f"s{k}",
+                            seed=0,
+                            n_params=int(round(n)),
+                            tokens=int(round(d)),
+                            flops=6 * n * d,
+                            metric=m,
+                            skill=p["skill"],
+                            value=value,
+                            diverged=False,
+                        )
+                    )
     return pd.DataFrame(rows)
 
 
@@ -61,9 +74,11 @@ def judge(cells, n_boot=60):
     per = skills.datamix_slopes(cells, **kw)
     per.insert(2, "basis", "budget")
     ref, _ = tables.datamix_at_reference(sc.scaling, c_ref, n_boot, 0.9)
-    t = dict(ape_residuals=skills.ape_residuals(cells, w=tables.APE_W, **kw),
-             datamix_slopes=pd.concat([per, ref], ignore_index=True),
-             validation_composition_summary=skills.validation_composition(cells, ws=(0, 0.5, 1), **kw).summary)
+    t = dict(
+        ape_residuals=skills.ape_residuals(cells, w=tables.APE_W, **kw),
+        datamix_slopes=pd.concat([per, ref], ignore_index=True),
+        validation_composition_summary=skills.validation_composition(cells, ws=(0, 0.5, 1), **kw).summary,
+    )
     v = claims.verdicts(t)
     return {(r.claim[0], r.part): r.verdict for r in v.itertuples()}
 
@@ -92,23 +107,42 @@ def test_claim1_ignores_the_aggregate_components():
 
 
 def test_claim2_shrinking_optima_are_contradicted():
-    v = judge(make_cells(world(knowledge_qa=dict(kappa=-1.0), knowledge_text=dict(kappa=-0.6),
-                               code_fn=dict(kappa=-0.3), code_text=dict(kappa=-0.2))))
+    v = judge(
+        make_cells(
+            world(
+                knowledge_qa=dict(kappa=-1.0),
+                knowledge_text=dict(kappa=-0.6),
+                code_fn=dict(kappa=-0.3),
+                code_text=dict(kappa=-0.2),
+            )
+        )
+    )
     assert v[("2", "knowledge slope")] == v[("2", "code slope")] == claims.CONTRADICTED
     assert v[("2", "all")] == claims.CONTRADICTED
 
 
 def test_claim2_code_faster_than_knowledge_is_not_supported():
-    v = judge(make_cells(world(knowledge_qa=dict(kappa=0.2), knowledge_text=dict(kappa=0.2),
-                               code_fn=dict(kappa=1.0), code_text=dict(kappa=1.0))))
+    v = judge(
+        make_cells(
+            world(
+                knowledge_qa=dict(kappa=0.2),
+                knowledge_text=dict(kappa=0.2),
+                code_fn=dict(kappa=1.0),
+                code_text=dict(kappa=1.0),
+            )
+        )
+    )
     assert v[("2", "knowledge - code")] == claims.CONTRADICTED
     assert v[("2", "all")] == claims.CONTRADICTED
 
 
 def test_claim3_composition_that_does_not_matter_is_contradicted():
     # knowledge and code text want the same N*: every mix picks it
-    v = judge(make_cells(world(knowledge_text=dict(offset=0.0, kappa=0.0), code_text=dict(offset=0.0, kappa=0.0)),
-                         noise=0.0005))
+    v = judge(
+        make_cells(
+            world(knowledge_text=dict(offset=0.0, kappa=0.0), code_text=dict(offset=0.0, kappa=0.0)), noise=0.0005
+        )
+    )
     assert v[("3", "all")] == claims.CONTRADICTED
 
 
@@ -130,8 +164,9 @@ def test_rules_on_intervals():
 def test_claim3_old_statistic_could_not_fail_the_contrast_can():
     """In a world where the composition does not matter, max/min - 1 still has its whole
     interval above 0 (it is >= 0 by construction); the signed contrast says 'no change'."""
-    cells = make_cells(world(knowledge_text=dict(offset=0.0, kappa=0.0), code_text=dict(offset=0.0, kappa=0.0)),
-                       noise=0.0005)
+    cells = make_cells(
+        world(knowledge_text=dict(offset=0.0, kappa=0.0), code_text=dict(offset=0.0, kappa=0.0)), noise=0.0005
+    )
     s = skills.validation_composition(cells, ws=(0, 0.5, 1), n_boot=60).summary
     assert (s.rel_change_lo >= 0).all()
     part = claims.claim3(s)[0]

@@ -12,25 +12,40 @@ from skillscale.evaluate.harness import load_cell
 
 
 def evals(**over):
-    base = {"knowledge_text": [{"id": "wiki:Paris", "text": "x"}], "code_text": [{"id": "py:json/decoder.py", "text": "x"}],
-            "code_fn": [{"id": "py:json/decoder.py:scanstring:0"}], "knowledge_qa": [{"id": "Lyon:q0"}]}
+    base = {
+        "knowledge_text": [{"id": "wiki:Paris", "text": "x"}],
+        "code_text": [{"id": "py:json/decoder.py", "text": "x"}],
+        "code_fn": [{"id": "py:json/decoder.py:scanstring:0"}],
+        "knowledge_qa": [{"id": "Lyon:q0"}],
+    }
     return base | over
 
 
 def test_heldout_document_in_training_is_refused():
     facts = [corpora.Fact("Lyon", "France", qa_in_training=False)]
     check_no_leakage([corpora.Doc("wiki:Rome", "...")], evals(), facts)  # clean: passes
-    with pytest.raises(corpora.DataError, match="knowledge_text: 1 held-out documents are also in training, e.g. wiki:Paris"):
+    with pytest.raises(
+        corpora.DataError, match="knowledge_text: 1 held-out documents are also in training, e.g. wiki:Paris"
+    ):
         check_no_leakage([corpora.Doc("wiki:Paris#r3", "...")], evals(), facts)
-    with pytest.raises(corpora.DataError, match="code_fn: function py:json/decoder.py:scanstring:0 comes from a training file"):
+    with pytest.raises(
+        corpora.DataError, match="code_fn: function py:json/decoder.py:scanstring:0 comes from a training file"
+    ):
         check_no_leakage([corpora.Doc("py:json/decoder.py", "...")], evals(code_text=[]), facts)
     with pytest.raises(corpora.DataError, match="knowledge_qa: Lyon:q0 was asked in training"):
         check_no_leakage([], evals(), [corpora.Fact("Lyon", "France", qa_in_training=True)])
 
 
 def test_a_corpus_too_small_to_hold_anything_out_is_refused(tmp_path):
-    cfg = study.validate({"data": {"knowledge": {"wiki_max_docs": 2, "n_facts": 10},
-                                    "eval": {"knowledge_qa_items": 5}, "heldout_fraction": 0.01}})
+    cfg = study.validate(
+        {
+            "data": {
+                "knowledge": {"wiki_max_docs": 2, "n_facts": 10},
+                "eval": {"knowledge_qa_items": 5},
+                "heldout_fraction": 0.01,
+            }
+        }
+    )
     with pytest.raises(corpora.DataError, match=r"data.heldout_fraction=0.01: no knowledge document was held out"):
         prepare(cfg, tmp_path / "data")
     assert not (tmp_path / "data" / "manifest.json").exists()  # nothing a later rule would trust

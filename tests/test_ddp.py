@@ -22,11 +22,31 @@ def tiny(tmp_path_factory):
 
 
 def train(d, cell, out, procs: int, popen=False):
-    launcher = [sys.executable, "-m", "skillscale.train"] if procs == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
-        "-m", "skillscale.train"]
-    cmd = launcher + ["--config", str(d / "config.yaml"), "--cell", cell.cell, "--data", str(d / "data"),
-                      "--out", str(out), "--threads", "1"]
+    launcher = (
+        [sys.executable, "-m", "skillscale.train"]
+        if procs == 1
+        else [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={procs}",
+            "-m",
+            "skillscale.train",
+        ]
+    )
+    cmd = launcher + [
+        "--config",
+        str(d / "config.yaml"),
+        "--cell",
+        cell.cell,
+        "--data",
+        str(d / "data"),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     if popen:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -68,13 +88,37 @@ def test_two_nodes_meet_by_rendezvous_and_train_the_two_process_run(tiny):
     with socket.socket() as s:  # a free port for the rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
-           "--rdzv_backend", "c10d", "--rdzv_id", "test", "--rdzv_endpoint", f"127.0.0.1:{port}",
-           "-m", "skillscale.train", "--config", str(d / "config.yaml"), "--cell", cell.cell,
-           "--data", str(d / "data"), "--out", str(d / "nodes"), "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "2",
+        "--nproc_per_node",
+        "1",
+        "--rdzv_backend",
+        "c10d",
+        "--rdzv_id",
+        "test",
+        "--rdzv_endpoint",
+        f"127.0.0.1:{port}",
+        "-m",
+        "skillscale.train",
+        "--config",
+        str(d / "config.yaml"),
+        "--cell",
+        cell.cell,
+        "--data",
+        str(d / "data"),
+        "--out",
+        str(d / "nodes"),
+        "--threads",
+        "1",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    agents = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-              for _ in range(2)]
+    agents = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)
+    ]
     logs = [a.communicate(timeout=300)[0] for a in agents]
     assert all(a.returncode == 0 for a in agents), "\n".join(logs)
     assert curve(d / "nodes") == curve(d / "two")
@@ -115,8 +159,15 @@ def test_a_multi_node_job_asks_slurm_for_nodes_and_their_gpus(tmp_path):
     from conftest import copy_workflow, run_snakemake
 
     wd = copy_workflow(tmp_path)
-    out = run_snakemake(wd, "-n", "-p", "--configfile", "config/studies/test.yaml", "--config",
-                        "resources={ddp_processes: 2, ddp_nodes: 2, ddp_min_params: 1.0e+4}").stdout
+    out = run_snakemake(
+        wd,
+        "-n",
+        "-p",
+        "--configfile",
+        "config/studies/test.yaml",
+        "--config",
+        "resources={ddp_processes: 2, ddp_nodes: 2, ddp_min_params: 1.0e+4}",
+    ).stdout
     jobs = out.split("rule train_trunk:")[1:]
     multi = [j for j in jobs if "_d16L2h2_" in j.split("wildcards:")[1].split("\n")[0]]
     assert len(multi) == 2 and len(jobs) == 6

@@ -17,13 +17,32 @@ def two_seed_cells(cfg):
     rng = np.random.default_rng(0)
     rows = []
     for c in cells:
-        for m, skill in (("knowledge_qa", "knowledge"), ("code_fn", "code"), ("knowledge_text", "knowledge"),
-                         ("code_text", "code")):
+        for m, skill in (
+            ("knowledge_qa", "knowledge"),
+            ("code_fn", "code"),
+            ("knowledge_text", "knowledge"),
+            ("code_text", "code"),
+        ):
             x0 = 0.5 * np.log(c.budget / 120)
-            rows.append(dict(cell=c.cell, code_frac=c.code_frac, budget=c.budget, size=c.size, seed=c.seed,
-                             n_params=c.n_params, n_params_total=c.n_params_total, tokens=c.tokens, metric=m,
-                             skill=skill, value=3.0 - 0.1 * np.log(c.budget / 2e11) + 0.15 * (np.log(c.n_params) - x0) ** 2
-                             + SD * rng.standard_normal(), diverged=False))
+            rows.append(
+                dict(
+                    cell=c.cell,
+                    code_frac=c.code_frac,
+                    budget=c.budget,
+                    size=c.size,
+                    seed=c.seed,
+                    n_params=c.n_params,
+                    n_params_total=c.n_params_total,
+                    tokens=c.tokens,
+                    metric=m,
+                    skill=skill,
+                    value=3.0
+                    - 0.1 * np.log(c.budget / 2e11)
+                    + 0.15 * (np.log(c.n_params) - x0) ** 2
+                    + SD * rng.standard_normal(),
+                    diverged=False,
+                )
+            )
     return pd.DataFrame(rows)
 
 

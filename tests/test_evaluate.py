@@ -21,8 +21,10 @@ class Uniform(torch.nn.Module):
 def write_eval_dir(d):
     d.mkdir(parents=True, exist_ok=True)
     rows = {
-        "knowledge_qa": [{"id": f"q{i}", "context": f"Question: where is city {i}?\nAnswer:", "target": " Peru."} for i in range(5)],
-        "code_fn": [{"id": "f", "context": "def f(x):\n    \"\"\"Double.\"\"\"\n", "target": "    return {'x': x * 2}\n"}],
+        "knowledge_qa": [
+            {"id": f"q{i}", "context": f"Question: where is city {i}?\nAnswer:", "target": " Peru."} for i in range(5)
+        ],
+        "code_fn": [{"id": "f", "context": 'def f(x):\n    """Double."""\n', "target": "    return {'x': x * 2}\n"}],
         "knowledge_text": [{"id": "w", "text": "Lima is the capital of Peru. " * 20}],
         "code_text": [{"id": "c", "text": "import os\nprint(os.sep)\n" * 30 + "ünïcode ✓\n"}],
     }
@@ -84,8 +86,11 @@ def test_the_skills_group_runs_the_embedded_study_s_tasks(tmp_path):
 
     from skillscale.evaluate.harness import TASKS_DIR, harness_evaluate
 
-    tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
-                     metadata={"eval_dir": str(write_eval_dir(tmp_path / "eval"))})
+    tm = TaskManager(
+        include_path=str(TASKS_DIR),
+        include_defaults=False,
+        metadata={"eval_dir": str(write_eval_dir(tmp_path / "eval"))},
+    )
     out = harness_evaluate(SkillscaleLM(Uniform(), ByteTokenizer(), seq_len=16), ["skillscale_skills"], tm)
     assert out["group_subtasks"]["skillscale_skills"] == [task for task, _ in METRICS.values()]
     for task, _ in METRICS.values():

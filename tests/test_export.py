@@ -33,8 +33,10 @@ TIMES = {}
 def cell(tmp_path_factory):
     t0 = time.time()
     study = tmp_path_factory.mktemp("export") / "study"
-    over = {"train": {"schedule": "cosine"},
-            "eval": {"benchmarks": {b: {"mirror": str(FIXTURES / f"{b}.jsonl")} for b in BENCH}}}
+    over = {
+        "train": {"schedule": "cosine"},
+        "eval": {"benchmarks": {b: {"mirror": str(FIXTURES / f"{b}.jsonl")} for b in BENCH}},
+    }
     cfg = studymod.load(REPO / "config" / "studies" / "test.yaml", over)
     study.mkdir(parents=True)
     (study / "config.yaml").write_text(cfgmod.dump(cfg))
@@ -43,9 +45,25 @@ def cell(tmp_path_factory):
     cells, _ = plan.build(cfg)
     c = next(c for c in cells if c.size.startswith("d16L2"))  # two layers: the block loop is mapped
     out = study / "cells" / c.cell
-    subprocess.run([sys.executable, "-m", "skillscale.train", "--config", str(study / "config.yaml"),
-                    "--cell", c.cell, "--data", str(study / "data"), "--out", str(out), "--threads", "1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skillscale.train",
+            "--config",
+            str(study / "config.yaml"),
+            "--cell",
+            c.cell,
+            "--data",
+            str(study / "data"),
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     ev = evaluate_cell(out, study / "data", batch_size=16, benchmarks=BENCH)
     TIMES["train+evaluate cell"] = time.time() - t0
     return {"study": study, "dir": out, "eval": ev, "data": study / "data"}
@@ -62,8 +80,11 @@ def test_mapping_covers_every_weight_with_its_shape():
     shape = ModelShape(d_model=16, n_layers=3, n_heads=2, vocab_size=300, seq_len=32)
     ours = Decoder(shape).state_dict()
     hf = export.to_hf_state(dict(ours), asdict(shape))
-    ref = transformers.LlamaForCausalLM(transformers.LlamaConfig(**{
-        k: v for k, v in export.hf_config(asdict(shape), 0).items() if k not in ("architectures", "model_type")}))
+    ref = transformers.LlamaForCausalLM(
+        transformers.LlamaConfig(
+            **{k: v for k, v in export.hf_config(asdict(shape), 0).items() if k not in ("architectures", "model_type")}
+        )
+    )
     assert {k: tuple(v.shape) for k, v in hf.items()} == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
     bad = dict(ours, **{"blocks.0.qkv.weight": torch.zeros(3, 3)})
     with pytest.raises(AssertionError, match=r"blocks\.0\.qkv\.weight: shape \(3, 3\), expected \(48, 16\)"):
@@ -106,13 +127,22 @@ def test_lm_eval_hf_backend_scores_the_export_like_skillscale(cell, exported):
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    tm = TaskManager(include_path=str(benchmarks.TASKS_DIR), include_defaults=False,
-                     metadata={"benchmarks_dir": str(cell["data"] / "benchmarks")})
+    tm = TaskManager(
+        include_path=str(benchmarks.TASKS_DIR),
+        include_defaults=False,
+        metadata={"benchmarks_dir": str(cell["data"] / "benchmarks")},
+    )
     names = ["triviaqa", "arc_easy"]
     t0 = time.time()
-    out = simple_evaluate(model="hf", model_args=f"pretrained={exported},dtype=float32,device=cpu",
-                          tasks=[benchmarks.shipped()[n]["task"] for n in names], task_manager=tm,
-                          bootstrap_iters=0, verbosity="WARNING", batch_size=8)
+    out = simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={exported},dtype=float32,device=cpu",
+        tasks=[benchmarks.shipped()[n]["task"] for n in names],
+        task_manager=tm,
+        bootstrap_iters=0,
+        verbosity="WARNING",
+        batch_size=8,
+    )
     TIMES["lm-eval hf backend"] = time.time() - t0
     for n in names:
         got = out["results"][benchmarks.shipped()[n]["task"]]["bits_per_byte,none"]
@@ -153,8 +183,9 @@ def test_export_refuses_a_folder_holding_something_else(cell, exported, tmp_path
     export.export_cell(cell["dir"], tmp_path / "empty")
     export.export_cell(cell["dir"], tmp_path / "empty")
     assert (tmp_path / "empty" / "model.safetensors").exists()
-    p = subprocess.run([sys.executable, "-m", "skillscale", "export", str(cell["dir"]), str(taken)],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "skillscale", "export", str(cell["dir"]), str(taken)], capture_output=True, text=True
+    )
     assert p.returncode == 2 and "holds other files" in p.stderr
 
 

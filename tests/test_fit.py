@@ -24,8 +24,20 @@ def anchor(*parts) -> Path:
 # synthetic data with a known answer
 # --------------------------------------------------------------------------------------
 
-def chinchilla_like(budgets, sizes_per_budget=7, spread=1.6, noise=0.0, seed=0,
-                    E=1.8, A=480.0, B=2100.0, alpha=0.35, beta=0.37, offset=0.0):
+
+def chinchilla_like(
+    budgets,
+    sizes_per_budget=7,
+    spread=1.6,
+    noise=0.0,
+    seed=0,
+    E=1.8,
+    A=480.0,
+    B=2100.0,
+    alpha=0.35,
+    beta=0.37,
+    offset=0.0,
+):
     """IsoFLOP points of L = E + A/N^alpha + B/D^beta, sizes centred (times e^offset) on N*."""
     rng = np.random.default_rng(seed)
     G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
@@ -33,7 +45,7 @@ def chinchilla_like(budgets, sizes_per_budget=7, spread=1.6, noise=0.0, seed=0,
     for c in budgets:
         n_star = G * (c / 6) ** (beta / (alpha + beta))
         k = np.arange(sizes_per_budget) - (sizes_per_budget - 1) / 2
-        for n in n_star * np.exp(offset) * spread ** k:
+        for n in n_star * np.exp(offset) * spread**k:
             d = c / (6 * n)
             loss = E + A / n**alpha + B / d**beta
             rows.append(dict(budget=c, n_params=n, tokens=d, loss=loss * (1 + noise * rng.standard_normal())))
@@ -99,20 +111,24 @@ def test_edge_flag_when_minimum_outside_sampled_sizes():
 
 
 def _cells(losses, sizes=(1e5, 2e5, 4e5, 8e5, 1.6e6)):
-    return pd.DataFrame(dict(code_frac=0.5, metric="knowledge_qa", budget=1e12, n_params=sizes[:len(losses)],
-                             loss=losses))
+    return pd.DataFrame(
+        dict(code_frac=0.5, metric="knowledge_qa", budget=1e12, n_params=sizes[: len(losses)], loss=losses)
+    )
 
 
 GROUP = ["code_frac", "metric"]
 NAME = "code_frac=0.5, metric=knowledge_qa, budget=1e+12"
 
 
-@pytest.mark.parametrize("losses, words", [
-    ([3.1, np.nan, 3.0, np.inf, np.nan], "only 2 distinct sizes with finite loss"),
-    ([3.1, 3.0], "only 2 distinct sizes"),
-    ([3.0, 3.0, 3.0, 3.0, 3.0], "flat"),
-    ([3.0, 3.2, 3.3, 3.2, 3.0], "concave"),
-])
+@pytest.mark.parametrize(
+    "losses, words",
+    [
+        ([3.1, np.nan, 3.0, np.inf, np.nan], "only 2 distinct sizes with finite loss"),
+        ([3.1, 3.0], "only 2 distinct sizes"),
+        ([3.0, 3.0, 3.0, 3.0, 3.0], "flat"),
+        ([3.0, 3.2, 3.3, 3.2, 3.0], "concave"),
+    ],
+)
 def test_failures_name_the_group(losses, words):
     with pytest.raises(fit.FitError) as e:
         fit.isoflop_optima(_cells(losses), GROUP, n_boot=10, strict=True)
@@ -182,6 +198,7 @@ def test_parametric_too_few_points():
 # published anchors
 # --------------------------------------------------------------------------------------
 
+
 def chinchilla_points():
     df = pd.read_csv(anchor("chinchilla", "svg_extracted_data.csv"))
     # Epoch AI drop the 5 highest-loss points (losses < sorted(losses)[-5]): 240 remain.
@@ -235,8 +252,9 @@ PORIAN_WINDOW = 1.0
 def porian_scaling():
     pts = pd.read_csv(anchor("porian", "porian_isoflop_points.csv"))
     pts = pts[pts.source_file.isin(["summary_df.pickle.xz", "summary_df_owt2.pickle.xz"])]
-    res = fit.isoflop_scaling(pts, PORIAN_KEYS, n_col="n_params", budget_col="flops", loss_col="loss",
-                              n_boot=50, window=PORIAN_WINDOW)
+    res = fit.isoflop_scaling(
+        pts, PORIAN_KEYS, n_col="n_params", budget_col="flops", loss_col="loss", n_boot=50, window=PORIAN_WINDOW
+    )
     return res.scaling.set_index(PORIAN_KEYS)
 
 
@@ -251,6 +269,7 @@ def test_porian_approach2_exponent(porian_scaling, setting):
 # --------------------------------------------------------------------------------------
 # `skillscale fit`
 # --------------------------------------------------------------------------------------
+
 
 def run_cli(capsys, *argv):
     rc = cli.main(["fit", *argv])
@@ -298,8 +317,21 @@ def test_cli_fit_failure_exit_1(tmp_path, capsys):
 @pytest.mark.anchors
 def test_cli_parametric_on_chinchilla(capsys):
     path = anchor("chinchilla", "svg_extracted_data.csv")
-    rc, out, _ = run_cli(capsys, str(path), "--approach", "parametric", "--n-col", "Model Size",
-                         "--flops-col", "Training FLOP", "--drop-highest", "5", "--n-boot", "20", "--json")
+    rc, out, _ = run_cli(
+        capsys,
+        str(path),
+        "--approach",
+        "parametric",
+        "--n-col",
+        "Model Size",
+        "--flops-col",
+        "Training FLOP",
+        "--drop-highest",
+        "5",
+        "--n-boot",
+        "20",
+        "--json",
+    )
     assert rc == 0
     g = json.loads(out)["groups"][0]
     assert g["n_points"] == 240 and g["status"] == "ok"

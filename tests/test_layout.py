@@ -84,9 +84,16 @@ def imports(name: str, path: Path, known) -> list[Import]:
         ours = [s for s in named if s.split(".")[0] == "skillscale"]
         ours += [s for s in implied if s.split(".")[0] == "skillscale" and s not in own and s not in ours]
         outside = {s.split(".")[0] for s in sources} - {"skillscale"} - set(sys.stdlib_module_names) - {""}
-        text = " ".join(" ".join(lines[node.lineno - 1:node.end_lineno]).split())
-        return Import(f"{path.relative_to(REPO)}:{node.lineno}", text, node.lineno, node.end_lineno,
-                      tuple(dict.fromkeys(t for t in ours if t != name)), min(outside, default=None), local)
+        text = " ".join(" ".join(lines[node.lineno - 1 : node.end_lineno]).split())
+        return Import(
+            f"{path.relative_to(REPO)}:{node.lineno}",
+            text,
+            node.lineno,
+            node.end_lineno,
+            tuple(dict.fromkeys(t for t in ours if t != name)),
+            min(outside, default=None),
+            local,
+        )
 
     visit(tree, False)
     return found
@@ -200,5 +207,8 @@ def test_deferred_imports_say_why():
             if not comments & set(range(imp.line - 1, imp.end_line + 1)):
                 offenders.append(f"{imp.where}  {imp.text}")
     if offenders:
-        pytest.fail(f"{len(offenders)} import(s) inside a function without a comment (same line or the line above) "
-                    "saying why they are deferred:\n" + "\n".join(offenders), pytrace=False)
+        pytest.fail(
+            f"{len(offenders)} import(s) inside a function without a comment (same line or the line above) "
+            "saying why they are deferred:\n" + "\n".join(offenders),
+            pytrace=False,
+        )

@@ -60,12 +60,14 @@ def test_each_epoch_takes_every_sequence_once_in_a_seeded_order(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"n_tokens": n * 17}))
     know = Shard(make_shard(tmp_path / "k.bin", 999, 17 * 5), seq_len=16)
     code = Shard(tmp_path / "c.bin", seq_len=16)
-    order = {seed: np.concatenate([Mixture(code, know, 1.0, 5, seed).batch(s)[:, 0] for s in range(3 * n // 5)])
-             for seed in (0, 1)}
+    order = {
+        seed: np.concatenate([Mixture(code, know, 1.0, 5, seed).batch(s)[:, 0] for s in range(3 * n // 5)])
+        for seed in (0, 1)
+    }
     for seed, seqs in order.items():
         for e in range(2):  # the first two whole epochs: every sequence exactly once each
-            assert sorted(seqs[e * n:(e + 1) * n]) == list(range(n)), (seed, e)
-        assert not np.array_equal(seqs[:n], seqs[n:2 * n])  # a fresh order every epoch
+            assert sorted(seqs[e * n : (e + 1) * n]) == list(range(n)), (seed, e)
+        assert not np.array_equal(seqs[:n], seqs[n : 2 * n])  # a fresh order every epoch
     assert not np.array_equal(order[0][:n], order[1][:n])  # seeds differ in the whole order
     # a batch draws from all over the shard, not a run of neighbours
     assert np.abs(np.diff(order[0][:n])).mean() > 5
@@ -93,7 +95,7 @@ def test_sharded_store_reads_what_was_written(tmp_path):
     w = ShardWriter(tmp_path / "s", "uint16", 0, 1000, "fp")
     docs = [list(range(1 + i, 300 + i)) for i in range(20)]
     for i in range(0, 20, 4):
-        w.add([list(d) for d in docs[i:i + 4]], 0, i + 4, {})
+        w.add([list(d) for d in docs[i : i + 4]], 0, i + 4, {})
     index = w.finish(20, {}, {})
     assert len(index["files"]) >= 2 and not (tmp_path / "s" / "progress.json").exists()
     flat = np.concatenate([np.fromfile(tmp_path / "s" / f["file"], dtype=np.uint16) for f in index["files"]])
@@ -106,6 +108,6 @@ def test_sharded_store_reads_what_was_written(tmp_path):
     j = 0
     for k, n in enumerate(per):
         for i in range(n):
-            assert (rows[j] == flat[starts[k] + 32 * i: starts[k] + 32 * (i + 1)]).all()
+            assert (rows[j] == flat[starts[k] + 32 * i : starts[k] + 32 * (i + 1)]).all()
             j += 1
     assert j == store.n_seqs

@@ -30,8 +30,9 @@ def test_packs_group_each_sizes_trunks_and_leave_large_ones_alone():
     packed = {r for p in packs for r in p.runs}
     assert len(packed) == len(set(packed))
     alone = [r for r in runs if r.run not in packed]
-    assert alone and all(r.n_params > 2.0e5 or sum(q.size == r.size for q in runs) % plan.per_job(cfg, r.n_params)
-                         for r in alone)
+    assert alone and all(
+        r.n_params > 2.0e5 or sum(q.size == r.size for q in runs) % plan.per_job(cfg, r.n_params) for r in alone
+    )
 
 
 def test_data_parallel_sizes_never_pack():
@@ -102,9 +103,26 @@ def test_a_pack_with_a_failing_member_fails_after_the_others_finish(tmp_path):
     trunks = tmp_path / "trunks"
 
     def pack(*runs):
-        return subprocess.run([sys.executable, "-m", "skillscale.train", "--config", str(tmp_path / "config.yaml"),
-                               "--pack", *runs, "--data", str(tmp_path / "data"), "--out", str(trunks),
-                               "--record", str(tmp_path / "pack.json")], capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "skillscale.train",
+                "--config",
+                str(tmp_path / "config.yaml"),
+                "--pack",
+                *runs,
+                "--data",
+                str(tmp_path / "data"),
+                "--out",
+                str(trunks),
+                "--record",
+                str(tmp_path / "pack.json"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     p = pack(good.run, "code0.99_d8L1h2_seed0")
     assert p.returncode == 2 and "'code0.99_d8L1h2_seed0': not in this config's grid" in p.stderr

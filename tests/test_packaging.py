@@ -1,4 +1,5 @@
 """What pip and conda install matches pyproject.toml, and the package ships its data files."""
+
 import glob
 
 import tomllib
@@ -23,12 +24,16 @@ def test_conda_env_mirrors_pyproject_dependencies():
     assert "-e .." in pip, "envs/skillscale.yaml no longer installs skillscale itself (-e ..)"
     have = {canonicalize_name(r.name): r for r in (Requirement(s) for s in pip if not s.startswith("-"))}
     problems = [f"missing: {r}" for name, r in wanted.items() if name not in have]
-    problems += [f"different: {have[name]} (pyproject.toml: {r})" for name, r in wanted.items()
-                 if name in have and (have[name].specifier, have[name].extras, have[name].marker)
-                 != (r.specifier, r.extras, r.marker)]
+    problems += [
+        f"different: {have[name]} (pyproject.toml: {r})"
+        for name, r in wanted.items()
+        if name in have
+        and (have[name].specifier, have[name].extras, have[name].marker) != (r.specifier, r.extras, r.marker)
+    ]
     problems += [f"not in pyproject.toml: {r}" for name, r in have.items() if name not in wanted]
-    assert not problems, ("envs/skillscale.yaml drifted from pyproject.toml's [project].dependencies:\n"
-                          + "\n".join(problems))
+    assert not problems, "envs/skillscale.yaml drifted from pyproject.toml's [project].dependencies:\n" + "\n".join(
+        problems
+    )
 
 
 def test_package_data_ships_every_task_file_and_the_schema():

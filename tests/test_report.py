@@ -50,10 +50,28 @@ def make_cells(sizes=5, spread=1.7, noise=0.001, seed=0):
                     ln_g = true_ln_n_opt(m, cf, c) - A_OPT * np.log(c / 6)
                     A = np.exp((ALPHA + BETA) * ln_g) * BETA * B / ALPHA
                     loss = (E + A / n**ALPHA + B / d**BETA) * (1 + noise * rng.standard_normal())
-                    rows.append(dict(cell=cell, code_frac=cf, budget=c, size=f"s{k}", seed=0, n_params=int(n),
-                                     n_params_nonembed=int(0.8 * n), n_params_total=int(1.2 * n), tokens=int(d),
-                                     flops=6 * n * d, flops_exact=6.3 * n * d, metric=m, skill=skill, value=loss,
-                                     diverged=False, train_seconds=1.0, eval_seconds=1.0, final_train_loss=loss))
+                    rows.append(
+                        dict(
+                            cell=cell,
+                            code_frac=cf,
+                            budget=c,
+                            size=f"s{k}",
+                            seed=0,
+                            n_params=int(n),
+                            n_params_nonembed=int(0.8 * n),
+                            n_params_total=int(1.2 * n),
+                            tokens=int(d),
+                            flops=6 * n * d,
+                            flops_exact=6.3 * n * d,
+                            metric=m,
+                            skill=skill,
+                            value=loss,
+                            diverged=False,
+                            train_seconds=1.0,
+                            eval_seconds=1.0,
+                            final_train_loss=loss,
+                        )
+                    )
     return pd.DataFrame(rows, columns=aggregate.COLUMNS)
 
 
@@ -69,20 +87,65 @@ def clean(cfg, tmp_path_factory):
 
 
 EXPECTED_COLUMNS = {
-    "optima": {"code_frac", "metric", "skill", "budget", "n_opt", "n_opt_lo", "n_opt_hi", "d_opt", "loss_opt",
-               "boot_frac", "edge", "n_fit_min", "n_fit_max", "curvature", "status", "note"},
+    "optima": {
+        "code_frac",
+        "metric",
+        "skill",
+        "budget",
+        "n_opt",
+        "n_opt_lo",
+        "n_opt_hi",
+        "d_opt",
+        "loss_opt",
+        "boot_frac",
+        "edge",
+        "n_fit_min",
+        "n_fit_max",
+        "curvature",
+        "status",
+        "note",
+    },
     "scaling": {"code_frac", "metric", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "n_budgets", "ci_method", "status"},
-    "ape_residuals": {"code_frac", "budget", "metric", "skill", "residual", "residual_lo", "residual_hi", "hungry",
-                      "status"},
+    "ape_residuals": {
+        "code_frac",
+        "budget",
+        "metric",
+        "skill",
+        "residual",
+        "residual_lo",
+        "residual_hi",
+        "hungry",
+        "status",
+    },
     "datamix_slopes": {"metric", "skill", "basis", "budget", "slope", "slope_lo", "slope_hi", "status"},
     "validation_composition": {"code_frac", "budget", "w", "n_opt", "n_opt_lo", "n_opt_hi", "status"},
-    "validation_composition_summary": {"code_frac", "budget", "contrast", "contrast_lo", "contrast_hi", "contrast_z",
-                                       "rel_change", "rel_change_lo", "rel_change_hi", "w_at_min", "w_at_max",
-                                       "status"},
-    "heldout_prediction": {"code_frac", "metric", "heldout_budget", "n_opt_pred", "n_opt_obs", "n_opt_rel_err",
-                           "loss_pred", "loss_obs", "loss_rel_err", "status"},
-    "parametric": {"code_frac", "metric", "E", "alpha", "beta", "a_opt", "a_opt_lo", "a_opt_hi", "n_opt_top",
-                   "status"},
+    "validation_composition_summary": {
+        "code_frac",
+        "budget",
+        "contrast",
+        "contrast_lo",
+        "contrast_hi",
+        "contrast_z",
+        "rel_change",
+        "rel_change_lo",
+        "rel_change_hi",
+        "w_at_min",
+        "w_at_max",
+        "status",
+    },
+    "heldout_prediction": {
+        "code_frac",
+        "metric",
+        "heldout_budget",
+        "n_opt_pred",
+        "n_opt_obs",
+        "n_opt_rel_err",
+        "loss_pred",
+        "loss_obs",
+        "loss_rel_err",
+        "status",
+    },
+    "parametric": {"code_frac", "metric", "E", "alpha", "beta", "a_opt", "a_opt_lo", "a_opt_hi", "n_opt_top", "status"},
     "claims": {"claim", "part", "rule", "n_groups", "n_for", "n_against", "verdict"},
     "precision": {"statistic", "n", "median", "min", "max", "excluding_0", "status"},
 }
@@ -155,8 +218,9 @@ def test_summary_is_generated_from_the_numbers(clean):
     text = (d / "tables" / "summary.md").read_text()
     ape = r["ape_residuals"]
     qa = ape[(ape.metric == "knowledge_qa") & (ape.status == "ok")]
-    assert (f"knowledge_qa (knowledge): {len(qa)} interior groups, interval above 0 in"
-            f" {(qa.residual_lo > 0).sum()}") in text
+    assert (
+        f"knowledge_qa (knowledge): {len(qa)} interior groups, interval above 0 in {(qa.residual_lo > 0).sum()}"
+    ) in text
     ref = r["datamix_slopes"].set_index(["basis", "metric"]).loc[("power law at C_ref", "knowledge_qa")]
     assert f"at C_ref, knowledge_qa (knowledge): {ref.slope:.3g} [{ref.slope_lo:.3g}, {ref.slope_hi:.3g}]" in text
     c = r["claims"].set_index(["claim", "part"])
@@ -166,8 +230,14 @@ def test_summary_is_generated_from_the_numbers(clean):
     assert "**Verdict: supported**" in text
     for term in ("**Approach 2**", "**Approach 3**", "**edge**", "**partial**", "**APE**"):
         assert term in text  # defined where the summary first uses them
-    for section in ("N* per skill metric at the largest budget", "Claim 1", "Claim 2", "Claim 3",
-                    "Held-out budget prediction", "Approach 3"):
+    for section in (
+        "N* per skill metric at the largest budget",
+        "Claim 1",
+        "Claim 2",
+        "Claim 3",
+        "Held-out budget prediction",
+        "Approach 3",
+    ):
         assert section in text
     assert estimates_outside_intervals(d / "tables") == []
 
@@ -187,20 +257,26 @@ def test_bad_groups_get_a_status_naming_them(cfg, tmp_path, monkeypatch):
     bad = cells.cell.iloc[0]
     cells.loc[cells.cell == bad, ["diverged", "value"]] = [True, np.nan]
     # 5) one analysis blowing up as a whole must not lose the others
-    monkeypatch.setattr(tables.skills, "validation_composition",
-                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(
+        tables.skills, "validation_composition", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))
+    )
 
     r = report.analyze(cfg, tmp_path, cells=cells)
     o = r["optima"]
     nan_rows = o[(o.code_frac == 0.25) & (o.metric == "knowledge_qa")]
     assert len(nan_rows) == len(BUDGETS)
     for _, row in nan_rows.iterrows():
-        assert row.status.startswith(f"failed: code_frac=0.25, metric=knowledge_qa, skill=knowledge,"
-                                     f" budget={row.budget:g}: only 0 distinct sizes")
+        assert row.status.startswith(
+            f"failed: code_frac=0.25, metric=knowledge_qa, skill=knowledge,"
+            f" budget={row.budget:g}: only 0 distinct sizes"
+        )
     few_rows = o[(o.code_frac == 0.75) & (o.budget == BUDGETS[1])]
     assert few_rows.status.str.contains("code_frac=0.75, .*budget=4e\\+12: only 2 distinct sizes").all()
     flat_row = o[(o.code_frac == 0.25) & (o.metric == "code_text") & (o.budget == BUDGETS[2])]
-    assert flat_row.status.iloc[0].startswith("failed: code_frac=0.25, metric=code_text") and "flat" in flat_row.status.iloc[0]
+    assert (
+        flat_row.status.iloc[0].startswith("failed: code_frac=0.25, metric=code_text")
+        and "flat" in flat_row.status.iloc[0]
+    )
     assert (o[~o.status.str.startswith("failed")].status.isin(["ok", "edge"])).all()
 
     sc = r["scaling"].set_index(["code_frac", "metric"])
@@ -229,9 +305,17 @@ def test_bad_groups_get_a_status_naming_them(cfg, tmp_path, monkeypatch):
 
 
 def test_latex_escapes_and_merges_intervals():
-    df = pd.DataFrame(dict(metric=["code_fn", "a&b%"], n_opt=[1.5e4, np.nan], n_opt_lo=[1e4, np.nan],
-                           n_opt_hi=[2e4, np.nan], edge=[False, True], note=["long text", ""],
-                           status=["ok", "failed: metric=a&b%: only 2 distinct sizes"]))
+    df = pd.DataFrame(
+        dict(
+            metric=["code_fn", "a&b%"],
+            n_opt=[1.5e4, np.nan],
+            n_opt_lo=[1e4, np.nan],
+            n_opt_hi=[2e4, np.nan],
+            edge=[False, True],
+            note=["long text", ""],
+            status=["ok", "failed: metric=a&b%: only 2 distinct sizes"],
+        )
+    )
     tex = report.to_latex(df, "N* per metric_x", "tab:x")
     check_tex(tex)
     assert r"code\_fn" in tex and r"a\&b\%" in tex and r"\caption{N* per metric\_x}" in tex
@@ -241,14 +325,24 @@ def test_latex_escapes_and_merges_intervals():
     assert "-- & yes" in tex
 
 
-@pytest.mark.skipif(not shutil.which("pdflatex"), reason="pdflatex not installed (apt install texlive-latex-recommended)")
+@pytest.mark.skipif(
+    not shutil.which("pdflatex"), reason="pdflatex not installed (apt install texlive-latex-recommended)"
+)
 def test_every_latex_table_compiles_with_booktabs(clean, tmp_path):
     """The .tex tables are meant to be \\input into a paper: each must compile as it is."""
     d, _ = clean
     for name in report.TABLES:
         doc = tmp_path / f"{name}_doc.tex"
-        doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n"
-                       + (d / "tables" / f"{name}.tex").read_text() + "\n\\end{document}\n")
-        p = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        doc.write_text(
+            "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n"
+            + (d / "tables" / f"{name}.tex").read_text()
+            + "\n\\end{document}\n"
+        )
+        p = subprocess.run(
+            ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert p.returncode == 0, f"{name}.tex:\n{p.stdout[-2000:]}"

@@ -51,10 +51,25 @@ def test_test_study_on_slurm_matches_local_run(slurm, test_study, tmp_path):
     averaged over 2 ranks sum in another order; tests/test_ddp.py bounds the loss curves)."""
     wd = copy_workflow(tmp_path)  # the local run is the session's test study (conftest)
     t0 = time.monotonic()
-    p = run(wd, ["--profile", "profiles/slurm", *TEST, "--config", "study=onslurm", GPU_LAYOUT,
-                 "--slurm-status-command", "squeue",     # no accounting (slurmdbd) here
-                 "--slurm-init-seconds-before-status-checks", "2",
-                 "--slurm-keep-successful-logs", "--retries", "0"], env=slurm)
+    p = run(
+        wd,
+        [
+            "--profile",
+            "profiles/slurm",
+            *TEST,
+            "--config",
+            "study=onslurm",
+            GPU_LAYOUT,
+            "--slurm-status-command",
+            "squeue",  # no accounting (slurmdbd) here
+            "--slurm-init-seconds-before-status-checks",
+            "2",
+            "--slurm-keep-successful-logs",
+            "--retries",
+            "0",
+        ],
+        env=slurm,
+    )
     wall = time.monotonic() - t0
     print(f"slurm run of the test study: {wall:.0f} s")
 
@@ -81,13 +96,23 @@ def test_test_study_on_slurm_matches_local_run(slurm, test_study, tmp_path):
     jobs = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, check=True).stdout
     comments = re.findall(r"Comment=(\S+)", jobs)
     # (the plugin names a job's comment rule_<rule>_wildcards_<wildcards>)
-    assert {c.split("_wildcards_")[0] for c in comments} == {"rule_analyze", "rule_prepare_data", "rule_train_trunk",
-                                                             "rule_train_pack"}
+    assert {c.split("_wildcards_")[0] for c in comments} == {
+        "rule_analyze",
+        "rule_prepare_data",
+        "rule_train_trunk",
+        "rule_train_pack",
+    }
     lines = lambda rule: [l for l in jobs.splitlines() if f"Comment=rule_{rule}_" in l]
     # two data-parallel trunk jobs with 2 GPUs each, two packs of two trunks on one GPU each
     assert len(lines("train_trunk")) == 2 and all("gpu:2" in l for l in lines("train_trunk"))
     assert len(lines("train_pack")) == 2 and all("gpu:1" in l for l in lines("train_pack"))
-    assert not any("gpu" in l for l in jobs.splitlines() if "Comment=rule_prepare_data" in l or "Comment=rule_analyze" in l)
+    assert not any(
+        "gpu" in l for l in jobs.splitlines() if "Comment=rule_prepare_data" in l or "Comment=rule_analyze" in l
+    )
     assert all("JobState=COMPLETED" in l for l in jobs.splitlines() if "Comment=rule_" in l)
-    assert "Nothing to be done" in run(wd, ["-n", "--profile", "profiles/slurm", *TEST, "--config", "study=onslurm",
-                                            GPU_LAYOUT], env=slurm).stdout
+    assert (
+        "Nothing to be done"
+        in run(
+            wd, ["-n", "--profile", "profiles/slurm", *TEST, "--config", "study=onslurm", GPU_LAYOUT], env=slurm
+        ).stdout
+    )

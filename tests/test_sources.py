@@ -59,7 +59,9 @@ def test_realised_proportions_hold_over_every_prefix(study):
         want = mixing.shares(cfg["data"]["sources"], cell["code_frac"])
         assert want == pytest.approx({"stdlib": cell["code_frac"], "web": 0.2, "wiki": 0.8 - cell["code_frac"]})
         assert t["mixture"]["share_by_source"] == pytest.approx(want, abs=3 / t["mixture"]["sequences"])
-        assert t["mixture"]["code_token_fraction"] == pytest.approx(cell["code_frac"], abs=2 / t["mixture"]["sequences"])
+        assert t["mixture"]["code_token_fraction"] == pytest.approx(
+            cell["code_frac"], abs=2 / t["mixture"]["sequences"]
+        )
         assert set(t["mixture"]["epochs"]) == {"stdlib", "web", "wiki"}  # epochs of every source recorded
         mix = mixing.for_cell(r / "data", manifest, cfg, cell["code_frac"], seq_len, bs, cell["seed"])
         counts = dict.fromkeys(want, 0)
@@ -108,8 +110,14 @@ def test_provenance_names_every_source_file_and_shard(study):
     assert set(t["provenance"]["shard_sha256"]) == {"wiki", "stdlib", "web"}
     cells = pd.read_csv(r / "cells.csv")
     skills = {k: v for k, v in cells.groupby("metric").skill.first().items() if not k.startswith("bench:")}
-    assert skills == {"text_wiki": "knowledge", "text_stdlib": "code", "text_web": "web", "knowledge_text": "knowledge",
-                      "code_text": "code", "code_fn": "code"}
+    assert skills == {
+        "text_wiki": "knowledge",
+        "text_stdlib": "code",
+        "text_web": "web",
+        "knowledge_text": "knowledge",
+        "code_text": "code",
+        "code_fn": "code",
+    }
     assert cells.value.between(0.5, 9).all()
     # the validation-mix analysis ran over the real sources' held-out text
     vc = pd.read_csv(r / "tables" / "validation_composition.csv")
@@ -129,8 +137,9 @@ def base_cfg(tmp_path: Path, **sources_over) -> dict:
         v["files"] = str(tmp_path / v["files"])
     for k, v in sources_over.items():
         raw["data"]["sources"][k] = v if v is None else {**raw["data"]["sources"].get(k, {}), **v}
-    raw["data"]["sources"] = {k: {f: x for f, x in v.items() if x is not None}
-                              for k, v in raw["data"]["sources"].items() if v is not None}
+    raw["data"]["sources"] = {
+        k: {f: x for f, x in v.items() if x is not None} for k, v in raw["data"]["sources"].items() if v is not None
+    }
     return raw
 
 
@@ -145,17 +154,33 @@ def refused(tmp_path, raw, *needles):
 
 
 def test_missing_text_field_is_refused(tmp_path):
-    refused(tmp_path, base_cfg(tmp_path, stdlib={"text_field": "body"}), "data.sources.stdlib.text_field", "'body'", "content")
+    refused(
+        tmp_path,
+        base_cfg(tmp_path, stdlib={"text_field": "body"}),
+        "data.sources.stdlib.text_field",
+        "'body'",
+        "content",
+    )
 
 
 def test_unknown_files_are_refused_at_validation(tmp_path):
-    refused(tmp_path, base_cfg(tmp_path, wiki={"files": str(tmp_path / "nope" / "*.parquet")}),
-            "data.sources.wiki.files", "matches no file")
+    refused(
+        tmp_path,
+        base_cfg(tmp_path, wiki={"files": str(tmp_path / "nope" / "*.parquet")}),
+        "data.sources.wiki.files",
+        "matches no file",
+    )
 
 
 def test_empty_after_filtering_is_refused(tmp_path):
-    refused(tmp_path, base_cfg(tmp_path, stdlib={"filters": {"lang": "Rust"}}),
-            "data.sources.stdlib", "no training document", "filtered out", "filters")
+    refused(
+        tmp_path,
+        base_cfg(tmp_path, stdlib={"filters": {"lang": "Rust"}}),
+        "data.sources.stdlib",
+        "no training document",
+        "filtered out",
+        "filters",
+    )
 
 
 def test_hub_source_while_offline_is_refused(tmp_path, monkeypatch):
@@ -169,8 +194,11 @@ def test_hub_source_while_offline_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    raw = base_cfg(tmp_path, wiki=None, fineweb={"role": "knowledge", "kind": "hf", "path": "HuggingFaceFW/fineweb-edu",
-                                                  "name": "sample-10BT"})
+    raw = base_cfg(
+        tmp_path,
+        wiki=None,
+        fineweb={"role": "knowledge", "kind": "hf", "path": "HuggingFaceFW/fineweb-edu", "name": "sample-10BT"},
+    )
     refused(tmp_path, raw, "data.sources.fineweb", "HuggingFaceFW/fineweb-edu", "HF_HUB_OFFLINE")
 
 
@@ -238,7 +266,9 @@ def test_killed_preparation_resumes_from_its_shard_and_matches_an_uninterrupted_
 
     p = subprocess.Popen(prep(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     progress = tmp_path / "killed" / "shards" / "stdlib" / "progress.json"
-    while p.poll() is None and not (progress.exists() and len(json.loads(progress.read_text() or "{}").get("files", [])) >= 2):
+    while p.poll() is None and not (
+        progress.exists() and len(json.loads(progress.read_text() or "{}").get("files", [])) >= 2
+    ):
         time.sleep(0.02)
     p.send_signal(signal.SIGKILL)
     p.wait()
@@ -253,8 +283,18 @@ def test_killed_preparation_resumes_from_its_shard_and_matches_an_uninterrupted_
 
 
 def test_an_embedded_corpus_mixes_with_local_files(tmp_path):
-    raw = base_cfg(tmp_path, stdlib={"kind": "embedded", "corpus": "stdlib", "files": None, "text_field": "text",
-                                     "id_field": None, "filters": None, "max_documents": 40})
+    raw = base_cfg(
+        tmp_path,
+        stdlib={
+            "kind": "embedded",
+            "corpus": "stdlib",
+            "files": None,
+            "text_field": "text",
+            "id_field": None,
+            "filters": None,
+            "max_documents": 40,
+        },
+    )
     m = data.prepare(studymod.validate(raw), tmp_path / "data")
     assert m["sources"]["stdlib"] == m["sources"]["stdlib"] | {"kind": "embedded", "corpus": "stdlib"}
     assert m["shards"]["stdlib"]["n_docs"] == 40 and m["metrics"]["text_stdlib"]["skill"] == "code"
@@ -280,8 +320,13 @@ def test_tokenizer_sample_is_seeded_spread_over_a_bounded_window_and_within_its_
 
     docs = [{"id": i, "text": f"document {i} " + "word " * (20 + i % 50)} for i in range(3000)]
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    spec = {"role": "knowledge", "kind": "files", "files": str(tmp_path / "docs.jsonl"), "text_field": "text",
-            "id_field": "id"}
+    spec = {
+        "role": "knowledge",
+        "kind": "files",
+        "files": str(tmp_path / "docs.jsonl"),
+        "text_field": "text",
+        "id_field": "id",
+    }
     quota, frac, seed = 20_000, 0.1, 7
     texts, info = streamed.tokenizer_sample("s", spec, quota, frac, seed)
     # what it must be: the window's training documents by key, as far as the quota holds them
@@ -304,7 +349,9 @@ def test_tokenizer_sample_is_seeded_spread_over_a_bounded_window_and_within_its_
     assert streamed.tokenizer_sample("s", spec, quota, frac, seed + 1)[0] != texts  # seeded
     # a source smaller than the window: all of it is scanned, and all of it fits a larger quota
     texts, info = streamed.tokenizer_sample("s", spec, 10**7, frac, seed)
-    assert info["window"] == "whole source" and len(texts) == sum(not is_heldout(f"s:{d['id']}", frac, seed) for d in docs)
+    assert info["window"] == "whole source" and len(texts) == sum(
+        not is_heldout(f"s:{d['id']}", frac, seed) for d in docs
+    )
 
 
 def test_a_preparation_failing_in_the_heldout_pass_resumes_there_and_matches_an_uninterrupted_one(tmp_path, caplog):
@@ -340,21 +387,27 @@ def test_a_preparation_failing_in_the_heldout_pass_resumes_there_and_matches_an_
 def test_a_hub_source_records_the_files_datasets_read_with_their_hashes(tmp_path):
     # a Hugging Face dataset folder (what a hub repo of parquet files is once local), loaded
     # by datasets.load_dataset(path=folder) as a hub id would be
-    raw = base_cfg(tmp_path, wiki=None, fineweb={"role": "knowledge", "kind": "hf", "path": str(tmp_path / "corpora" / "knowledge"),
-                                                  "id_field": "id"})
+    raw = base_cfg(
+        tmp_path,
+        wiki=None,
+        fineweb={"role": "knowledge", "kind": "hf", "path": str(tmp_path / "corpora" / "knowledge"), "id_field": "id"},
+    )
     m = data.prepare(studymod.validate(raw), tmp_path / "data")
     src = m["sources"]["fineweb"]
     parts = sorted((tmp_path / "corpora" / "knowledge").glob("*.parquet"))
     assert src["kind"] == "hf" and src["path"] == str(tmp_path / "corpora" / "knowledge")
     assert [(f["split"], f["path"], f["bytes"], f["sha256"]) for f in src["files"]] == [
-        ("train", str(p), p.stat().st_size, sha256_file(p)) for p in parts]
+        ("train", str(p), p.stat().st_size, sha256_file(p)) for p in parts
+    ]
     assert m["shards"]["fineweb"]["n_docs"] > 0
 
 
 def test_the_preparation_benchmark_times_both_contenders_on_a_small_corpus(tmp_path, capsys):
     from skillscale import cli
 
-    assert cli.main(["speed", "prepare", "--sizes", "300K", "--threads", "1", "--workdir", str(tmp_path), "--json"]) == 0
+    assert (
+        cli.main(["speed", "prepare", "--sizes", "300K", "--threads", "1", "--workdir", str(tmp_path), "--json"]) == 0
+    )
     run = json.loads(capsys.readouterr().out)["runs"][0]
     ours, naive = run["ours"], run["naive"]
     # the naive one keeps every document, ours holds out data.heldout_fraction of them

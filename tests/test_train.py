@@ -59,8 +59,22 @@ def tiny(tmp_path_factory):
 
 
 def train_cmd(d, cell, out, *extra):
-    return [sys.executable, "-m", "skillscale.train", "--config", str(d / "config.yaml"), "--cell", cell.cell,
-            "--data", str(d / "data"), "--out", str(out), "--threads", "1", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "skillscale.train",
+        "--config",
+        str(d / "config.yaml"),
+        "--cell",
+        cell.cell,
+        "--data",
+        str(d / "data"),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def test_killed_run_resumes_to_the_identical_result(tiny):
@@ -237,21 +251,32 @@ def test_our_adamw_is_torchs_fused_adamw_bit_for_bit_and_skips_dynamo():
     ours, ref = Decoder(shape), Decoder(shape)
     ref.load_state_dict(ours.state_dict())
     opt = build_optimizer(ours, tc, 1e-3, "cpu")
-    groups = [[p for n, p in ref.named_parameters() if (p.dim() >= 2 and "embed" not in n) == decay] for decay in (1, 0)]
-    ref_opt = torch.optim.AdamW([{"params": groups[0], "weight_decay": 0.1}, {"params": groups[1], "weight_decay": 0.0}],
-                                lr=1e-3, betas=(0.9, 0.95), fused=True)
+    groups = [
+        [p for n, p in ref.named_parameters() if (p.dim() >= 2 and "embed" not in n) == decay] for decay in (1, 0)
+    ]
+    ref_opt = torch.optim.AdamW(
+        [{"params": groups[0], "weight_decay": 0.1}, {"params": groups[1], "weight_decay": 0.0}],
+        lr=1e-3,
+        betas=(0.9, 0.95),
+        fused=True,
+    )
     for i in range(5):
         x = torch.randint(0, 300, (4, 33))
         train_step(loss_fn(ours, False), ours, opt, x, tc, 1e-3 * (i + 1))
         train_step(loss_fn(ref, False), ref, ref_opt, x, tc, 1e-3 * (i + 1))
     assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), ref.parameters()))
     # the point of it: a job's trainer never imports torch._dynamo (~1 s of start-up)
-    code = ("import sys, torch; from skillscale.train import step as train; from skillscale.model.decoder import Decoder, ModelShape; "
-            "m = Decoder(ModelShape(16, 1, 2, 300, 16, 2.0)); o = train.build_optimizer(m, dict(weight_decay=0.1, "
-            "beta1=0.9, beta2=0.95, grad_clip=1.0, precision='fp32'), 1e-3, 'cpu'); "
-            "train.train_step(train.loss_fn(m, False), m, o, torch.randint(0, 300, (2, 17)), "
-            "dict(grad_clip=1.0, precision='fp32'), 1e-3); print('torch._dynamo' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    code = (
+        "import sys, torch; from skillscale.train import step as train; from skillscale.model.decoder import Decoder, ModelShape; "
+        "m = Decoder(ModelShape(16, 1, 2, 300, 16, 2.0)); o = train.build_optimizer(m, dict(weight_decay=0.1, "
+        "beta1=0.9, beta2=0.95, grad_clip=1.0, precision='fp32'), 1e-3, 'cpu'); "
+        "train.train_step(train.loss_fn(m, False), m, o, torch.randint(0, 300, (2, 17)), "
+        "dict(grad_clip=1.0, precision='fp32'), 1e-3); print('torch._dynamo' in sys.modules)"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
 
 
 def test_a_compiled_process_reuses_one_model_per_shape_with_fresh_weights():

@@ -25,8 +25,15 @@ def study(test_study):
 def test_outputs_have_the_right_content(study):
     r = study / "results" / "test"
     # nothing is written outside results/ (and snakemake's own .snakemake/)
-    assert {p.name for p in study.iterdir()} == {"Snakefile", "workflow", "config", "profiles", "envs",
-                                                "results", ".snakemake"}
+    assert {p.name for p in study.iterdir()} == {
+        "Snakefile",
+        "workflow",
+        "config",
+        "profiles",
+        "envs",
+        "results",
+        ".snakemake",
+    }
     plan = pd.read_csv(r / "plan.csv")
     assert len(plan) == 2 * 2 * 3
     assert np.allclose(plan.flops, plan.budget, rtol=0.05)
@@ -76,11 +83,15 @@ def test_training_records_mix_and_provenance(study):
     recs = [json.loads(p.read_text()) for p in (study / "results/test/cells").glob("*/train.json")]
     assert len(recs) == 12
     for rec in recs:
-        assert rec["mixture"]["code_token_fraction"] == pytest.approx(rec["cell"]["code_frac"], abs=1 / rec["mixture"]["sequences"])
+        assert rec["mixture"]["code_token_fraction"] == pytest.approx(
+            rec["cell"]["code_frac"], abs=1 / rec["mixture"]["sequences"]
+        )
         assert rec["curve"][-1]["step"] == rec["cell"]["steps"]
         assert rec["curve"][-1]["loss"] < rec["curve"][0]["loss"]
         assert set(rec["params"]) == {"standard", "nonembed", "total"}
-        assert {"code_version", "packages", "config_hash", "tokenizer_sha256", "seed", "device"} <= set(rec["provenance"])
+        assert {"code_version", "packages", "config_hash", "tokenizer_sha256", "seed", "device"} <= set(
+            rec["provenance"]
+        )
 
 
 def test_tables_target_retrains_nothing(study):
@@ -142,8 +153,11 @@ def test_adding_a_budget_trains_and_scores_only_the_new_cells(study, tmp_path):
     before = {p.parent.name: p.read_text() for p in (grown / "results/test/cells").glob("*/eval.json")}
     budgets = ["--config", "grid={budgets: [4.0e+9, 1.2e+10, 1.6e+10]}"]
     out = smk(grown, "-n", *TEST, *budgets).stdout
-    new = {l.split("cells/")[1].split("/")[0] for l in out.splitlines()
-           if l.strip().startswith("output:") and "/eval.json" in l and "_C1.6e10_" in l}
+    new = {
+        l.split("cells/")[1].split("/")[0]
+        for l in out.splitlines()
+        if l.strip().startswith("output:") and "/eval.json" in l and "_C1.6e10_" in l
+    }
     assert len(new) == 6, out[-2000:]  # the new budget: 3 sizes x 2 code fractions
     new_sizes = {c.split("_")[2] for c in new}
     assert planned_jobs(out, "train_trunk") == len(new_sizes) * 2  # only the trunks that reach it
@@ -174,8 +188,11 @@ def test_adding_a_seed_plans_only_the_new_seeds_trunks(study, tmp_path):
             shutil.rmtree(seeded / ".snakemake")
         out = smk(seeded, "-n", *TEST, "--config", "seeds=[0,1]").stdout
         assert planned_jobs(out, "train_trunk") == len(trunks), (metadata, out[-1500:])
-        planned = {l.split("trunks/")[1].split("/")[0] for l in out.splitlines()
-                   if l.strip().startswith("output:") and "/trunk.json" in l}
+        planned = {
+            l.split("trunks/")[1].split("/")[0]
+            for l in out.splitlines()
+            if l.strip().startswith("output:") and "/trunk.json" in l
+        }
         assert planned == {t.replace("_seed0", "_seed1") for t in trunks}
 
 
@@ -202,8 +219,10 @@ def test_failed_job_keep_going_then_rerun_fills_the_gap(study):
     assert p.returncode != 0
     assert "train_trunk" in p.stderr and f"branch_{bad_cell}.pt" in p.stderr + log_of(study, bad.name)
     assert (healthy / "trunk.json").exists()  # the gap next to the fault was filled
-    assert json.loads((healthy / "cells" / sorted(good)[0] / "eval.json").read_text())["bits_per_byte"] == \
-        good[sorted(good)[0]]["bits_per_byte"]
+    assert (
+        json.loads((healthy / "cells" / sorted(good)[0] / "eval.json").read_text())["bits_per_byte"]
+        == good[sorted(good)[0]]["bits_per_byte"]
+    )
     assert not (bad / "trunk.json").exists()  # nothing half-written for analyze to trust
     (bad / f"branch_{bad_cell}.pt").unlink()
     smk(study, *TEST)
@@ -248,7 +267,10 @@ def test_tables_on_a_grid_with_a_missing_cell_name_it_and_still_fit(study):
 
 # the GPU layout on CPU: the largest size's trunks data-parallel (torchrun, 2 gloo processes),
 # the two smaller sizes' trunks packed two to a job (tests/test_slurm.py runs it on Slurm)
-GPU_LAYOUT = ["--config", "resources={ddp_processes: 2, ddp_min_params: 1.0e+4, pack: [{max_params: 1.0e+4, per_job: 2}]}"]
+GPU_LAYOUT = [
+    "--config",
+    "resources={ddp_processes: 2, ddp_min_params: 1.0e+4, pack: [{max_params: 1.0e+4, per_job: 2}]}",
+]
 
 
 def test_hard_kill_of_the_whole_workflow_resumes_after_unlock(test_study, tmp_path):
@@ -270,8 +292,13 @@ def test_hard_kill_of_the_whole_workflow_resumes_after_unlock(test_study, tmp_pa
     out = smk(wd, "-n", "-p", *TEST, *GPU_LAYOUT).stdout
     assert out.count("torchrun --standalone --nproc_per_node 2") == 2
     assert out.count("--pack code0.25_") == 2  # d8L1h2 and d16L1h2: both code fractions in one job
-    proc = subprocess.Popen(["snakemake", "--cores", "2", *TEST, *GPU_LAYOUT], cwd=wd, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["snakemake", "--cores", "2", *TEST, *GPU_LAYOUT],
+        cwd=wd,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     trunks = wd / "results/test/trunks"
     deadline = time.time() + 300
     while time.time() < deadline and not list(trunks.glob("*/trunk.json")):  # one trunk job done
@@ -309,11 +336,17 @@ def test_plan_command_plans_what_snakemake_runs(tmp_path, repo):
 
     wd = copy_workflow(tmp_path)
     out = smk(wd, "-n", *TEST).stdout
-    snake = {l.split("cells/")[1].split("/")[0] for l in out.splitlines()
-             if l.strip().startswith("output:") and "/eval.json" in l}
+    snake = {
+        l.split("cells/")[1].split("/")[0]
+        for l in out.splitlines()
+        if l.strip().startswith("output:") and "/eval.json" in l
+    }
     csv = tmp_path / "plan.csv"
-    subprocess.run([sys.executable, "-m", "skillscale", "plan", "--config", str(repo / TEST[1]),
-                    "--out", str(csv)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "skillscale", "plan", "--config", str(repo / TEST[1]), "--out", str(csv)],
+        check=True,
+        capture_output=True,
+    )
     assert snake and set(pd.read_csv(csv)["cell"]) == snake
 
 

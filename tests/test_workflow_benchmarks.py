@@ -7,8 +7,14 @@ import pytest
 from conftest import copy_workflow, run_snakemake
 
 pytestmark = pytest.mark.workflow
-BENCH = {"bench:triviaqa": "knowledge", "bench:arc_easy": "knowledge", "bench:knowledge": "knowledge",
-         "bench:humaneval": "code", "bench:mbpp": "code", "bench:code": "code"}
+BENCH = {
+    "bench:triviaqa": "knowledge",
+    "bench:arc_easy": "knowledge",
+    "bench:knowledge": "knowledge",
+    "bench:humaneval": "code",
+    "bench:mbpp": "code",
+    "bench:code": "code",
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +47,16 @@ def test_tables_carry_one_row_per_benchmark(study):
 
 def test_unknown_benchmark_stops_before_any_job(tmp_path):
     wd = copy_workflow(tmp_path)
-    p = run_snakemake(wd, "--cores", "1", "--configfile", "config/studies/test.yaml",
-                      "--config", "eval={'benchmarks': {'trivia_qa': {}}}", check=False)
+    p = run_snakemake(
+        wd,
+        "--cores",
+        "1",
+        "--configfile",
+        "config/studies/test.yaml",
+        "--config",
+        "eval={'benchmarks': {'trivia_qa': {}}}",
+        check=False,
+    )
     assert p.returncode != 0
     assert "eval.benchmarks.trivia_qa: unknown benchmark" in p.stdout + p.stderr
     assert not (wd / "results" / "test" / "data").exists()

@@ -44,16 +44,21 @@ def cmd_plan(a) -> int:
     if a.out:
         with common.atomic_path(Path(a.out)) as tmp:
             df.to_csv(tmp, index=False)
-    print(f"study {cfg['study']}: {len(cells)} cells = {len(cfg['mix']['code_fractions'])} code fractions"
-          f" x {len(cfg['grid']['budgets'])} budgets x {cfg['grid']['sizes_per_budget']} sizes x {len(cfg['seeds'])} seeds"
-          f"; {df.flops.sum():.3g} training FLOPs in all")
-    summary = df.groupby("budget").agg(sizes=("size", "nunique"), n_min=("n_params", "min"),
-                                       n_max=("n_params", "max"), steps_min=("steps", "min"))
+    print(
+        f"study {cfg['study']}: {len(cells)} cells = {len(cfg['mix']['code_fractions'])} code fractions"
+        f" x {len(cfg['grid']['budgets'])} budgets x {cfg['grid']['sizes_per_budget']} sizes x {len(cfg['seeds'])} seeds"
+        f"; {df.flops.sum():.3g} training FLOPs in all"
+    )
+    summary = df.groupby("budget").agg(
+        sizes=("size", "nunique"), n_min=("n_params", "min"), n_max=("n_params", "max"), steps_min=("steps", "min")
+    )
     print(summary.to_string())
     cost = plan.sweep_cost(cfg, cells)
-    print(f"schedule {cfg['train']['schedule']}: cell by cell (cosine) {cost['per_cell_flops']:.3g} FLOPs;"
-          f" warmup-stable-decay {cost['wsd_flops']:.3g} FLOPs = {cost['wsd_over_per_cell']:.0%} of that"
-          f" ({len(plan.trunks(cfg, cells))} trunks + {len(cells)} cooldowns of {cfg['train']['cooldown_fraction']:.0%})")
+    print(
+        f"schedule {cfg['train']['schedule']}: cell by cell (cosine) {cost['per_cell_flops']:.3g} FLOPs;"
+        f" warmup-stable-decay {cost['wsd_flops']:.3g} FLOPs = {cost['wsd_over_per_cell']:.0%} of that"
+        f" ({len(plan.trunks(cfg, cells))} trunks + {len(cells)} cooldowns of {cfg['train']['cooldown_fraction']:.0%})"
+    )
     for d in dropped:
         print(f"dropped {d['cell']}: {d['reason']}")
     if a.estimate:
@@ -70,26 +75,39 @@ def cmd_plan(a) -> int:
                 rate = cfg["resources"]["flops_per_second"]
         jobs, s = costplan.estimate(cfg, threads, a.jobs or (8 if rate else None), flops_per_second=rate)
         if rate:
-            print(f"\nat a stated throughput of {rate:.3g} FLOP/s per job (resources.flops_per_second or"
-                  " --flops-per-second; exact FLOPs incl. attention and head), not calibrated here")
+            print(
+                f"\nat a stated throughput of {rate:.3g} FLOP/s per job (resources.flops_per_second or"
+                " --flops-per-second; exact FLOPs incl. attention and head), not calibrated here"
+            )
         else:
-            print(f"\ncalibrated on this machine ({threads} thread(s) per job; {s['parallel_jobs']} jobs side by side run"
-                  f" {s['side_by_side_slowdown']:.2f}x slower each than one alone, measured): training throughput per shape")
+            print(
+                f"\ncalibrated on this machine ({threads} thread(s) per job; {s['parallel_jobs']} jobs side by side run"
+                f" {s['side_by_side_slowdown']:.2f}x slower each than one alone, measured): training throughput per shape"
+            )
         by_size = jobs.groupby(["kind", "size", "n_params"], sort=False).agg(
-            jobs=("job", "size"), tok_per_s=("tok_per_s", "first"), flops=("flops", "sum"), seconds=("seconds", "sum"))
+            jobs=("job", "size"), tok_per_s=("tok_per_s", "first"), flops=("flops", "sum"), seconds=("seconds", "sum")
+        )
         print(by_size.sort_index(level="n_params").to_string(float_format=lambda x: f"{x:.3g}"))
-        print(f"total: {s['jobs']} jobs ({s['cells']} cells, each trained and evaluated), {s['flops']:.3g} FLOPs,"
-              f" {s['cpu_seconds'] / 60:.1f} job-minutes: {s['startup_seconds']:.1f} s start-up per job,"
-              f" evaluation {s['eval_seconds'] / 60:.1f} min ({s['harness_seconds']:.2f} s of lm-eval per cell +"
-              f" {s['eval_tokens']:,.0f} tokens scored);"
-              f" with {s['parallel_jobs']} jobs at a time about {s['wall_seconds'] / 60:.1f} minutes of wall time")
+        print(
+            f"total: {s['jobs']} jobs ({s['cells']} cells, each trained and evaluated), {s['flops']:.3g} FLOPs,"
+            f" {s['cpu_seconds'] / 60:.1f} job-minutes: {s['startup_seconds']:.1f} s start-up per job,"
+            f" evaluation {s['eval_seconds'] / 60:.1f} min ({s['harness_seconds']:.2f} s of lm-eval per cell +"
+            f" {s['eval_tokens']:,.0f} tokens scored);"
+            f" with {s['parallel_jobs']} jobs at a time about {s['wall_seconds'] / 60:.1f} minutes of wall time"
+        )
         if rate:
             gpu_h, longest = s["cpu_seconds"] / 3600, s["longest_job_seconds"] / 3600
-            layout = "".join([f", {s['packs']} of them packs of small trunks side by side" if s["packs"] else "",
-                              f", {s['data_parallel_jobs']} data-parallel" if s["data_parallel_jobs"] else ""])
-            print(f"GPU-hours: {gpu_h:,.0f} of training and evaluation at {rate:.3g} FLOP/s per GPU"
-                  f" ({s['jobs']} jobs{layout}; the longest {longest:.1f} h);"
-                  f" on {a.jobs or 8} GPUs about {s['wall_seconds'] / 3600:.1f} h of wall time")
+            layout = "".join(
+                [
+                    f", {s['packs']} of them packs of small trunks side by side" if s["packs"] else "",
+                    f", {s['data_parallel_jobs']} data-parallel" if s["data_parallel_jobs"] else "",
+                ]
+            )
+            print(
+                f"GPU-hours: {gpu_h:,.0f} of training and evaluation at {rate:.3g} FLOP/s per GPU"
+                f" ({s['jobs']} jobs{layout}; the longest {longest:.1f} h);"
+                f" on {a.jobs or 8} GPUs about {s['wall_seconds'] / 3600:.1f} h of wall time"
+            )
         print(data_needs(cfg))
     return 0
 
@@ -111,7 +129,8 @@ def data_needs(cfg: dict) -> str:
             need[k] = max(need.get(k, 0), v * c.tokens)
     me = cfg["data"]["max_epochs"]
     return "data: the largest cell takes " + ", ".join(
-        f"{k} {v:.3g} tokens (>= {v / me:.3g} unique at max_epochs={me:g})" for k, v in need.items())
+        f"{k} {v:.3g} tokens (>= {v / me:.3g} unique at max_epochs={me:g})" for k, v in need.items()
+    )
 
 
 def cmd_analyze(a) -> int:
@@ -127,8 +146,11 @@ def cmd_analyze(a) -> int:
     n_cells = r["cells"]["cell"].nunique()
     print(f"{n_cells} cells analysed ({len(r['missing'])} missing, {len(r['diverged'])} diverged)")
     o = r["optima"]
-    print(o[["code_frac", "metric", "budget", "n_opt", "n_opt_lo", "n_opt_hi", "loss_opt", "status"]]
-          .to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(
+        o[["code_frac", "metric", "budget", "n_opt", "n_opt_lo", "n_opt_hi", "loss_opt", "status"]].to_string(
+            index=False, float_format=lambda x: f"{x:.4g}"
+        )
+    )
     print(f"tables: {Path(a.study_dir) / 'tables'}  figures: {Path(a.study_dir) / 'figures'}")
     return 0
 
@@ -220,7 +242,7 @@ def _doc(module: str) -> str:
     """A verb's module docstring, its --help description, read from the file: importing the
     module for it would import torch or pandas on every start of the command."""
     text = (Path(__file__).parent / module).read_text()
-    return text[3:text.index('"""', 3)] if text.startswith('"""') else ""
+    return text[3 : text.index('"""', 3)] if text.startswith('"""') else ""
 
 
 def _cores() -> int:
@@ -228,21 +250,38 @@ def _cores() -> int:
 
 
 def add_fit(sub) -> None:
-    p = sub.add_parser("fit", help="fit Approach 2 (isoflop) or 3 (parametric) to a points CSV",
-                       description=_doc("tools/fitpoints.py"), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "fit",
+        help="fit Approach 2 (isoflop) or 3 (parametric) to a points CSV",
+        description=_doc("tools/fitpoints.py"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("points", help="CSV with one row per trained model")
     p.add_argument("--approach", choices=("isoflop", "parametric"), required=True)
     p.add_argument("--group", nargs="+", default=[], metavar="COL", help="fit separately per value of these columns")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for intervals (0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ci", type=float, default=0.9, help="confidence level of the intervals")
-    p.add_argument("--window", type=float, default=None,
-                   help="isoflop: fit each parabola to sizes within this many ln-units of the best observed size")
+    p.add_argument(
+        "--window",
+        type=float,
+        default=None,
+        help="isoflop: fit each parabola to sizes within this many ln-units of the best observed size",
+    )
     p.add_argument("--include-edge", action="store_true", help="isoflop: use edge optima in the power law")
-    p.add_argument("--budget-width", type=float, default=0.1,
-                   help="isoflop: widest spread of log10 C merged into one budget (no budget column)")
-    p.add_argument("--drop-highest", type=int, default=0, metavar="K",
-                   help="drop the K highest-loss points per group first (Epoch AI drop 5 of Chinchilla's)")
+    p.add_argument(
+        "--budget-width",
+        type=float,
+        default=0.1,
+        help="isoflop: widest spread of log10 C merged into one budget (no budget column)",
+    )
+    p.add_argument(
+        "--drop-highest",
+        type=int,
+        default=0,
+        metavar="K",
+        help="drop the K highest-loss points per group first (Epoch AI drop 5 of Chinchilla's)",
+    )
     p.add_argument("--n-col", default="n_params")
     p.add_argument("--tokens-col", default="tokens")
     p.add_argument("--loss-col", default="loss")
@@ -255,28 +294,44 @@ def add_fit(sub) -> None:
 def add_studies(sub) -> None:
     """The studies of finished studies (skillscale.studies)."""
     raw = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser("designs", help="what other seeds x sizes-per-budget designs of a finished study buy",
-                       description=_doc("studies/designs.py"), formatter_class=raw)
+    p = sub.add_parser(
+        "designs",
+        help="what other seeds x sizes-per-budget designs of a finished study buy",
+        description=_doc("studies/designs.py"),
+        formatter_class=raw,
+    )
     p.add_argument("study", type=Path, help="a finished study folder, e.g. results/default")
     p.add_argument("--designs", default="5x1,6x1,7x1,9x1,5x2,6x2,7x2,5x3", help="SIZESxSEEDS, comma-separated")
     p.add_argument("--reps", type=int, default=8, help="simulated studies per design")
     p.add_argument("--cores", type=int, default=_cores(), help="jobs side by side")
     p.set_defaults(func=cmd_designs)
-    p = sub.add_parser("extrapolate", help="fit on one study's budgets, predict another's larger ones",
-                       description=_doc("studies/extrapolate.py"), formatter_class=raw)
+    p = sub.add_parser(
+        "extrapolate",
+        help="fit on one study's budgets, predict another's larger ones",
+        description=_doc("studies/extrapolate.py"),
+        formatter_class=raw,
+    )
     p.add_argument("small", type=Path, help="study folder whose budgets the power laws are fitted on")
     p.add_argument("large", type=Path, help="study folder with larger budgets to predict")
     p.add_argument("--out", type=Path, help="also write the report (Markdown) here")
     p.add_argument("--n-boot", type=int, default=200)
     p.set_defaults(func=cmd_extrapolate)
-    p = sub.add_parser("sweepcompare", help="compare two sweeps of one grid (WSD vs cosine): compute and N*",
-                       description=_doc("studies/sweepcompare.py"), formatter_class=raw)
+    p = sub.add_parser(
+        "sweepcompare",
+        help="compare two sweeps of one grid (WSD vs cosine): compute and N*",
+        description=_doc("studies/sweepcompare.py"),
+        formatter_class=raw,
+    )
     p.add_argument("a", type=Path, help="study folder of the sweep under test (e.g. WSD)")
     p.add_argument("b", type=Path, help="study folder of the reference sweep (e.g. cosine per cell)")
     p.add_argument("--out", type=Path)
     p.set_defaults(func=cmd_sweepcompare)
-    p = sub.add_parser("lrsweep", help="train a budget's smallest and largest size at several learning rates",
-                       description=_doc("studies/lrsweep.py"), formatter_class=raw)
+    p = sub.add_parser(
+        "lrsweep",
+        help="train a budget's smallest and largest size at several learning rates",
+        description=_doc("studies/lrsweep.py"),
+        formatter_class=raw,
+    )
     p.add_argument("--config", required=True)
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
@@ -290,15 +345,23 @@ def add_studies(sub) -> None:
 def add_speed(sub) -> None:
     """`skillscale speed train|dag|prepare|gpu` (skillscale.tools.speed, speed_prep, speed_gpu)."""
     raw = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser("speed", help="benchmarks: training throughput and MFU, DAG scale, data preparation",
-                       description=_doc("tools/speed.py"), formatter_class=raw)
+    p = sub.add_parser(
+        "speed",
+        help="benchmarks: training throughput and MFU, DAG scale, data preparation",
+        description=_doc("tools/speed.py"),
+        formatter_class=raw,
+    )
     p.set_defaults(func=cmd_speed)
     bench = p.add_subparsers(dest="what", required=True)
     t = bench.add_parser("train", help="tokens/s and MFU of our trainer vs HF Llama vs matmul peak")
     t.add_argument("--config", help="default: config/config.yaml; with --device cuda, config/studies/gpu-paper.yaml")
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="cuda: the GPU benchmark (speed_gpu.py: MFU from the ladder's smallest model to >= 100M"
-                        " parameters, packed small cells vs one per GPU); skipped with a message without CUDA")
+    t.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="cuda: the GPU benchmark (speed_gpu.py: MFU from the ladder's smallest model to >= 100M"
+        " parameters, packed small cells vs one per GPU); skipped with a message without CUDA",
+    )
     t.add_argument("--pack", type=int, default=8, help="--device cuda: small-cell jobs side by side")
     t.add_argument("--pack-steps", type=int, default=300, help="--device cuda: steps of each small-cell job")
     t.add_argument("--d-model", type=int)
@@ -306,35 +369,57 @@ def add_speed(sub) -> None:
     t.add_argument("--n-heads", type=int)
     t.add_argument("--batch-size", type=int, help="default: the config's train.batch_size")
     t.add_argument("--threads", type=int, default=_cores(), help="default: all cores this process may use")
-    t.add_argument("--precision", choices=["fp32", "bf16", "both"],
-                   help="default: the config's train.precision, the one the study trains in")
+    t.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "both"],
+        help="default: the config's train.precision, the one the study trains in",
+    )
     t.add_argument("--steps", type=int, default=20, help="timed steps per run")
     t.add_argument("--warmup-steps", type=int, default=5)
     t.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
     t.add_argument("--peak-size", type=int, help="matmul side for the peak (default 2048 CPU, 8192 CUDA)")
-    t.add_argument("--compile", action="store_true",
-                   help="on CPU, also time both trainers compiled (model and loss as one graph); CUDA: always")
+    t.add_argument(
+        "--compile",
+        action="store_true",
+        help="on CPU, also time both trainers compiled (model and loss as one graph); CUDA: always",
+    )
     t.add_argument("--no-hf", action="store_true", help="skip the Hugging Face comparison")
     t.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    t.add_argument("--cell-jobs", action="store_true",
-                   help="also time a cell's fixed costs (start-up, evaluation) at d16, d32, d64, old path vs ours")
+    t.add_argument(
+        "--cell-jobs",
+        action="store_true",
+        help="also time a cell's fixed costs (start-up, evaluation) at d16, d32, d64, old path vs ours",
+    )
     g = bench.add_parser("dag", help="seconds for snakemake -n to build the DAG of a large grid")
     g.add_argument("--workflow", default=".", help="repository root holding the Snakefile")
     g.add_argument("--fractions", type=int, default=10)
     g.add_argument("--budgets", type=int, default=20)
     g.add_argument("--seeds", type=int, default=5)
     g.add_argument("--json", action="store_true")
-    q = bench.add_parser("prepare", aliases=["prep"], description=_doc("tools/speed_prep.py"), formatter_class=raw,
-                         help="tokens/s and peak RSS of data preparation vs a naive one (speed_prep.py)")
+    q = bench.add_parser(
+        "prepare",
+        aliases=["prep"],
+        description=_doc("tools/speed_prep.py"),
+        formatter_class=raw,
+        help="tokens/s and peak RSS of data preparation vs a naive one (speed_prep.py)",
+    )
     q.add_argument("--sizes", default="10M,100M,1G", help="corpus sizes in bytes of text")
     q.add_argument("--threads", type=int, default=_cores())
     q.add_argument("--workdir", default="/tmp/skillscale-benchprep")
     q.add_argument("--keep", action="store_true", help="keep the generated corpora")
-    q.add_argument("--repeats", type=int, default=1,
-                   help="alternating runs of each contender per size, the fastest reported (a shared machine)")
+    q.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="alternating runs of each contender per size, the fastest reported (a shared machine)",
+    )
     q.add_argument("--json", action="store_true")
-    c = bench.add_parser("gpu", description=_doc("tools/speed_gpu.py"), formatter_class=raw,
-                         help="MFU by size and packed small cells vs one per GPU (speed_gpu.py; = train --device cuda)")
+    c = bench.add_parser(
+        "gpu",
+        description=_doc("tools/speed_gpu.py"),
+        formatter_class=raw,
+        help="MFU by size and packed small cells vs one per GPU (speed_gpu.py; = train --device cuda)",
+    )
     c.add_argument("--config", help="default: config/studies/gpu-paper.yaml")
     c.add_argument("--pack", type=int, default=8, help="small-cell jobs side by side")
     c.add_argument("--pack-steps", type=int, default=300, help="steps of each small-cell job")
@@ -345,20 +430,31 @@ def add_speed(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="skillscale", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="skillscale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("plan", help="list the cells of a study config")
-    sp.add_argument("--config", required=True, nargs="+", metavar="YAML",
-                    help="one or more config files, later ones override earlier ones, as snakemake's"
-                         " --configfile does over config/config.yaml (so: config/config.yaml config/studies/X.yaml)")
+    sp.add_argument(
+        "--config",
+        required=True,
+        nargs="+",
+        metavar="YAML",
+        help="one or more config files, later ones override earlier ones, as snakemake's"
+        " --configfile does over config/config.yaml (so: config/config.yaml config/studies/X.yaml)",
+    )
     sp.add_argument("--out", help="write plan.csv here")
     sp.add_argument("--estimate", action="store_true", help="calibrate this machine and estimate wall time per job")
     sp.add_argument("--threads", type=int, help="threads per training job (default: resources.train_threads)")
-    sp.add_argument("--jobs", type=int, help="jobs side by side (default: cores / threads; GPUs for a stated estimate: 8)")
-    sp.add_argument("--flops-per-second", type=float,
-                    help="estimate at this stated throughput per job instead of calibrating (default for a"
-                         " train.device=cuda study on a machine without CUDA: resources.flops_per_second)")
+    sp.add_argument(
+        "--jobs", type=int, help="jobs side by side (default: cores / threads; GPUs for a stated estimate: 8)"
+    )
+    sp.add_argument(
+        "--flops-per-second",
+        type=float,
+        help="estimate at this stated throughput per job instead of calibrating (default for a"
+        " train.device=cuda study on a machine without CUDA: resources.flops_per_second)",
+    )
     sp.set_defaults(func=cmd_plan)
     sa = sub.add_parser("analyze", help="aggregate cells, fit, write tables and figures")
     sa.add_argument("--config", required=True)
@@ -384,9 +480,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_fit(sub)
     add_studies(sub)
     add_speed(sub)
-    sc = sub.add_parser("sample-corpora", help="small corpora on disk in real shapes, from the embedded texts",
-                        description=_doc("tools/samplecorpora.py"),
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sc = sub.add_parser(
+        "sample-corpora",
+        help="small corpora on disk in real shapes, from the embedded texts",
+        description=_doc("tools/samplecorpora.py"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sc.add_argument("out", nargs="?", default="corpora", help="folder to write them to (default: corpora)")
     sc.set_defaults(func=cmd_sample_corpora)
     return p

@@ -77,13 +77,17 @@ def code_version() -> str:
     try:
         out = subprocess.run(
             ["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=5,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         if out.returncode == 0:
             # "." is this folder: git -C resolves pathspecs against it, not the checkout's root
             dirty = subprocess.run(
                 ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--", "."],
-                capture_output=True, text=True, timeout=5,
+                capture_output=True,
+                text=True,
+                timeout=5,
             ).stdout.strip()
             return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

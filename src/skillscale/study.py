@@ -60,9 +60,11 @@ def problems(cfg: dict) -> list[str]:
     rc = cfg["resources"]
     if cfg["train"]["batch_size"] % (rc["ddp_processes"] * rc["ddp_nodes"]):
         n = rc["ddp_processes"] * rc["ddp_nodes"]
-        problems.append(f"resources.ddp_processes: {n} data-parallel processes ({rc['ddp_processes']} per node x"
-                        f" resources.ddp_nodes={rc['ddp_nodes']}) must divide train.batch_size"
-                        f" ({cfg['train']['batch_size']}): each takes an equal share of a batch")
+        problems.append(
+            f"resources.ddp_processes: {n} data-parallel processes ({rc['ddp_processes']} per node x"
+            f" resources.ddp_nodes={rc['ddp_nodes']}) must divide train.batch_size"
+            f" ({cfg['train']['batch_size']}): each takes an equal share of a batch"
+        )
     if not problems and (cfg["resources"]["pack"] or cfg["train"]["device"] == "cuda"):
         problems += plan.memory_problems(cfg)
     if cfg["data"]["sources"] is not None:
@@ -178,8 +180,10 @@ class Study:
 
     def find_trunk(self, trunk_id: str) -> plan.Trunk:
         if trunk_id not in self.trunk:
-            raise KeyError(f"trunk {trunk_id!r}: not in this config's grid ({len(self.trunk)} trunks under"
-                           f" train.schedule={self.cfg['train']['schedule']})")
+            raise KeyError(
+                f"trunk {trunk_id!r}: not in this config's grid ({len(self.trunk)} trunks under"
+                f" train.schedule={self.cfg['train']['schedule']})"
+            )
         return self.trunk[trunk_id]
 
     def job_flops(self, trunk_id: str) -> float:
@@ -190,7 +194,11 @@ class Study:
     def trunks_dir(self) -> str:
         """Folder name of the trunk jobs under root: trunks/, or stable/ in a study trained
         before the rename (read where it is: its jobs' outputs keep their paths)."""
-        if self.root is not None and (Path(self.root) / LEGACY_TRUNKS).is_dir() and not (Path(self.root) / TRUNKS).is_dir():
+        if (
+            self.root is not None
+            and (Path(self.root) / LEGACY_TRUNKS).is_dir()
+            and not (Path(self.root) / TRUNKS).is_dir()
+        ):
             return LEGACY_TRUNKS
         return TRUNKS
 

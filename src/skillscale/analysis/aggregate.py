@@ -17,10 +17,29 @@ import pandas as pd
 from skillscale import benchmarks, common, plan
 
 COLUMNS = [
-    "cell", "code_frac", "budget", "size", "seed", "n_params", "n_params_nonembed",
-    "n_params_total", "tokens", "flops", "flops_exact", "metric", "skill", "value", "accuracy",
-    "diverged", "train_seconds", "eval_seconds", "final_train_loss",
-    "config_hash", "data_config_hash", "code_version", "device",
+    "cell",
+    "code_frac",
+    "budget",
+    "size",
+    "seed",
+    "n_params",
+    "n_params_nonembed",
+    "n_params_total",
+    "tokens",
+    "flops",
+    "flops_exact",
+    "metric",
+    "skill",
+    "value",
+    "accuracy",
+    "diverged",
+    "train_seconds",
+    "eval_seconds",
+    "final_train_loss",
+    "config_hash",
+    "data_config_hash",
+    "code_version",
+    "device",
 ]
 
 
@@ -37,17 +56,32 @@ def collect(cfg: dict, study_dir: Path) -> tuple[pd.DataFrame, list[str]]:
         ev = common.read_json(d / "eval.json", "evaluation record")
         acc = {f"{benchmarks.PREFIX}{b}": r["acc"] for b, r in ev.get("benchmarks", {}).items() if "acc" in r}
         for metric, value in ev["bits_per_byte"].items():
-            rows.append({
-                "cell": c.cell, "code_frac": c.code_frac, "budget": c.budget, "size": c.size,
-                "seed": c.seed, "n_params": c.n_params, "n_params_nonembed": c.n_params_nonembed,
-                "n_params_total": c.n_params_total, "tokens": c.tokens, "flops": c.flops,
-                "flops_exact": c.flops_exact, "metric": metric, "skill": ev["skills"][metric],
-                "value": value, "accuracy": acc.get(metric, float("nan")), "diverged": bool(tr["diverged"]),
-                "train_seconds": tr["wall_seconds"], "eval_seconds": ev["wall_seconds"],
-                "final_train_loss": tr["final_loss"],
-                # provenance: which settings, data and code made this number
-                "config_hash": tr["provenance"]["config_hash"],
-                "data_config_hash": tr["provenance"]["data_config_hash"],
-                "code_version": tr["provenance"]["code_version"], "device": tr["provenance"]["device"],
-            })
+            rows.append(
+                {
+                    "cell": c.cell,
+                    "code_frac": c.code_frac,
+                    "budget": c.budget,
+                    "size": c.size,
+                    "seed": c.seed,
+                    "n_params": c.n_params,
+                    "n_params_nonembed": c.n_params_nonembed,
+                    "n_params_total": c.n_params_total,
+                    "tokens": c.tokens,
+                    "flops": c.flops,
+                    "flops_exact": c.flops_exact,
+                    "metric": metric,
+                    "skill": ev["skills"][metric],
+                    "value": value,
+                    "accuracy": acc.get(metric, float("nan")),
+                    "diverged": bool(tr["diverged"]),
+                    "train_seconds": tr["wall_seconds"],
+                    "eval_seconds": ev["wall_seconds"],
+                    "final_train_loss": tr["final_loss"],
+                    # provenance: which settings, data and code made this number
+                    "config_hash": tr["provenance"]["config_hash"],
+                    "data_config_hash": tr["provenance"]["data_config_hash"],
+                    "code_version": tr["provenance"]["code_version"],
+                    "device": tr["provenance"]["device"],
+                }
+            )
     return pd.DataFrame(rows, columns=COLUMNS), missing

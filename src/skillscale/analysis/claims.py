@@ -68,8 +68,7 @@ def _verdict(n: int, n_for: int, n_against: int, min_groups: int = MIN_GROUPS) -
     return UNDECIDED
 
 
-def sign_test(claim: str, part: str, rule: str, est, lo, hi, side: int,
-              min_groups: int = MIN_GROUPS) -> Part:
+def sign_test(claim: str, part: str, rule: str, est, lo, hi, side: int, min_groups: int = MIN_GROUPS) -> Part:
     """The rule for a claim that a statistic is > 0 (side=+1) or < 0 (side=-1)."""
     est, lo, hi = (np.asarray(v, float) for v in (est, lo, hi))
     ok = np.isfinite(lo) & np.isfinite(hi)
@@ -77,12 +76,22 @@ def sign_test(claim: str, part: str, rule: str, est, lo, hi, side: int,
     above, below = lo > 0, hi < 0
     n_for, n_against = int((above if side > 0 else below).sum()), int((below if side > 0 else above).sum())
     n = int(ok.sum())
-    return Part(claim, part, rule, n, n_for, n_against, n - n_for - n_against,
-                _verdict(n, n_for, n_against, min_groups), float(np.median(est)) if n else np.nan)
+    return Part(
+        claim,
+        part,
+        rule,
+        n,
+        n_for,
+        n_against,
+        n - n_for - n_against,
+        _verdict(n, n_for, n_against, min_groups),
+        float(np.median(est)) if n else np.nan,
+    )
 
 
-def change_test(claim: str, part: str, rule: str, est, lo, hi, margin: float = EQUIVALENCE,
-                min_groups: int = MIN_GROUPS) -> Part:
+def change_test(
+    claim: str, part: str, rule: str, est, lo, hi, margin: float = EQUIVALENCE, min_groups: int = MIN_GROUPS
+) -> Part:
     """The rule for a claim that a statistic differs from 0, with one sign across groups.
 
     for: the interval excludes 0 and does not lie within +-margin; against: the whole
@@ -101,8 +110,9 @@ def change_test(claim: str, part: str, rule: str, est, lo, hi, margin: float = E
     verdict = _verdict(n, n_for, n_against, min_groups)
     if verdict == SUPPORTED and min(pos.sum(), neg.sum()) > tolerated(n):
         verdict = UNDECIDED
-    return Part(claim, part, rule, n, n_for, n_against, n - n_for - n_against, verdict,
-                float(np.median(est)) if n else np.nan)
+    return Part(
+        claim, part, rule, n, n_for, n_against, n - n_for - n_against, verdict, float(np.median(est)) if n else np.nan
+    )
 
 
 def combine(parts: list[Part]) -> str:
@@ -141,28 +151,58 @@ def claim1(ape: pd.DataFrame) -> list[Part]:
     for skill, side, word in (("knowledge", 1, "> 0"), ("code", -1, "< 0")):
         g = a[a["skill"] == skill]
         metrics = ", ".join(sorted(g["metric"].unique())) or "none"
-        out.append(sign_test(CLAIM1, skill, f"APE residual {word} per code fraction x budget x metric ({metrics})",
-                             g["residual"], g["residual_lo"], g["residual_hi"], side))
+        out.append(
+            sign_test(
+                CLAIM1,
+                skill,
+                f"APE residual {word} per code fraction x budget x metric ({metrics})",
+                g["residual"],
+                g["residual_lo"],
+                g["residual_hi"],
+                side,
+            )
+        )
     return out
 
 
 def claim2(slopes: pd.DataFrame) -> list[Part]:
     """Per-budget slopes per skill (> 0), and knowledge - code at C_ref (> 0)."""
     if "slope" not in slopes.columns:
-        return [Part(CLAIM2, p, "no datamix table", 0, 0, 0, 0, UNDECIDED)
-                for p in ("knowledge slope", "code slope", "knowledge - code")]
+        return [
+            Part(CLAIM2, p, "no datamix table", 0, 0, 0, 0, UNDECIDED)
+            for p in ("knowledge slope", "code slope", "knowledge - code")
+        ]
     s = _ok(slopes)
     basis = s["basis"] if "basis" in s.columns else pd.Series("budget", index=s.index)
     per = s[basis == "budget"]
     out = []
     for skill in ("knowledge", "code"):
         g = per[per["skill"] == skill]
-        out.append(sign_test(CLAIM2, f"{skill} slope", "d ln N*/d own-data share > 0 per budget x metric",
-                             g["slope"], g["slope_lo"], g["slope_hi"], 1))
+        out.append(
+            sign_test(
+                CLAIM2,
+                f"{skill} slope",
+                "d ln N*/d own-data share > 0 per budget x metric",
+                g["slope"],
+                g["slope_lo"],
+                g["slope_hi"],
+                1,
+            )
+        )
     d = s[basis == "difference at C_ref"]
     # one C_ref: every metric pair is one group; a single pair may decide
-    out.append(sign_test(CLAIM2, "knowledge - code", "knowledge slope - code slope > 0 at C_ref per metric pair",
-                         d["slope"], d["slope_lo"], d["slope_hi"], 1, min_groups=1))
+    out.append(
+        sign_test(
+            CLAIM2,
+            "knowledge - code",
+            "knowledge slope - code slope > 0 at C_ref per metric pair",
+            d["slope"],
+            d["slope_lo"],
+            d["slope_hi"],
+            1,
+            min_groups=1,
+        )
+    )
     return out
 
 
@@ -171,21 +211,40 @@ def claim3(summary: pd.DataFrame) -> list[Part]:
     if "contrast" not in summary.columns:
         return [Part(CLAIM3, "contrast", "no validation-composition table", 0, 0, 0, 0, UNDECIDED)]
     g = summary[summary["status"].astype(str).str.match(r"^(ok|partial)")]
-    return [change_test(CLAIM3, "contrast", "ln N*(w=1) - ln N*(w=0) excludes 0, beyond +-ln 1.1 (against: inside"
-                                            " +-ln 1.1) per code fraction x budget",
-                        g["contrast"], g["contrast_lo"], g["contrast_hi"])]
+    return [
+        change_test(
+            CLAIM3,
+            "contrast",
+            "ln N*(w=1) - ln N*(w=0) excludes 0, beyond +-ln 1.1 (against: inside +-ln 1.1) per code fraction x budget",
+            g["contrast"],
+            g["contrast_lo"],
+            g["contrast_hi"],
+        )
+    ]
 
 
 def verdicts(tables: dict) -> pd.DataFrame:
     """One row per claim part plus one per claim (part 'all'): the claims table."""
     rows = []
-    for parts in (claim1(tables["ape_residuals"]), claim2(tables["datamix_slopes"]),
-                  claim3(tables["validation_composition_summary"])):
+    for parts in (
+        claim1(tables["ape_residuals"]),
+        claim2(tables["datamix_slopes"]),
+        claim3(tables["validation_composition_summary"]),
+    ):
         rows += [p.to_dict() for p in parts]
-        rows.append(dict(claim=parts[0].claim, part="all", rule="every part supported / any part contradicted",
-                         n_groups=sum(p.n_groups for p in parts), n_for=sum(p.n_for for p in parts),
-                         n_against=sum(p.n_against for p in parts), n_neither=sum(p.n_neither for p in parts),
-                         verdict=combine(parts), median=np.nan))
+        rows.append(
+            dict(
+                claim=parts[0].claim,
+                part="all",
+                rule="every part supported / any part contradicted",
+                n_groups=sum(p.n_groups for p in parts),
+                n_for=sum(p.n_for for p in parts),
+                n_against=sum(p.n_against for p in parts),
+                n_neither=sum(p.n_neither for p in parts),
+                verdict=combine(parts),
+                median=np.nan,
+            )
+        )
     out = pd.DataFrame(rows)
     # like every table: a status per row ("ok": the rule was applied; its outcome is `verdict`)
     out["status"] = "ok"

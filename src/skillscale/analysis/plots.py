@@ -66,8 +66,18 @@ def budget_colors(budgets) -> dict:
     """Budgets in increasing order, in colours whose neighbours differ in hue and lightness
     (a viridis ramp makes 1.5x-apart budgets near twins)."""
     budgets = sorted(budgets)
-    base = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#1f78b4", "#666666",
-            "#b2182b"]
+    base = [
+        "#1b9e77",
+        "#d95f02",
+        "#7570b3",
+        "#e7298a",
+        "#66a61e",
+        "#e6ab02",
+        "#a6761d",
+        "#1f78b4",
+        "#666666",
+        "#b2182b",
+    ]
     cols = base if len(budgets) <= len(base) else sns.color_palette("husl", len(budgets))
     return dict(zip(budgets, cols))
 
@@ -81,23 +91,48 @@ def _finite(*vals) -> bool:
 
 def _legend_outside(fig, handles, title: str) -> None:
     """One legend for the whole figure, right of the panels."""
-    fig.legend(handles=handles, title=title, fontsize=7, title_fontsize=7, loc="center left",
-               bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.legend(
+        handles=handles,
+        title=title,
+        fontsize=7,
+        title_fontsize=7,
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        frameon=False,
+    )
 
 
 def _budget_handles(colors: dict, edge_note: bool = True) -> list:
     hs = [Line2D([], [], color=c, marker="o", ms=4, lw=1, label=f"{b:.2g}") for b, c in colors.items()]
     if edge_note:
-        hs += [Line2D([], [], color="k", marker="*", ms=8, lw=0, label="optimum (bar: interval)"),
-               Line2D([], [], color="k", marker="<", ms=6, lw=0, mfc="white",
-                      label="edge optimum, at the size it\npassed (<: below the smallest,\n>: above the largest)")]
+        hs += [
+            Line2D([], [], color="k", marker="*", ms=8, lw=0, label="optimum (bar: interval)"),
+            Line2D(
+                [],
+                [],
+                color="k",
+                marker="<",
+                ms=6,
+                lw=0,
+                mfc="white",
+                label="edge optimum, at the size it\npassed (<: below the smallest,\n>: above the largest)",
+            ),
+        ]
     return hs
 
 
 def _edge_marker(ax, side: str, x, y, color, size=36, zorder=5) -> None:
     """An edge optimum: a hollow triangle at the bound it passed, pointing off the sizes."""
-    ax.scatter([x], [y], marker="<" if side == "below" else ">", s=size, facecolor="white", edgecolor=color,
-               linewidth=1.2, zorder=zorder)
+    ax.scatter(
+        [x],
+        [y],
+        marker="<" if side == "below" else ">",
+        s=size,
+        facecolor="white",
+        edgecolor=color,
+        linewidth=1.2,
+        zorder=zorder,
+    )
 
 
 def isoflop(cells: pd.DataFrame, optima: pd.DataFrame, path: Path) -> None:
@@ -110,8 +145,9 @@ def isoflop(cells: pd.DataFrame, optima: pd.DataFrame, path: Path) -> None:
     fracs = sorted(cells["code_frac"].unique())
     colors = budget_colors(cells["budget"].unique())
     with sns.axes_style(STYLE):
-        fig, axes = plt.subplots(len(metrics), len(fracs), figsize=(3.2 * len(fracs), 2.6 * len(metrics)),
-                                 squeeze=False, sharex=True)
+        fig, axes = plt.subplots(
+            len(metrics), len(fracs), figsize=(3.2 * len(fracs), 2.6 * len(metrics)), squeeze=False, sharex=True
+        )
     n_all = cells["n_params"][np.isfinite(cells["n_params"]) & (cells["n_params"] > 0)]
     xlim = (n_all.min() / 1.25, n_all.max() * 1.25) if len(n_all) else None
     for i, m in enumerate(metrics):
@@ -138,11 +174,16 @@ def isoflop(cells: pd.DataFrame, optima: pd.DataFrame, path: Path) -> None:
                 ax.plot(np.exp(xs), o.loss_opt + o.curvature / 2 * (xs - x0) ** 2, color=col, lw=1)
                 if _finite(o.n_opt_lo, o.n_opt_hi):
                     ax.plot([o.n_opt_lo, o.n_opt_hi], [o.loss_opt] * 2, color=col, lw=1.4, alpha=0.9)
-                ax.scatter([o.n_opt], [o.loss_opt], marker="*", s=90, zorder=5, color=col, edgecolor="k",
-                           linewidth=0.6)
+                ax.scatter([o.n_opt], [o.loss_opt], marker="*", s=90, zorder=5, color=col, edgecolor="k", linewidth=0.6)
             if failed:
-                ax.text(0.02, 0.02, "no fit at C=" + ", ".join(failed), transform=ax.transAxes, fontsize=6,
-                        color="firebrick")
+                ax.text(
+                    0.02,
+                    0.02,
+                    "no fit at C=" + ", ".join(failed),
+                    transform=ax.transAxes,
+                    fontsize=6,
+                    color="firebrick",
+                )
             _log_axis(ax, "x")
             if xlim:
                 ax.set_xlim(*xlim)
@@ -162,8 +203,7 @@ def isoflop(cells: pd.DataFrame, optima: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
-def scaling(optima: pd.DataFrame, scaling_df: pd.DataFrame, line_draws: dict, path: Path,
-            ci: float = 0.9) -> None:
+def scaling(optima: pd.DataFrame, scaling_df: pd.DataFrame, line_draws: dict, path: Path, ci: float = 0.9) -> None:
     """N*(C) per skill metric, one panel per code fraction: optima with intervals, the power
     law with a band from its bootstrap replicates, edge optima as triangles at their bound."""
     if optima.empty:
@@ -179,12 +219,21 @@ def scaling(optima: pd.DataFrame, scaling_df: pd.DataFrame, line_draws: dict, pa
             inner = o[(o.status == "ok") & np.isfinite(o.n_opt)]
             if len(inner):
                 err = np.vstack([inner.n_opt - inner.n_opt_lo, inner.n_opt_hi - inner.n_opt]).clip(min=0)
-                ax.errorbar(inner.budget, inner.n_opt, yerr=np.nan_to_num(err), fmt="o", ms=4, capsize=2,
-                            color=col, lw=0.8)
+                ax.errorbar(
+                    inner.budget, inner.n_opt, yerr=np.nan_to_num(err), fmt="o", ms=4, capsize=2, color=col, lw=0.8
+                )
             if "n_opt_bound" in o.columns:
                 for _, e in o[(o.status == "edge") & np.isfinite(o.n_opt_bound)].iterrows():
-                    ax.scatter([e.budget], [e.n_opt_bound], marker="v" if e.edge_side == "below" else "^", s=30,
-                               facecolor="white", edgecolor=col, linewidth=1.1, zorder=4)
+                    ax.scatter(
+                        [e.budget],
+                        [e.n_opt_bound],
+                        marker="v" if e.edge_side == "below" else "^",
+                        s=30,
+                        facecolor="white",
+                        edgecolor=col,
+                        linewidth=1.1,
+                        zorder=4,
+                    )
             s = scaling_df[(scaling_df.code_frac == f) & (scaling_df.metric == m)]
             if len(s) and s.status.iloc[0] == "ok" and len(inner) >= 2:
                 r = s.iloc[0]
@@ -196,35 +245,62 @@ def scaling(optima: pd.DataFrame, scaling_df: pd.DataFrame, line_draws: dict, pa
                     ln = A[:, None] * np.log(cs)[None, :] + B[:, None]
                     lo, hi = np.quantile(ln, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
                     line = r.b + r.a * np.log(cs)  # widened to hold the line, as fit.interval does
-                    ax.fill_between(cs, np.exp(np.minimum(lo, line)), np.exp(np.maximum(hi, line)), color=col,
-                                    alpha=0.15, lw=0)
-                ax.text(0.02, 0.98 - 0.07 * sorted(colors).index(m), f"a = {r.a:.2f}", color=col, fontsize=7,
-                        transform=ax.transAxes, va="top")
+                    ax.fill_between(
+                        cs, np.exp(np.minimum(lo, line)), np.exp(np.maximum(hi, line)), color=col, alpha=0.15, lw=0
+                    )
+                ax.text(
+                    0.02,
+                    0.98 - 0.07 * sorted(colors).index(m),
+                    f"a = {r.a:.2f}",
+                    color=col,
+                    fontsize=7,
+                    transform=ax.transAxes,
+                    va="top",
+                )
         _log_axis(ax, "x")
         _log_axis(ax, "y")
         ax.set_title(f"code fraction {f:.2f}", fontsize=9)
         ax.set_xlabel("compute C (FLOPs)")
     axes[0][0].set_ylabel("compute-optimal N*")
     handles = [Line2D([], [], color=c, marker="o", ms=4, lw=1.2, label=m) for m, c in colors.items()]
-    handles.append(Line2D([], [], color="k", marker="v", ms=5, lw=0, mfc="white",
-                          label="edge: below the smallest\nsize (v) / above the largest (^)"))
+    handles.append(
+        Line2D(
+            [],
+            [],
+            color="k",
+            marker="v",
+            ms=5,
+            lw=0,
+            mfc="white",
+            label="edge: below the smallest\nsize (v) / above the largest (^)",
+        )
+    )
     _legend_outside(fig, handles, "skill metric")
-    fig.suptitle(f"N*(C) per skill: interior optima with {ci:.0%} intervals, power law with bootstrap band",
-                 fontsize=10, y=1.03)
+    fig.suptitle(
+        f"N*(C) per skill: interior optima with {ci:.0%} intervals, power law with bootstrap band", fontsize=10, y=1.03
+    )
     _save(fig, path)
 
 
-def optimum_vs_mix(optima: pd.DataFrame, path: Path, at_reference: pd.DataFrame | None = None,
-                   c_ref: float | None = None, slopes: pd.DataFrame | None = None,
-                   sources: dict | None = None) -> None:
+def optimum_vs_mix(
+    optima: pd.DataFrame,
+    path: Path,
+    at_reference: pd.DataFrame | None = None,
+    c_ref: float | None = None,
+    slopes: pd.DataFrame | None = None,
+    sources: dict | None = None,
+) -> None:
     """N* per skill metric (rows) against that skill's own-data share, one column per budget
     and one at the reference compute; each panel prints its slope d ln N*/d share with its
     interval (the datamix_slopes table), edge optima are triangles at their bound."""
     if optima.empty:
         return placeholder(path, "N* vs own-data share", "no optima")
     budgets = sorted(optima["budget"].unique())
-    metrics = sorted(m for m in optima["metric"].unique()
-                     if (optima.loc[optima.metric == m, "skill"].iloc[0] in ("knowledge", "code")))
+    metrics = sorted(
+        m
+        for m in optima["metric"].unique()
+        if (optima.loc[optima.metric == m, "skill"].iloc[0] in ("knowledge", "code"))
+    )
     if not metrics:
         return placeholder(path, "N* vs own-data share", "no knowledge or code metric")
     colors = _metric_colors(metrics)
@@ -232,8 +308,9 @@ def optimum_vs_mix(optima: pd.DataFrame, path: Path, at_reference: pd.DataFrame 
     if at_reference is not None and len(at_reference):
         cols.append(("ref", c_ref))
     with sns.axes_style(STYLE):
-        fig, axes = plt.subplots(len(metrics), len(cols), figsize=(2.6 * len(cols), 2.2 * len(metrics)),
-                                 squeeze=False, sharex=True)
+        fig, axes = plt.subplots(
+            len(metrics), len(cols), figsize=(2.6 * len(cols), 2.2 * len(metrics)), squeeze=False, sharex=True
+        )
     for i, m in enumerate(metrics):
         skill = optima.loc[optima.metric == m, "skill"].iloc[0]
         for j, (kind, b) in enumerate(cols):
@@ -246,14 +323,30 @@ def optimum_vs_mix(optima: pd.DataFrame, path: Path, at_reference: pd.DataFrame 
                 ok = ok[ok.status == "ok"]
             if len(ok):
                 err = np.vstack([ok.n_opt - ok.n_opt_lo, ok.n_opt_hi - ok.n_opt]).clip(min=0)
-                ax.errorbar(ok.share, ok.n_opt, yerr=np.nan_to_num(err), marker="o", ms=4, capsize=2,
-                            color=colors[m], lw=1)
+                ax.errorbar(
+                    ok.share, ok.n_opt, yerr=np.nan_to_num(err), marker="o", ms=4, capsize=2, color=colors[m], lw=1
+                )
             if kind == "budget" and "n_opt_bound" in o.columns:
                 for _, e in o[(o.status == "edge") & np.isfinite(o.n_opt_bound)].iterrows():
-                    ax.scatter([e.share], [e.n_opt_bound], marker="v" if e.edge_side == "below" else "^", s=30,
-                               facecolor="white", edgecolor=colors[m], linewidth=1.1, zorder=4)
-            ax.text(0.03, 0.95, _slope_text(slopes, m, kind, b), transform=ax.transAxes, fontsize=6.5, va="top",
-                    bbox=dict(facecolor="white", alpha=0.8, lw=0, pad=1))
+                    ax.scatter(
+                        [e.share],
+                        [e.n_opt_bound],
+                        marker="v" if e.edge_side == "below" else "^",
+                        s=30,
+                        facecolor="white",
+                        edgecolor=colors[m],
+                        linewidth=1.1,
+                        zorder=4,
+                    )
+            ax.text(
+                0.03,
+                0.95,
+                _slope_text(slopes, m, kind, b),
+                transform=ax.transAxes,
+                fontsize=6.5,
+                va="top",
+                bbox=dict(facecolor="white", alpha=0.8, lw=0, pad=1),
+            )
             _log_axis(ax, "y")
             if i == 0:
                 ax.set_title(f"C = {b:.2g}" if kind == "budget" else f"C_ref = {b:.2g}\n(power laws)", fontsize=9)
@@ -263,9 +356,11 @@ def optimum_vs_mix(optima: pd.DataFrame, path: Path, at_reference: pd.DataFrame 
                 ax.set_xlabel("own-data share")
     fixed = sum(s["share"] for s in (sources or {}).values() if s.get("share"))
     knowledge = f"1 - {fixed:g} (fixed shares) - code fraction" if fixed else "1 - code fraction"
-    fig.suptitle("N* per skill metric against the share of training data that is that skill's own\n"
-                 f"(code fraction for code metrics, {knowledge} for knowledge; v/^: edge optimum at its bound)",
-                 fontsize=9)
+    fig.suptitle(
+        "N* per skill metric against the share of training data that is that skill's own\n"
+        f"(code fraction for code metrics, {knowledge} for knowledge; v/^: edge optimum at its bound)",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     _save(fig, path)
 
@@ -294,8 +389,9 @@ def validation_composition(curve: pd.DataFrame, summary: pd.DataFrame, path: Pat
     budgets = sorted(curve["budget"].unique())
     colors = budget_colors(budgets)
     with sns.axes_style(STYLE):
-        fig, axes = plt.subplots(len(fracs), len(budgets), figsize=(2.4 * len(budgets), 2.2 * len(fracs)),
-                                 squeeze=False, sharex=True)
+        fig, axes = plt.subplots(
+            len(fracs), len(budgets), figsize=(2.4 * len(budgets), 2.2 * len(fracs)), squeeze=False, sharex=True
+        )
     for i, f in enumerate(fracs):
         for j, b in enumerate(budgets):
             ax = axes[i][j]
@@ -303,18 +399,31 @@ def validation_composition(curve: pd.DataFrame, summary: pd.DataFrame, path: Pat
             ok = g[g.status == "ok"]
             if len(ok):
                 err = np.vstack([ok.n_opt - ok.n_opt_lo, ok.n_opt_hi - ok.n_opt]).clip(min=0)
-                ax.errorbar(ok.w, ok.n_opt, yerr=np.nan_to_num(err), marker="o", ms=3, capsize=2, lw=1,
-                            color=colors[b])
+                ax.errorbar(ok.w, ok.n_opt, yerr=np.nan_to_num(err), marker="o", ms=3, capsize=2, lw=1, color=colors[b])
             if "n_opt_bound" in g.columns:
                 for _, e in g[(g.status == "edge") & np.isfinite(g.n_opt_bound)].iterrows():
-                    ax.scatter([e.w], [e.n_opt_bound], marker="v" if e.edge_side == "below" else "^", s=26,
-                               facecolor="white", edgecolor=colors[b], zorder=4)
+                    ax.scatter(
+                        [e.w],
+                        [e.n_opt_bound],
+                        marker="v" if e.edge_side == "below" else "^",
+                        s=26,
+                        facecolor="white",
+                        edgecolor=colors[b],
+                        zorder=4,
+                    )
             s = summary[(summary.code_frac == f) & (summary.budget == b)] if "contrast" in summary.columns else []
             if len(s) and _finite(s.contrast.iloc[0]):
                 r = s.iloc[0]
                 ci = f" [{r.contrast_lo:+.2f}, {r.contrast_hi:+.2f}]" if _finite(r.contrast_lo, r.contrast_hi) else ""
-                ax.text(0.03, 0.95, f"ln ratio w=1/w=0\n{r.contrast:+.2f}{ci}", transform=ax.transAxes, fontsize=6.5,
-                        va="top", bbox=dict(facecolor="white", alpha=0.8, lw=0, pad=1))
+                ax.text(
+                    0.03,
+                    0.95,
+                    f"ln ratio w=1/w=0\n{r.contrast:+.2f}{ci}",
+                    transform=ax.transAxes,
+                    fontsize=6.5,
+                    va="top",
+                    bbox=dict(facecolor="white", alpha=0.8, lw=0, pad=1),
+                )
             _log_axis(ax, "y")
             if i == 0:
                 ax.set_title(f"C = {b:.2g}", fontsize=9)
@@ -322,8 +431,9 @@ def validation_composition(curve: pd.DataFrame, summary: pd.DataFrame, path: Pat
                 ax.set_ylabel(f"code fraction {f:g}\nN* of the mix", fontsize=8)
             if i == len(fracs) - 1:
                 ax.set_xlabel("knowledge share w")
-    fig.suptitle("N* picked by a validation set with knowledge share w (bars: intervals; v/^: edge at its bound)",
-                 fontsize=10)
+    fig.suptitle(
+        "N* picked by a validation set with knowledge share w (bars: intervals; v/^: edge at its bound)", fontsize=10
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     _save(fig, path)
 
@@ -351,16 +461,22 @@ def ape_residuals(ape: pd.DataFrame, path: Path) -> None:
         g = d[d.metric == m]
         grey = bool(np.any(comp[d.metric == m])) if not isinstance(comp, bool) else False
         for _, r in g.iterrows():
-            dx = ((budgets.index(r.budget) - (nb - 1) / 2) / max(nb, 1) * 0.7
-                  + (fracs.index(r.code_frac) - (nf - 1) / 2) * 0.7 / max(nb, 1) / max(nf, 1))
+            dx = (budgets.index(r.budget) - (nb - 1) / 2) / max(nb, 1) * 0.7 + (
+                fracs.index(r.code_frac) - (nf - 1) / 2
+            ) * 0.7 / max(nb, 1) / max(nf, 1)
             col = "0.65" if grey else colors[r.budget]
             if _finite(r.residual_lo, r.residual_hi):
                 ax.plot([k + dx] * 2, [r.residual_lo, r.residual_hi], color=col, lw=0.9)
             ax.scatter([k + dx], [r.residual], s=18, zorder=4, marker=marks[r.code_frac], color=col)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(range(len(metrics)),
-                  [m + ("\n(APE component)" if not isinstance(comp, bool) and np.any(comp[d.metric == m]) else "")
-                   for m in metrics], fontsize=8)
+    ax.set_xticks(
+        range(len(metrics)),
+        [
+            m + ("\n(APE component)" if not isinstance(comp, bool) and np.any(comp[d.metric == m]) else "")
+            for m in metrics
+        ],
+        fontsize=8,
+    )
     ax.set_ylabel("ln N*(skill) - ln N*(APE)")
     ax.text(0.0, 1.01, "above 0: capacity-hungry; below 0: data-hungry", transform=ax.transAxes, fontsize=7)
     handles = [Line2D([], [], color=c, marker="o", ms=4, lw=0, label=f"C = {b:.2g}") for b, c in colors.items()]

@@ -60,11 +60,37 @@ class IncompleteStudy(RuntimeError):
 # --------------------------------------------------------------------------------------
 
 # Long free-text columns stay in the CSV and Markdown; the LaTeX table is for a paper.
-TEX_DROP = {"note", "excluded_cells", "n_opt_by_fraction", "fractions", "budgets", "fit_budgets",
-            "edge_excluded", "ci_method", "n_fit_min", "n_fit_max", "curvature", "intercept", "w_at_min",
-            "n_opt_min", "n_opt_max", "boot_frac", "rule"}
-_TEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+TEX_DROP = {
+    "note",
+    "excluded_cells",
+    "n_opt_by_fraction",
+    "fractions",
+    "budgets",
+    "fit_budgets",
+    "edge_excluded",
+    "ci_method",
+    "n_fit_min",
+    "n_fit_max",
+    "curvature",
+    "intercept",
+    "w_at_min",
+    "n_opt_min",
+    "n_opt_max",
+    "boot_frac",
+    "rule",
+}
+_TEX_ESC = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def tex_escape(s) -> str:
@@ -141,40 +167,47 @@ def write_table(df: pd.DataFrame, path_csv: Path, title: str | None = None, note
     md += [f"- {n}" for n in notes] + ([""] if notes else [])
     md.append(df.to_markdown(index=False, floatfmt=".4g") if len(df.columns) else "(no rows)")
     common.write_text(path_csv.with_suffix(".md"), "\n".join(md) + "\n")
-    common.write_text(path_csv.with_suffix(".tex"), to_latex(df, title or "", f"tab:{path_csv.stem.replace('_', '-')}",
-                                                          notes))
+    common.write_text(
+        path_csv.with_suffix(".tex"), to_latex(df, title or "", f"tab:{path_csv.stem.replace('_', '-')}", notes)
+    )
 
 
 # --------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------
 
+
 def provenance_note(cfg: dict, cells: pd.DataFrame) -> str:
     """One line saying which config, data and code made the numbers of a table."""
+
     def kinds(col):
         if col not in cells.columns or cells[col].isna().all():
             return "unrecorded"
         counts = cells.drop_duplicates("cell")[col].value_counts()
         return ", ".join(f"{k} ({n} cells)" if len(counts) > 1 else str(k) for k, n in counts.items())
 
-    return (f"provenance: study config {cfgmod.digest(cfg)}; cells trained with train/model config "
-            f"{kinds('config_hash')}, data {kinds('data_config_hash')}, code {kinds('code_version')} "
-            f"on {kinds('device')}; analysed by code {common.code_version()}")
+    return (
+        f"provenance: study config {cfgmod.digest(cfg)}; cells trained with train/model config "
+        f"{kinds('config_hash')}, data {kinds('data_config_hash')}, code {kinds('code_version')} "
+        f"on {kinds('device')}; analysed by code {common.code_version()}"
+    )
 
 
 def _notes(extra: dict, missing: list, diverged: list, provenance: str = "") -> list[str]:
     w = extra["window"]
-    notes = [f"bits per byte; N = standard parameter count; CIs: {extra['ci']:.0%} bootstrap over cells"
-             f" ({extra['n_boot']} resamples)",
-             "IsoFLOP fit: parabola of bits/byte in ln N per budget, "
-             + ("every sampled size" if w is None else f"sizes within {w:g} of the best in ln N")
-             + f"; bootstrap vertices beyond the fitted ln N range +- {fit.MAX_EXTRAPOLATION:g} of it are dropped",
-             "status 'edge': the minimum is at or beyond the smallest/largest size sampled; no N* is reported"
-             " (n_opt_bound is the size it passed, edge_side which side) and it is left out of power laws",
-             "intervals are percentile bootstraps widened to contain their point estimate; none when zero-width",
-             f"validation mix: w * knowledge_text + (1 - w) * code_text (w = knowledge byte share); APE"
-             f" (aggregate performance estimator) = the validation mix at w = {APE_W:g}",
-             f"C_ref (datamix slopes at a reference compute) = {extra['c_ref']:.4g} FLOPs, geometric mean of the budgets"]
+    notes = [
+        f"bits per byte; N = standard parameter count; CIs: {extra['ci']:.0%} bootstrap over cells"
+        f" ({extra['n_boot']} resamples)",
+        "IsoFLOP fit: parabola of bits/byte in ln N per budget, "
+        + ("every sampled size" if w is None else f"sizes within {w:g} of the best in ln N")
+        + f"; bootstrap vertices beyond the fitted ln N range +- {fit.MAX_EXTRAPOLATION:g} of it are dropped",
+        "status 'edge': the minimum is at or beyond the smallest/largest size sampled; no N* is reported"
+        " (n_opt_bound is the size it passed, edge_side which side) and it is left out of power laws",
+        "intervals are percentile bootstraps widened to contain their point estimate; none when zero-width",
+        f"validation mix: w * knowledge_text + (1 - w) * code_text (w = knowledge byte share); APE"
+        f" (aggregate performance estimator) = the validation mix at w = {APE_W:g}",
+        f"C_ref (datamix slopes at a reference compute) = {extra['c_ref']:.4g} FLOPs, geometric mean of the budgets",
+    ]
     if missing:
         notes.append(f"missing cells ({len(missing)}): " + ", ".join(missing))
     if diverged:
@@ -199,8 +232,11 @@ def analyze(cfg: dict, study_dir: Path, allow_missing: bool = False, cells: pd.D
             )
     else:
         missing = []
-        lacking = [c for c in ("cell", "code_frac", "budget", "n_params", "tokens", "metric", "skill", "value")
-                   if c not in cells.columns]
+        lacking = [
+            c
+            for c in ("cell", "code_frac", "budget", "n_params", "tokens", "metric", "skill", "value")
+            if c not in cells.columns
+        ]
         if lacking:
             raise ValueError(f"cells table lacks column(s) {lacking}; expected those of aggregate.COLUMNS")
         cells = cells.copy()
@@ -220,9 +256,15 @@ def analyze(cfg: dict, study_dir: Path, allow_missing: bool = False, cells: pd.D
     out = output_paths(study_dir)
     for name, title in TABLES.items():
         write_table(tables[name], out[f"{name}_csv"], title, notes)
-    info = dict(study=cfg.get("study", study_dir.name), n_cells=int(cells["cell"].nunique()),
-                n_missing=len(missing), n_diverged=len(diverged), provenance=provenance,
-                missing=missing, diverged=diverged)
+    info = dict(
+        study=cfg.get("study", study_dir.name),
+        n_cells=int(cells["cell"].nunique()),
+        n_missing=len(missing),
+        n_diverged=len(diverged),
+        provenance=provenance,
+        missing=missing,
+        diverged=diverged,
+    )
     common.write_text(out["summary"], summary.markdown(tables, extra, info))
 
     from skillscale.analysis import plots  # matplotlib only when drawing
@@ -230,11 +272,23 @@ def analyze(cfg: dict, study_dir: Path, allow_missing: bool = False, cells: pd.D
     figs = [
         ("isoflop", lambda p: plots.isoflop(cells, tables["optima"], p)),
         ("scaling", lambda p: plots.scaling(tables["optima"], tables["scaling"], extra["line_draws"], p)),
-        ("optimum_vs_mix", lambda p: plots.optimum_vs_mix(tables["optima"], p, extra.get("optimum_at_reference"),
-                                                          extra["c_ref"], tables["datamix_slopes"],
-                                                          cfg["data"].get("sources"))),
-        ("validation_composition", lambda p: plots.validation_composition(
-            tables["validation_composition"], tables["validation_composition_summary"], p)),
+        (
+            "optimum_vs_mix",
+            lambda p: plots.optimum_vs_mix(
+                tables["optima"],
+                p,
+                extra.get("optimum_at_reference"),
+                extra["c_ref"],
+                tables["datamix_slopes"],
+                cfg["data"].get("sources"),
+            ),
+        ),
+        (
+            "validation_composition",
+            lambda p: plots.validation_composition(
+                tables["validation_composition"], tables["validation_composition_summary"], p
+            ),
+        ),
         ("ape_residuals", lambda p: plots.ape_residuals(tables["ape_residuals"], p)),
     ]
     for name, draw in figs:

@@ -28,14 +28,26 @@ import pandas as pd
 from skillscale.analysis import fit
 from skillscale.data.mixing import shares
 
-CELL_COLUMNS = ("cell", "code_frac", "budget", "size", "seed", "n_params", "n_params_total",
-                "n_params_nonembed", "tokens", "flops", "diverged")
+CELL_COLUMNS = (
+    "cell",
+    "code_frac",
+    "budget",
+    "size",
+    "seed",
+    "n_params",
+    "n_params_total",
+    "n_params_nonembed",
+    "tokens",
+    "flops",
+    "diverged",
+)
 MIX = "val_mix"
 
 
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
+
 
 def _as_bool(s: pd.Series) -> pd.Series:
     if s.dtype == bool:
@@ -58,8 +70,9 @@ def _excluded_by_group(cells: pd.DataFrame, keys: Sequence[str]) -> dict:
     if "diverged" not in cells.columns:
         return {}
     d = cells[_as_bool(cells["diverged"])]
-    return {k if isinstance(k, tuple) else (k,): sorted(g["cell"].astype(str).unique())
-            for k, g in d.groupby(list(keys))}
+    return {
+        k if isinstance(k, tuple) else (k,): sorted(g["cell"].astype(str).unique()) for k, g in d.groupby(list(keys))
+    }
 
 
 def _wide(cells: pd.DataFrame) -> pd.DataFrame:
@@ -115,8 +128,10 @@ def _finish(rows: list[dict], columns: list[str], excluded: list[str]) -> pd.Dat
 # validation mix
 # --------------------------------------------------------------------------------------
 
-def validation_mix(cells: pd.DataFrame, w: float, knowledge_metric: str = "knowledge_text",
-                   code_metric: str = "code_text") -> pd.DataFrame:
+
+def validation_mix(
+    cells: pd.DataFrame, w: float, knowledge_metric: str = "knowledge_text", code_metric: str = "code_text"
+) -> pd.DataFrame:
     """Per-cell bits/byte of a validation set that is a share w knowledge text, 1 - w code.
 
     Bits per byte of a concatenated set = total bits / total bytes, which is exactly
@@ -143,10 +158,18 @@ def validation_mix(cells: pd.DataFrame, w: float, knowledge_metric: str = "knowl
 # skill vs aggregate optimum
 # --------------------------------------------------------------------------------------
 
-def ape_residuals(cells: pd.DataFrame, w: float = 0.5, metrics: Sequence[str] | None = None,
-                  knowledge_metric: str = "knowledge_text", code_metric: str = "code_text",
-                  n_boot: int = 200, seed: int = 0, ci: float = 0.9,
-                  window: float | None = None) -> pd.DataFrame:
+
+def ape_residuals(
+    cells: pd.DataFrame,
+    w: float = 0.5,
+    metrics: Sequence[str] | None = None,
+    knowledge_metric: str = "knowledge_text",
+    code_metric: str = "code_text",
+    n_boot: int = 200,
+    seed: int = 0,
+    ci: float = 0.9,
+    window: float | None = None,
+) -> pd.DataFrame:
     """ln N*(skill metric) - ln N*(validation mix w), per code_frac x budget x metric.
 
     APE, the aggregate performance estimator: the validation loss of a knowledge/code text
@@ -175,9 +198,16 @@ def ape_residuals(cells: pd.DataFrame, w: float = 0.5, metrics: Sequence[str] | 
         counts = _counts(len(g), n_boot, rng)
         ape = _optimum(x, g[MIX], counts, f"{base}, validation mix w={w:g}", window)
         for m in metrics:
-            row = dict(code_frac=cf, budget=b, metric=m, skill=_skill_of(m, skills), w=w,
-                       in_aggregate=m in (knowledge_metric, code_metric), n_cells=len(g),
-                       excluded_cells=",".join(exg.get((cf, b), [])))
+            row = dict(
+                code_frac=cf,
+                budget=b,
+                metric=m,
+                skill=_skill_of(m, skills),
+                w=w,
+                in_aggregate=m in (knowledge_metric, code_metric),
+                n_cells=len(g),
+                excluded_cells=",".join(exg.get((cf, b), [])),
+            )
             if m not in g.columns:
                 sk = _no_values(len(counts), f"{base}, metric={m}")
             else:
@@ -187,8 +217,9 @@ def ape_residuals(cells: pd.DataFrame, w: float = 0.5, metrics: Sequence[str] | 
             elif ape.status.startswith("failed"):
                 status = ape.status
             elif sk.edge or ape.edge:
-                which = [f"{n} optimum {o.describe_edge()}" for n, o in (("skill", sk), ("validation mix", ape))
-                         if o.edge]
+                which = [
+                    f"{n} optimum {o.describe_edge()}" for n, o in (("skill", sk), ("validation mix", ape)) if o.edge
+                ]
                 status = f"edge: {' and '.join(which)}"
             else:
                 status = "ok"
@@ -196,13 +227,39 @@ def ape_residuals(cells: pd.DataFrame, w: float = 0.5, metrics: Sequence[str] | 
             dr = sk.draws - ape.draws
             lo, hi = fit.interval(dr, ci, r) if status == "ok" else (np.nan, np.nan)
             hungry = ("capacity" if lo > 0 else "data" if hi < 0 else "undetermined") if status == "ok" else ""
-            row.update(n_opt_skill=np.exp(sk.log_n), n_opt_ape=np.exp(ape.log_n), residual=r,
-                       residual_lo=lo, residual_hi=hi, boot_frac=_frac(dr), edge_skill=sk.edge,
-                       edge_ape=ape.edge, hungry=hungry, status=status)
+            row.update(
+                n_opt_skill=np.exp(sk.log_n),
+                n_opt_ape=np.exp(ape.log_n),
+                residual=r,
+                residual_lo=lo,
+                residual_hi=hi,
+                boot_frac=_frac(dr),
+                edge_skill=sk.edge,
+                edge_ape=ape.edge,
+                hungry=hungry,
+                status=status,
+            )
             rows.append(row)
-    cols = ["code_frac", "budget", "metric", "skill", "w", "in_aggregate", "n_opt_skill", "n_opt_ape", "residual",
-            "residual_lo", "residual_hi", "boot_frac", "edge_skill", "edge_ape", "hungry", "n_cells",
-            "excluded_cells", "status"]
+    cols = [
+        "code_frac",
+        "budget",
+        "metric",
+        "skill",
+        "w",
+        "in_aggregate",
+        "n_opt_skill",
+        "n_opt_ape",
+        "residual",
+        "residual_lo",
+        "residual_hi",
+        "boot_frac",
+        "edge_skill",
+        "edge_ape",
+        "hungry",
+        "n_cells",
+        "excluded_cells",
+        "status",
+    ]
     return _finish(rows, cols, excluded)
 
 
@@ -210,14 +267,20 @@ def ape_residuals(cells: pd.DataFrame, w: float = 0.5, metrics: Sequence[str] | 
 # per-metric optima over the grid (shared by slopes and held-out prediction)
 # --------------------------------------------------------------------------------------
 
+
 def _metric_optima(usable: pd.DataFrame, metric: str, n_boot: int, rng, window) -> list[dict]:
     """One entry per (code_frac, budget) for one metric, with its own cell resamples."""
     g_all = usable[usable["metric"] == metric]
     out = []
     for (cf, b), g in g_all.groupby(["code_frac", "budget"], sort=True):
         x = np.log(g["n_params"].to_numpy(float))
-        o = _optimum(x, g["value"].to_numpy(float), _counts(len(g), n_boot, rng),
-                     fit.group_label({"code_frac": cf, "budget": b, "metric": metric}), window)
+        o = _optimum(
+            x,
+            g["value"].to_numpy(float),
+            _counts(len(g), n_boot, rng),
+            fit.group_label({"code_frac": cf, "budget": b, "metric": metric}),
+            window,
+        )
         out.append(dict(code_frac=cf, budget=b, opt=o))
     return out
 
@@ -257,9 +320,16 @@ def own_share(skill: str, code_frac, sources: dict | None = None):
     return np.asarray(flat, float).reshape(cf.shape)
 
 
-def datamix_slopes(cells: pd.DataFrame, metrics: Sequence[str] | None = None, n_boot: int = 200,
-                   seed: int = 0, ci: float = 0.9, window: float | None = None,
-                   exclude_edge: bool = True, sources: dict | None = None) -> pd.DataFrame:
+def datamix_slopes(
+    cells: pd.DataFrame,
+    metrics: Sequence[str] | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    ci: float = 0.9,
+    window: float | None = None,
+    exclude_edge: bool = True,
+    sources: dict | None = None,
+) -> pd.DataFrame:
     """d ln N* / d fraction of the skill's own data, per metric x budget.
 
     The fraction is `own_share` (the `skill` column of cells decides): code_frac for code
@@ -290,27 +360,55 @@ def datamix_slopes(cells: pd.DataFrame, metrics: Sequence[str] | None = None, n_
             label = fit.group_label({"metric": m, "budget": b})
             frac = [float(own_share(skill, p["code_frac"], sources)) for p in ps]
             use = [p["opt"].status == "ok" or (p["opt"].status == "edge" and not exclude_edge) for p in ps]
-            row = dict(metric=m, skill=skill, budget=b, n_fractions=int(sum(use)),
-                       n_edge=sum(p["opt"].edge for p in ps),
-                       n_failed=sum(p["opt"].status.startswith("failed") for p in ps),
-                       fractions=",".join(f"{f:g}" for f, u in zip(frac, use) if u),
-                       n_opt_by_fraction=",".join(_n_opt_text(f, p["opt"]) for f, p in zip(frac, ps)
-                                                  if p["opt"].parabola is not None),
-                       edge_excluded=exclude_edge, excluded_cells=",".join(exg.get((b,), [])))
+            row = dict(
+                metric=m,
+                skill=skill,
+                budget=b,
+                n_fractions=int(sum(use)),
+                n_edge=sum(p["opt"].edge for p in ps),
+                n_failed=sum(p["opt"].status.startswith("failed") for p in ps),
+                fractions=",".join(f"{f:g}" for f, u in zip(frac, use) if u),
+                n_opt_by_fraction=",".join(
+                    _n_opt_text(f, p["opt"]) for f, p in zip(frac, ps) if p["opt"].parabola is not None
+                ),
+                edge_excluded=exclude_edge,
+                excluded_cells=",".join(exg.get((b,), [])),
+            )
             xs = np.array([f for f, u in zip(frac, use) if u])
             if len(np.unique(xs)) < 2:
                 why = "; ".join(p["opt"].status for p in ps if p["opt"].status != "ok") or "only one data fraction"
-                row.update(slope=np.nan, slope_lo=np.nan, slope_hi=np.nan, intercept=np.nan,
-                           status=f"failed: {label}: {len(np.unique(xs))} data fraction(s) with an interior"
-                                  f" optimum; a slope needs >= 2 ({why})")
+                row.update(
+                    slope=np.nan,
+                    slope_lo=np.nan,
+                    slope_hi=np.nan,
+                    intercept=np.nan,
+                    status=f"failed: {label}: {len(np.unique(xs))} data fraction(s) with an interior"
+                    f" optimum; a slope needs >= 2 ({why})",
+                )
             else:
                 sel = [p["opt"] for p, u in zip(ps, use) if u]
-                s, i, (lo, hi), _, _, _ = _line_with_draws(xs, [o.log_n for o in sel], [o.draws for o in sel],
-                                                           n_boot, rng, ci)
+                s, i, (lo, hi), _, _, _ = _line_with_draws(
+                    xs, [o.log_n for o in sel], [o.draws for o in sel], n_boot, rng, ci
+                )
                 row.update(slope=s, slope_lo=lo, slope_hi=hi, intercept=i, status="ok")
             rows.append(row)
-    cols = ["metric", "skill", "budget", "slope", "slope_lo", "slope_hi", "intercept", "n_fractions", "n_edge",
-            "n_failed", "fractions", "n_opt_by_fraction", "edge_excluded", "excluded_cells", "status"]
+    cols = [
+        "metric",
+        "skill",
+        "budget",
+        "slope",
+        "slope_lo",
+        "slope_hi",
+        "intercept",
+        "n_fractions",
+        "n_edge",
+        "n_failed",
+        "fractions",
+        "n_opt_by_fraction",
+        "edge_excluded",
+        "excluded_cells",
+        "status",
+    ]
     return _finish(rows, cols, excluded)
 
 
@@ -318,15 +416,22 @@ def datamix_slopes(cells: pd.DataFrame, metrics: Sequence[str] | None = None, n_
 # validation-set composition
 # --------------------------------------------------------------------------------------
 
+
 class ValidationComposition(NamedTuple):
     curve: pd.DataFrame  # one row per code_frac x budget x w: N* picked by that validation mix
     summary: pd.DataFrame  # one row per code_frac x budget: signed contrast w=1 vs w=0, max/min - 1
 
 
-def validation_composition(cells: pd.DataFrame, ws: Sequence[float] = tuple(np.linspace(0, 1, 11)),
-                           knowledge_metric: str = "knowledge_text", code_metric: str = "code_text",
-                           n_boot: int = 200, seed: int = 0, ci: float = 0.9,
-                           window: float | None = None) -> ValidationComposition:
+def validation_composition(
+    cells: pd.DataFrame,
+    ws: Sequence[float] = tuple(np.linspace(0, 1, 11)),
+    knowledge_metric: str = "knowledge_text",
+    code_metric: str = "code_text",
+    n_boot: int = 200,
+    seed: int = 0,
+    ci: float = 0.9,
+    window: float | None = None,
+) -> ValidationComposition:
     """N* picked by the validation mix as its knowledge weight w goes over `ws`.
 
     Summary per code_frac x budget:
@@ -359,24 +464,83 @@ def validation_composition(cells: pd.DataFrame, ws: Sequence[float] = tuple(np.l
         opts = [_optimum(x, w * k + (1 - w) * c, counts, f"{base}, validation mix w={w:g}", window) for w in ws]
         for w, o in zip(ws, opts):
             lo, hi = fit.interval(o.draws, ci, o.log_n) if o.status == "ok" else (np.nan, np.nan)
-            curve.append(dict(code_frac=cf, budget=b, w=w, n_opt=np.exp(o.log_n), n_opt_lo=np.exp(lo),
-                              n_opt_hi=np.exp(hi), n_opt_bound=o.bound, edge_side=o.side, loss_opt=o.loss,
-                              edge=o.edge, excluded_cells=ex, status=o.status))
+            curve.append(
+                dict(
+                    code_frac=cf,
+                    budget=b,
+                    w=w,
+                    n_opt=np.exp(o.log_n),
+                    n_opt_lo=np.exp(lo),
+                    n_opt_hi=np.exp(hi),
+                    n_opt_bound=o.bound,
+                    edge_side=o.side,
+                    loss_opt=o.loss,
+                    edge=o.edge,
+                    excluded_cells=ex,
+                    status=o.status,
+                )
+            )
         summary.append(_composition_row(cf, b, ws, opts, len(counts), ci, base, ex))
-    ccols = ["code_frac", "budget", "w", "n_opt", "n_opt_lo", "n_opt_hi", "n_opt_bound", "edge_side", "loss_opt",
-             "edge", "excluded_cells", "status"]
-    scols = ["code_frac", "budget", "w_lo", "w_hi", "contrast", "contrast_lo", "contrast_hi", "contrast_z",
-             "n_opt_min", "n_opt_max", "w_at_min", "w_at_max", "rel_change", "rel_change_lo", "rel_change_hi",
-             "n_w", "n_w_ok", "excluded_cells", "status"]
+    ccols = [
+        "code_frac",
+        "budget",
+        "w",
+        "n_opt",
+        "n_opt_lo",
+        "n_opt_hi",
+        "n_opt_bound",
+        "edge_side",
+        "loss_opt",
+        "edge",
+        "excluded_cells",
+        "status",
+    ]
+    scols = [
+        "code_frac",
+        "budget",
+        "w_lo",
+        "w_hi",
+        "contrast",
+        "contrast_lo",
+        "contrast_hi",
+        "contrast_z",
+        "n_opt_min",
+        "n_opt_max",
+        "w_at_min",
+        "w_at_max",
+        "rel_change",
+        "rel_change_lo",
+        "rel_change_hi",
+        "n_w",
+        "n_w_ok",
+        "excluded_cells",
+        "status",
+    ]
     return ValidationComposition(_finish(curve, ccols, excluded), _finish(summary, scols, excluded))
 
 
 def _composition_row(cf, b, ws, opts, n_boot, ci, base, ex) -> dict:
     good = [i for i, o in enumerate(opts) if o.status == "ok"]
-    row = dict(code_frac=cf, budget=b, w_lo=ws[0], w_hi=ws[-1], n_w=len(ws), n_w_ok=len(good), excluded_cells=ex,
-               contrast=np.nan, contrast_lo=np.nan, contrast_hi=np.nan, contrast_z=np.nan, n_opt_min=np.nan,
-               n_opt_max=np.nan, w_at_min=np.nan, w_at_max=np.nan, rel_change=np.nan, rel_change_lo=np.nan,
-               rel_change_hi=np.nan)
+    row = dict(
+        code_frac=cf,
+        budget=b,
+        w_lo=ws[0],
+        w_hi=ws[-1],
+        n_w=len(ws),
+        n_w_ok=len(good),
+        excluded_cells=ex,
+        contrast=np.nan,
+        contrast_lo=np.nan,
+        contrast_hi=np.nan,
+        contrast_z=np.nan,
+        n_opt_min=np.nan,
+        n_opt_max=np.nan,
+        w_at_min=np.nan,
+        w_at_max=np.nan,
+        rel_change=np.nan,
+        rel_change_lo=np.nan,
+        rel_change_hi=np.nan,
+    )
     if len(good) < 2:
         why = next((o.status for o in opts if o.status != "ok"), "")
         row["status"] = f"failed: {base}: {len(good)} of {len(ws)} weights gave an interior optimum ({why})"
@@ -395,11 +559,19 @@ def _composition_row(cf, b, ws, opts, n_boot, ci, base, ex) -> dict:
     rd = np.exp(D[full].max(axis=1) - D[full].min(axis=1)) - 1 if full.any() else np.array([])
     lo, hi = fit.interval(rd, ci, rel)
     bad = [f"{ws[i]:g}" for i, o in enumerate(opts) if o.status != "ok"]
-    row.update(n_opt_min=float(np.exp(ln.min())), n_opt_max=float(np.exp(ln.max())), w_at_min=ws[good[i_min]],
-               w_at_max=ws[good[i_max]], rel_change=rel, rel_change_lo=lo, rel_change_hi=hi,
-               status="ok" if not bad else f"partial: no interior optimum at w={','.join(bad)}"
-                                           " (left out of max/min" + ("" if np.isfinite(row["contrast"])
-                                                                      else "; no contrast") + ")")
+    row.update(
+        n_opt_min=float(np.exp(ln.min())),
+        n_opt_max=float(np.exp(ln.max())),
+        w_at_min=ws[good[i_min]],
+        w_at_max=ws[good[i_max]],
+        rel_change=rel,
+        rel_change_lo=lo,
+        rel_change_hi=hi,
+        status="ok"
+        if not bad
+        else f"partial: no interior optimum at w={','.join(bad)}"
+        " (left out of max/min" + ("" if np.isfinite(row["contrast"]) else "; no contrast") + ")",
+    )
     return row
 
 
@@ -407,10 +579,19 @@ def _composition_row(cf, b, ws, opts, n_boot, ci, base, ex) -> dict:
 # extrapolation check
 # --------------------------------------------------------------------------------------
 
-def heldout_budget_prediction(cells: pd.DataFrame, metric: str, n_boot: int = 200, seed: int = 0,
-                              ci: float = 0.9, window: float | None = None, mix_w: float = 0.5,
-                              knowledge_metric: str = "knowledge_text",
-                              code_metric: str = "code_text", fit_max_budget: float | None = None) -> pd.DataFrame:
+
+def heldout_budget_prediction(
+    cells: pd.DataFrame,
+    metric: str,
+    n_boot: int = 200,
+    seed: int = 0,
+    ci: float = 0.9,
+    window: float | None = None,
+    mix_w: float = 0.5,
+    knowledge_metric: str = "knowledge_text",
+    code_metric: str = "code_text",
+    fit_max_budget: float | None = None,
+) -> pd.DataFrame:
     """Fit on every budget but the largest, predict the largest; one row per code_frac.
     With `fit_max_budget`: fit on the budgets <= it, predict each budget above it (one row per
     code_frac and held-out budget), e.g. a small study's fits against a 10x longer one.
@@ -423,8 +604,7 @@ def heldout_budget_prediction(cells: pd.DataFrame, metric: str, n_boot: int = 20
     """
     usable, excluded = _split(cells)
     if metric == MIX and MIX not in set(usable["metric"]):
-        usable = pd.concat([usable, validation_mix(usable, mix_w, knowledge_metric, code_metric)],
-                           ignore_index=True)
+        usable = pd.concat([usable, validation_mix(usable, mix_w, knowledge_metric, code_metric)], ignore_index=True)
     exg = _excluded_by_group(cells, ["code_frac"])
     rng = np.random.default_rng(seed)
     per = _metric_optima(usable, metric, n_boot, rng, window)
@@ -443,15 +623,40 @@ def heldout_budget_prediction(cells: pd.DataFrame, metric: str, n_boot: int = 20
         lines = None  # the power laws are fitted once and predict every held-out budget
         if len(ps) >= 3 and len(train) >= 2:
             lc = np.log([p["budget"] for p in train])
-            lines = (_line_with_draws(lc, [p["opt"].log_n for p in train], [p["opt"].draws for p in train],
-                                      n_boot, rng, ci),
-                     _line_with_draws(lc, np.log([p["opt"].loss for p in train]),
-                                      [np.log(p["opt"].loss_draws) for p in train], n_boot, rng, ci))
+            lines = (
+                _line_with_draws(lc, [p["opt"].log_n for p in train], [p["opt"].draws for p in train], n_boot, rng, ci),
+                _line_with_draws(
+                    lc,
+                    np.log([p["opt"].loss for p in train]),
+                    [np.log(p["opt"].loss_draws) for p in train],
+                    n_boot,
+                    rng,
+                    ci,
+                ),
+            )
         for held in helds:
             rows.append(_predict_budget(cf, metric, label, held, train, len(ps), lines, exg, ci))
-    cols = ["code_frac", "metric", "heldout_budget", "fit_budgets", "a", "n_opt_pred", "n_opt_pred_lo",
-            "n_opt_pred_hi", "n_opt_obs", "n_opt_obs_lo", "n_opt_obs_hi", "n_opt_rel_err", "loss_pred",
-            "loss_pred_lo", "loss_pred_hi", "loss_obs", "loss_rel_err", "excluded_cells", "status"]
+    cols = [
+        "code_frac",
+        "metric",
+        "heldout_budget",
+        "fit_budgets",
+        "a",
+        "n_opt_pred",
+        "n_opt_pred_lo",
+        "n_opt_pred_hi",
+        "n_opt_obs",
+        "n_opt_obs_lo",
+        "n_opt_obs_hi",
+        "n_opt_rel_err",
+        "loss_pred",
+        "loss_pred_lo",
+        "loss_pred_hi",
+        "loss_obs",
+        "loss_rel_err",
+        "excluded_cells",
+        "status",
+    ]
     return _finish(rows, cols, excluded)
 
 
@@ -459,15 +664,27 @@ def _predict_budget(cf, metric, label, held, train, n_budgets, lines, exg, ci) -
     """One held-out budget against the power laws (`lines`: N* and loss* lines with their
     bootstrap draws, or None when too few budgets) fitted on the `train` budgets' optima."""
     ho = held["opt"]
-    row = dict(code_frac=cf, metric=metric, heldout_budget=held["budget"],
-               fit_budgets=",".join(f"{p['budget']:g}" for p in train), excluded_cells=",".join(exg.get((cf,), [])),
-               a=np.nan, n_opt_pred=np.nan, n_opt_pred_lo=np.nan, n_opt_pred_hi=np.nan, loss_pred=np.nan,
-               loss_pred_lo=np.nan, loss_pred_hi=np.nan)
+    row = dict(
+        code_frac=cf,
+        metric=metric,
+        heldout_budget=held["budget"],
+        fit_budgets=",".join(f"{p['budget']:g}" for p in train),
+        excluded_cells=",".join(exg.get((cf,), [])),
+        a=np.nan,
+        n_opt_pred=np.nan,
+        n_opt_pred_lo=np.nan,
+        n_opt_pred_hi=np.nan,
+        loss_pred=np.nan,
+        loss_pred_lo=np.nan,
+        loss_pred_hi=np.nan,
+    )
     lo, hi = fit.interval(ho.draws, ci, ho.log_n) if ho.status == "ok" else (np.nan, np.nan)
     row.update(n_opt_obs=np.exp(ho.log_n), n_opt_obs_lo=np.exp(lo), n_opt_obs_hi=np.exp(hi), loss_obs=ho.loss)
     if lines is None:
-        row.update(status=f"failed: {label}: {len(train)} budget(s) below the held-out {held['budget']:g} with an"
-                          f" interior optimum ({n_budgets} budgets in all); need >= 2 to fit and 1 to hold out")
+        row.update(
+            status=f"failed: {label}: {len(train)} budget(s) below the held-out {held['budget']:g} with an"
+            f" interior optimum ({n_budgets} budgets in all); need >= 2 to fit and 1 to hold out"
+        )
     else:
         (a, b_, _, _, A, B), (pl, ql, _, _, PL, QL) = lines
         lch = np.log(held["budget"])
@@ -475,9 +692,13 @@ def _predict_budget(cf, metric, label, held, train, n_budgets, lines, exg, ci) -
         if A is not None:
             row["n_opt_pred_lo"], row["n_opt_pred_hi"] = np.exp(fit.interval(A * lch + B, ci, a * lch + b_))
             row["loss_pred_lo"], row["loss_pred_hi"] = np.exp(fit.interval(PL * lch + QL, ci, pl * lch + ql))
-        row["status"] = ("ok" if ho.status == "ok" else
-                         f"edge: {label}: held-out optimum at {held['budget']:g} {ho.describe_edge()}"
-                         if ho.edge else ho.status)
+        row["status"] = (
+            "ok"
+            if ho.status == "ok"
+            else f"edge: {label}: held-out optimum at {held['budget']:g} {ho.describe_edge()}"
+            if ho.edge
+            else ho.status
+        )
     row["n_opt_rel_err"] = row["n_opt_pred"] / row["n_opt_obs"] - 1
     row["loss_rel_err"] = row["loss_pred"] / row["loss_obs"] - 1
     return row

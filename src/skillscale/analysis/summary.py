@@ -56,32 +56,44 @@ def _verdict_lines(ct: pd.DataFrame, claim: str) -> list[str]:
     out = [f"**Verdict: {allrow['verdict'].iloc[0] if len(allrow) else claimsmod.UNDECIDED}**", ""]
     for _, r in g[g["part"] != "all"].iterrows():
         med = f"; median {r['median']:+.3f}" if np.isfinite(r["median"]) else ""
-        out.append(f"- {r['part']}: {r['verdict']} — {r['rule']}: {r['n_groups']} groups with an interval,"
-                   f" {r['n_for']} for, {r['n_against']} against, {r['n_neither']} neither{med}.")
+        out.append(
+            f"- {r['part']}: {r['verdict']} — {r['rule']}: {r['n_groups']} groups with an interval,"
+            f" {r['n_for']} for, {r['n_against']} against, {r['n_neither']} neither{med}."
+        )
     return out + [""]
 
 
 def header(info: dict, extra: dict, t: dict) -> list[str]:
-    return [f"# Summary of study `{info['study']}`", "",
-            "Generated from the tables in this folder; every number below is read from them.", "",
-            f"- {info['n_cells']} cells analysed, {info['n_missing']} missing, {info['n_diverged']} diverged"
-            " (excluded from fits)." + "".join(f"\n  - {k}: {', '.join(info.get(k) or [])}"
-                                               for k in ("missing", "diverged") if info.get(k)),
-            f"- {info.get('provenance', 'provenance: unrecorded')}",
-            f"- Intervals: {extra['ci']:.0%} percentile bootstrap over cells ({extra['n_boot']} resamples).",
-            f"- IsoFLOP fits (optima.csv): {status_counts(t['optima'])}.", "",
-            "## Terms", "", *(f"- {x}" for x in TERMS), "",
-            "## How a claim is judged", "",
-            "A group is one fit with an interval. It is *for* a claim when its interval excludes 0 on the claimed"
-            " side, *against* when it excludes 0 on the other side. **supported**: at least"
-            f" {claimsmod.MIN_GROUPS} groups, at least half for, and no more against than chance explains"
-            f" (floor({claimsmod.CHANCE:g} x groups): a 90% interval misses by chance in 1 group of 10)."
-            f" **contradicted**: at least {claimsmod.MIN_GROUPS} groups, at least half against, and no more for"
-            " than chance explains. **undecided**: anything else."
-            " A claim with parts is supported when every part is, contradicted when any part is."
-            " Claim 3 claims a change of N*: a group is for it when its interval excludes 0 and reaches beyond"
-            " ±ln 1.1, against it when the whole interval lies within ±ln 1.1 (a change under 10%), and changes of both signs (beyond chance)"
-            " leave it undecided. Details: docs/claims.md.", ""]
+    return [
+        f"# Summary of study `{info['study']}`",
+        "",
+        "Generated from the tables in this folder; every number below is read from them.",
+        "",
+        f"- {info['n_cells']} cells analysed, {info['n_missing']} missing, {info['n_diverged']} diverged"
+        " (excluded from fits)."
+        + "".join(f"\n  - {k}: {', '.join(info.get(k) or [])}" for k in ("missing", "diverged") if info.get(k)),
+        f"- {info.get('provenance', 'provenance: unrecorded')}",
+        f"- Intervals: {extra['ci']:.0%} percentile bootstrap over cells ({extra['n_boot']} resamples).",
+        f"- IsoFLOP fits (optima.csv): {status_counts(t['optima'])}.",
+        "",
+        "## Terms",
+        "",
+        *(f"- {x}" for x in TERMS),
+        "",
+        "## How a claim is judged",
+        "",
+        "A group is one fit with an interval. It is *for* a claim when its interval excludes 0 on the claimed"
+        " side, *against* when it excludes 0 on the other side. **supported**: at least"
+        f" {claimsmod.MIN_GROUPS} groups, at least half for, and no more against than chance explains"
+        f" (floor({claimsmod.CHANCE:g} x groups): a 90% interval misses by chance in 1 group of 10)."
+        f" **contradicted**: at least {claimsmod.MIN_GROUPS} groups, at least half against, and no more for"
+        " than chance explains. **undecided**: anything else."
+        " A claim with parts is supported when every part is, contradicted when any part is."
+        " Claim 3 claims a change of N*: a group is for it when its interval excludes 0 and reaches beyond"
+        " ±ln 1.1, against it when the whole interval lies within ±ln 1.1 (a change under 10%), and changes of both signs (beyond chance)"
+        " leave it undecided. Details: docs/claims.md.",
+        "",
+    ]
 
 
 def _opt_cell(r) -> str:
@@ -97,9 +109,14 @@ def top_budget(t: dict, extra: dict) -> list[str]:
     if top.empty:
         return []
     ms = sorted(top["metric"].unique())
-    L = [f"## N* per skill metric at the largest budget, C = {extra['c_top']:.3g} FLOPs", "",
-         "'<x (edge)': the optimum lies below the smallest sampled size x; '>x (edge)': above the largest.", "",
-         "| code fraction | " + " | ".join(ms) + " |", "|---:|" + "---|" * len(ms)]
+    L = [
+        f"## N* per skill metric at the largest budget, C = {extra['c_top']:.3g} FLOPs",
+        "",
+        "'<x (edge)': the optimum lies below the smallest sampled size x; '>x (edge)': above the largest.",
+        "",
+        "| code fraction | " + " | ".join(ms) + " |",
+        "|---:|" + "---|" * len(ms),
+    ]
     for cf, g in top.groupby("code_frac"):
         row = [(_opt_cell(g[g["metric"] == m].iloc[0]) if (g["metric"] == m).any() else "-") for m in ms]
         L.append(f"| {cf:g} | " + " | ".join(row) + " |")
@@ -109,61 +126,82 @@ def top_budget(t: dict, extra: dict) -> list[str]:
 def claim1(t: dict, extra: dict) -> list[str]:
     a = t["ape_residuals"]
     w = a["w"].iloc[0] if "w" in a.columns and len(a) else np.nan
-    L = [f"## Claim 1: knowledge is capacity-hungry, code data-hungry (APE residuals, w = {w:g})", "",
-         "Residual = ln N*(skill) - ln N*(APE); > 0 capacity-hungry, < 0 data-hungry. Claimed: > 0 for knowledge"
-         " metrics, < 0 for code metrics. Only metrics that are not components of the APE count: the APE is"
-         " built from knowledge_text and code_text, so their residuals have opposite signs by construction.", ""]
+    L = [
+        f"## Claim 1: knowledge is capacity-hungry, code data-hungry (APE residuals, w = {w:g})",
+        "",
+        "Residual = ln N*(skill) - ln N*(APE); > 0 capacity-hungry, < 0 data-hungry. Claimed: > 0 for knowledge"
+        " metrics, < 0 for code metrics. Only metrics that are not components of the APE count: the APE is"
+        " built from knowledge_text and code_text, so their residuals have opposite signs by construction.",
+        "",
+    ]
     L += _verdict_lines(t["claims"], claimsmod.CLAIM1)
     ok = _ok(a)
     if "residual" in ok.columns:
         for m, g in ok.groupby("metric"):
             agg = bool(g["in_aggregate"].iloc[0]) if "in_aggregate" in g.columns else False
-            L.append(f"- {m} ({g.skill.iloc[0]}{', APE component: not counted' if agg else ''}):"
-                     f" {len(g)} interior groups, interval above 0 in {int((g.residual_lo > 0).sum())},"
-                     f" below 0 in {int((g.residual_hi < 0).sum())}; median {g.residual.median():+.3f}"
-                     f" (N* x{np.exp(g.residual.median()):.2f} of the APE optimum).")
+            L.append(
+                f"- {m} ({g.skill.iloc[0]}{', APE component: not counted' if agg else ''}):"
+                f" {len(g)} interior groups, interval above 0 in {int((g.residual_lo > 0).sum())},"
+                f" below 0 in {int((g.residual_hi < 0).sum())}; median {g.residual.median():+.3f}"
+                f" (N* x{np.exp(g.residual.median()):.2f} of the APE optimum)."
+            )
     L.append(f"\nRows: {status_counts(a)} (see ape_residuals.csv).")
     return L + [""]
 
 
 def claim2(t: dict, extra: dict) -> list[str]:
     s = t["datamix_slopes"]
-    L = ["## Claim 2: upsampling a skill's data moves its optimum to larger N, knowledge faster than code", "",
-         "Slope = d ln N* / d (share of training tokens that are the skill's own data). Claimed: > 0 for both"
-         " skills, and knowledge slope - code slope > 0. Judged on the per-budget slopes; the slopes at the"
-         f" reference compute C_ref = {extra['c_ref']:.3g} FLOPs (each code fraction's power law, pooling its"
-         " budgets) decide the difference.", ""]
+    L = [
+        "## Claim 2: upsampling a skill's data moves its optimum to larger N, knowledge faster than code",
+        "",
+        "Slope = d ln N* / d (share of training tokens that are the skill's own data). Claimed: > 0 for both"
+        " skills, and knowledge slope - code slope > 0. Judged on the per-budget slopes; the slopes at the"
+        f" reference compute C_ref = {extra['c_ref']:.3g} FLOPs (each code fraction's power law, pooling its"
+        " budgets) decide the difference.",
+        "",
+    ]
     L += _verdict_lines(t["claims"], claimsmod.CLAIM2)
     if "basis" not in s.columns:
         return L + [f"Not available: {s['status'].iloc[0]}", ""]
     for _, r in s[s["basis"] == "power law at C_ref"].iterrows():
-        L.append(f"- at C_ref, {r['metric']} ({r['skill']}): {ci_str(r['slope'], r['slope_lo'], r['slope_hi'])}"
-                 f"; N* by own share {r['n_opt_by_fraction']}" if r["status"] == "ok"
-                 else f"- at C_ref, {r['metric']}: {r['status']}")
+        L.append(
+            f"- at C_ref, {r['metric']} ({r['skill']}): {ci_str(r['slope'], r['slope_lo'], r['slope_hi'])}"
+            f"; N* by own share {r['n_opt_by_fraction']}"
+            if r["status"] == "ok"
+            else f"- at C_ref, {r['metric']}: {r['status']}"
+        )
     for _, r in s[s["basis"] == "difference at C_ref"].iterrows():
         L.append(f"- at C_ref, {r['metric']}: {ci_str(r['slope'], r['slope_lo'], r['slope_hi'])}")
     okp = _ok(s[s["basis"] == "budget"])
     for m, g in okp.groupby("metric"):
-        L.append(f"- per budget, {m}: " + "; ".join(f"C={r.budget:.2g}: {ci_str(r.slope, r.slope_lo, r.slope_hi, '.2f')}"
-                                                    for r in g.itertuples()))
+        L.append(
+            f"- per budget, {m}: "
+            + "; ".join(f"C={r.budget:.2g}: {ci_str(r.slope, r.slope_lo, r.slope_hi, '.2f')}" for r in g.itertuples())
+        )
     L.append(f"\nRows: {status_counts(s)} (see datamix_slopes.csv).")
     return L + [""]
 
 
 def claim3(t: dict, extra: dict) -> list[str]:
     vs = t["validation_composition_summary"]
-    L = ["## Claim 3: the validation set's skill composition changes N* (paper: up to ~50%)", "",
-         "Contrast = ln N*(APE at w = 1, all knowledge text) - ln N*(w = 0, all code text), with a paired"
-         " bootstrap interval; z = contrast / its bootstrap standard deviation. rel_change = max/min - 1 of N*"
-         " over w is shown as a description only: it is >= 0 for any data.", ""]
+    L = [
+        "## Claim 3: the validation set's skill composition changes N* (paper: up to ~50%)",
+        "",
+        "Contrast = ln N*(APE at w = 1, all knowledge text) - ln N*(w = 0, all code text), with a paired"
+        " bootstrap interval; z = contrast / its bootstrap standard deviation. rel_change = max/min - 1 of N*"
+        " over w is shown as a description only: it is >= 0 for any data.",
+        "",
+    ]
     L += _verdict_lines(t["claims"], claimsmod.CLAIM3)
     if "contrast" not in vs.columns:
         return L + [f"Not available ({status_counts(vs)}).", ""]
     for r in vs.itertuples():
         if np.isfinite(r.contrast):
-            L.append(f"- code fraction {r.code_frac:g}, C = {r.budget:.3g}: contrast"
-                     f" {ci_str(r.contrast, r.contrast_lo, r.contrast_hi, '+.3f')} (N* x{np.exp(r.contrast):.2f},"
-                     f" z = {r.contrast_z:+.1f}); rel_change {r.rel_change:.1%}")
+            L.append(
+                f"- code fraction {r.code_frac:g}, C = {r.budget:.3g}: contrast"
+                f" {ci_str(r.contrast, r.contrast_lo, r.contrast_hi, '+.3f')} (N* x{np.exp(r.contrast):.2f},"
+                f" z = {r.contrast_z:+.1f}); rel_change {r.rel_change:.1%}"
+            )
         else:
             L.append(f"- code fraction {r.code_frac:g}, C = {r.budget:.3g}: no contrast ({str(r.status)})")
     L.append(f"\nRows: {status_counts(vs)} (see validation_composition_summary.csv).")
@@ -177,15 +215,19 @@ def heldout(t: dict, extra: dict) -> list[str]:
         return L + [f"Not available: {h['status'].iloc[0]}", ""]
     hk = h[np.isfinite(h["n_opt_rel_err"].astype(float))]
     for _, r in hk.iterrows():
-        L.append(f"- {r['metric']}, code fraction {r['code_frac']:g}, C = {r['heldout_budget']:.3g}:"
-                 f" N* predicted {ci_str(r['n_opt_pred'], r['n_opt_pred_lo'], r['n_opt_pred_hi'])}"
-                 f" vs {ci_str(r['n_opt_obs'], r['n_opt_obs_lo'], r['n_opt_obs_hi'])} observed"
-                 f" ({r['n_opt_rel_err']:+.1%}); loss* {r['loss_pred']:.4g} vs {r['loss_obs']:.4g}"
-                 f" ({r['loss_rel_err']:+.2%})")
+        L.append(
+            f"- {r['metric']}, code fraction {r['code_frac']:g}, C = {r['heldout_budget']:.3g}:"
+            f" N* predicted {ci_str(r['n_opt_pred'], r['n_opt_pred_lo'], r['n_opt_pred_hi'])}"
+            f" vs {ci_str(r['n_opt_obs'], r['n_opt_obs_lo'], r['n_opt_obs_hi'])} observed"
+            f" ({r['n_opt_rel_err']:+.1%}); loss* {r['loss_pred']:.4g} vs {r['loss_obs']:.4g}"
+            f" ({r['loss_rel_err']:+.2%})"
+        )
     if not hk.empty:
-        L.append(f"\nMedian |error|: N* {hk['n_opt_rel_err'].abs().median():.1%},"
-                 f" optimal loss {hk['loss_rel_err'].abs().median():.2%} over {len(hk)} predictions"
-                 " (held-out optima at an edge have no observed N* and are not counted).")
+        L.append(
+            f"\nMedian |error|: N* {hk['n_opt_rel_err'].abs().median():.1%},"
+            f" optimal loss {hk['loss_rel_err'].abs().median():.2%} over {len(hk)} predictions"
+            " (held-out optima at an edge have no observed N* and are not counted)."
+        )
     L.append(f"Rows: {status_counts(h)} (see heldout_prediction.csv).")
     return L + [""]
 
@@ -202,10 +244,12 @@ def parametric(t: dict, extra: dict) -> list[str]:
             continue
         a2 = sc[(sc.code_frac == r["code_frac"]) & (sc.metric == r["metric"])]
         a2s = ci_str(a2.a.iloc[0], a2.a_lo.iloc[0], a2.a_hi.iloc[0]) if len(a2) and np.isfinite(a2.a.iloc[0]) else "n/a"
-        L.append(f"- code fraction {r['code_frac']:g}, {r['metric']}: N* ∝ C^a with a ="
-                 f" {ci_str(r['a_opt'], r['a_opt_lo'], r['a_opt_hi'])} (Approach 2: {a2s});"
-                 f" E = {ci_str(r['E'], r['E_lo'], r['E_hi'])}; N*({extra['c_top']:.3g}) = {r['n_opt_top']:.3g}"
-                 + ("" if r["status"] == "ok" else f" [{r['status']}]"))
+        L.append(
+            f"- code fraction {r['code_frac']:g}, {r['metric']}: N* ∝ C^a with a ="
+            f" {ci_str(r['a_opt'], r['a_opt_lo'], r['a_opt_hi'])} (Approach 2: {a2s});"
+            f" E = {ci_str(r['E'], r['E_lo'], r['E_hi'])}; N*({extra['c_top']:.3g}) = {r['n_opt_top']:.3g}"
+            + ("" if r["status"] == "ok" else f" [{r['status']}]")
+        )
     L.append(f"\nRows: {status_counts(p)} (see parametric.csv).")
     return L + [""]
 
@@ -217,8 +261,12 @@ def precision(t: dict, extra: dict) -> list[str]:
         return L + [f"Not available: {p['status'].iloc[0]}", ""]
     for r in p.itertuples():
         excl = f"; {r.excluding_0:.0f} of {r.n} intervals exclude 0" if np.isfinite(r.excluding_0) and r.n else ""
-        L.append(f"- {r.statistic}: median {r.median:.3g} over {r.n} (range {r.min:.3g} to {r.max:.3g}){excl}."
-                 f" {r.what[0].upper() + r.what[1:]}." if r.n else f"- {r.statistic}: {r.status}")
+        L.append(
+            f"- {r.statistic}: median {r.median:.3g} over {r.n} (range {r.min:.3g} to {r.max:.3g}){excl}."
+            f" {r.what[0].upper() + r.what[1:]}."
+            if r.n
+            else f"- {r.statistic}: {r.status}"
+        )
     return L + ["", "(see precision.csv)", ""]
 
 

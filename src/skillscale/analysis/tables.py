@@ -23,8 +23,10 @@ APE_W = 0.5  # knowledge byte share of the aggregate validation set (APE)
 VALIDATION_WS = tuple(np.round(np.linspace(0, 1, 11), 10))
 PARAMETRIC_MAX_BOOT = 100  # Approach-3 refits are ~10 ms each; 100 keeps analyze under a minute
 
-def datamix_at_reference(scaling: pd.DataFrame, c_ref: float, n_boot: int, ci: float,
-                         seed: int = 0, sources: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+
+def datamix_at_reference(
+    scaling: pd.DataFrame, c_ref: float, n_boot: int, ci: float, seed: int = 0, sources: dict | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """d ln N*/d own-data fraction at one compute C_ref, from each code fraction's power law.
 
     N*(C_ref) = exp(b) C_ref^a per code fraction pools every interior budget of that code
@@ -54,18 +56,40 @@ def datamix_at_reference(scaling: pd.DataFrame, c_ref: float, n_boot: int, ci: f
             ys.append(y)
             ds.append(d[np.isfinite(d)] if np.isfinite(d).any() else np.array([y]))
             lo, hi = fit.interval(d, ci, y)
-            points.append(dict(code_frac=r["code_frac"], metric=m, skill=skill, budget=c_ref, n_opt=np.exp(y),
-                               n_opt_lo=np.exp(lo), n_opt_hi=np.exp(hi)))
-        row = dict(metric=m, skill=skill, basis="power law at C_ref", budget=c_ref,
-                   n_fractions=len(set(xs)), n_edge=0, n_failed=int((g["status"] != "ok").sum()),
-                   fractions=",".join(f"{x:g}" for x in xs),
-                   n_opt_by_fraction=",".join(f"{x:g}:{np.exp(y):.4g}" for x, y in zip(xs, ys)),
-                   edge_excluded=True, excluded_cells="")
+            points.append(
+                dict(
+                    code_frac=r["code_frac"],
+                    metric=m,
+                    skill=skill,
+                    budget=c_ref,
+                    n_opt=np.exp(y),
+                    n_opt_lo=np.exp(lo),
+                    n_opt_hi=np.exp(hi),
+                )
+            )
+        row = dict(
+            metric=m,
+            skill=skill,
+            basis="power law at C_ref",
+            budget=c_ref,
+            n_fractions=len(set(xs)),
+            n_edge=0,
+            n_failed=int((g["status"] != "ok").sum()),
+            fractions=",".join(f"{x:g}" for x in xs),
+            n_opt_by_fraction=",".join(f"{x:g}:{np.exp(y):.4g}" for x, y in zip(xs, ys)),
+            edge_excluded=True,
+            excluded_cells="",
+        )
         if len(set(xs)) < 2:
             why = "; ".join(str(s) for s in g.loc[g["status"] != "ok", "status"]) or "only one data fraction"
-            row.update(slope=np.nan, slope_lo=np.nan, slope_hi=np.nan, intercept=np.nan,
-                       status=f"failed: {label}: {len(set(xs))} data fraction(s) with a fitted power law;"
-                              f" a slope needs >= 2 ({why})")
+            row.update(
+                slope=np.nan,
+                slope_lo=np.nan,
+                slope_hi=np.nan,
+                intercept=np.nan,
+                status=f"failed: {label}: {len(set(xs))} data fraction(s) with a fitted power law;"
+                f" a slope needs >= 2 ({why})",
+            )
         else:
             s, i = fit.fit_line(np.array(xs), np.array(ys))
             lo = hi = np.nan
@@ -83,8 +107,18 @@ def datamix_at_reference(scaling: pd.DataFrame, c_ref: float, n_boot: int, ci: f
             if sc != "code":
                 continue
             lo, hi = fit.interval(A_k - A_c, ci, s_k - s_c) if A_k is not None and A_c is not None else (np.nan, np.nan)
-            rows.append(dict(metric=f"{mk} - {mc}", skill="knowledge - code", basis="difference at C_ref",
-                             budget=c_ref, slope=s_k - s_c, slope_lo=lo, slope_hi=hi, status="ok"))
+            rows.append(
+                dict(
+                    metric=f"{mk} - {mc}",
+                    skill="knowledge - code",
+                    basis="difference at C_ref",
+                    budget=c_ref,
+                    slope=s_k - s_c,
+                    slope_lo=lo,
+                    slope_hi=hi,
+                    status="ok",
+                )
+            )
     return pd.DataFrame(rows), pd.DataFrame(points)
 
 
@@ -110,8 +144,11 @@ def parametric_table(usable: pd.DataFrame, n_boot: int, ci: float, c_top: float)
     n_budgets = [g.loc[np.isfinite(g["loss"]), "budget"].nunique() for _, g in groups]
     # On an IsoFLOP grid D is tied to N within a budget: two budgets cannot separate
     # A/N^alpha from B/D^beta (the fit runs off to degenerate exponents).
-    tasks = [(g["n_params"].to_numpy(), g["tokens"].to_numpy(), g["loss"].to_numpy(), n_boot, ci, fit.group_label(kd))
-             for (kd, g), nb in zip(groups, n_budgets) if nb >= 3]
+    tasks = [
+        (g["n_params"].to_numpy(), g["tokens"].to_numpy(), g["loss"].to_numpy(), n_boot, ci, fit.group_label(kd))
+        for (kd, g), nb in zip(groups, n_budgets)
+        if nb >= 3
+    ]
     workers = min(_cores(), len(tasks))
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -124,15 +161,32 @@ def parametric_table(usable: pd.DataFrame, n_boot: int, ci: float, c_top: float)
         row = dict(kd, n_points=int(np.isfinite(g["loss"]).sum()), budget_top=c_top)
         try:
             if nb < 3:
-                raise fit.FitError(f"{label}: {nb} budget(s) with finite losses; L(N, D) needs >= 3"
-                                   " on an IsoFLOP grid")
+                raise fit.FitError(f"{label}: {nb} budget(s) with finite losses; L(N, D) needs >= 3 on an IsoFLOP grid")
             f = next(fits)
             if isinstance(f, str):
                 raise fit.FitError(f)
             d = f.to_dict()
-            row.update({k: d.get(k, np.nan) for k in ("E", "E_lo", "E_hi", "alpha", "alpha_lo", "alpha_hi",
-                                                       "beta", "beta_lo", "beta_hi", "a_opt", "a_opt_lo",
-                                                       "a_opt_hi", "objective", "converged")})
+            row.update(
+                {
+                    k: d.get(k, np.nan)
+                    for k in (
+                        "E",
+                        "E_lo",
+                        "E_hi",
+                        "alpha",
+                        "alpha_lo",
+                        "alpha_hi",
+                        "beta",
+                        "beta_lo",
+                        "beta_hi",
+                        "a_opt",
+                        "a_opt_lo",
+                        "a_opt_hi",
+                        "objective",
+                        "converged",
+                    )
+                }
+            )
             row["n_opt_top"] = float(f.n_opt(c_top))
             notes = []
             if not f.converged:
@@ -148,9 +202,27 @@ def parametric_table(usable: pd.DataFrame, n_boot: int, ci: float, c_top: float)
         except fit.FitError as e:
             row.update(status=f"failed: {e}", note="")
         rows.append(row)
-    cols = GROUP + ["n_points", "E", "E_lo", "E_hi", "alpha", "alpha_lo", "alpha_hi", "beta", "beta_lo", "beta_hi",
-                    "a_opt", "a_opt_lo", "a_opt_hi", "budget_top", "n_opt_top", "objective", "converged", "note",
-                    "status"]
+    cols = GROUP + [
+        "n_points",
+        "E",
+        "E_lo",
+        "E_hi",
+        "alpha",
+        "alpha_lo",
+        "alpha_hi",
+        "beta",
+        "beta_lo",
+        "beta_hi",
+        "a_opt",
+        "a_opt_lo",
+        "a_opt_hi",
+        "budget_top",
+        "n_opt_top",
+        "objective",
+        "converged",
+        "note",
+        "status",
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -164,27 +236,45 @@ def precision_table(t: dict) -> pd.DataFrame:
     the N* interval ratio hi/lo of every interior optimum, the interval width a_hi - a_lo of
     every power-law exponent, and the knowledge-minus-code slope differences at the
     reference compute (claim 2), with how many of their intervals exclude 0."""
+
     def row(stat, values, what, excluding_0=np.nan):
         v = np.asarray(values, float)
         v = v[np.isfinite(v)]
         stats = dict(median=np.median(v), min=v.min(), max=v.max()) if v.size else {}
-        return {"statistic": stat, "n": int(v.size), "median": np.nan, "min": np.nan, "max": np.nan, **stats,
-                "excluding_0": excluding_0, "what": what, "status": "ok" if v.size else "no rows with an interval"}
+        return {
+            "statistic": stat,
+            "n": int(v.size),
+            "median": np.nan,
+            "min": np.nan,
+            "max": np.nan,
+            **stats,
+            "excluding_0": excluding_0,
+            "what": what,
+            "status": "ok" if v.size else "no rows with an interval",
+        }
 
     def usable(df, cols):
         ok = df[df["status"] == "ok"] if "status" in df.columns else df.iloc[:0]
-        return ok[np.isfinite(ok[list(cols)].astype(float)).all(axis=1)] if set(cols) <= set(ok.columns) else ok.iloc[:0]
+        return (
+            ok[np.isfinite(ok[list(cols)].astype(float)).all(axis=1)] if set(cols) <= set(ok.columns) else ok.iloc[:0]
+        )
 
     o = usable(t["optima"], ("n_opt_lo", "n_opt_hi"))
     s = usable(t["scaling"], ("a_lo", "a_hi"))
     d = t["datamix_slopes"]
     d = usable(d[d["basis"] == "difference at C_ref"] if "basis" in d.columns else d.iloc[:0], ("slope_lo", "slope_hi"))
-    return pd.DataFrame([
-        row("n_opt_interval_ratio", o["n_opt_hi"] / o["n_opt_lo"], "hi/lo of the N* interval, interior optima"),
-        row("exponent_interval_width", s["a_hi"] - s["a_lo"], "a_hi - a_lo of the exponent of N* = e^b C^a"),
-        row("claim2_difference", d["slope"], "knowledge-minus-code slope at C_ref; excluding_0 = how many of"
-            " their intervals exclude 0", excluding_0=int(((d["slope_lo"] > 0) | (d["slope_hi"] < 0)).sum())),
-    ])
+    return pd.DataFrame(
+        [
+            row("n_opt_interval_ratio", o["n_opt_hi"] / o["n_opt_lo"], "hi/lo of the N* interval, interior optima"),
+            row("exponent_interval_width", s["a_hi"] - s["a_lo"], "a_hi - a_lo of the exponent of N* = e^b C^a"),
+            row(
+                "claim2_difference",
+                d["slope"],
+                "knowledge-minus-code slope at C_ref; excluding_0 = how many of their intervals exclude 0",
+                excluding_0=int(((d["slope_lo"] > 0) | (d["slope_hi"] < 0)).sum()),
+            ),
+        ]
+    )
 
 
 def reference_compute(budgets) -> float:
@@ -196,12 +286,23 @@ def reference_compute(budgets) -> float:
 def isoflop_tables(usable: pd.DataFrame, fc: dict):
     """Approach 2 on the usable cells (loss column 'loss'): optima per budget and power laws,
     with the fit settings `fc` (config's fit)."""
-    sc = fit.isoflop_scaling(usable, GROUP, n_col="n_params", budget_col="budget", loss_col="loss",
-                             n_boot=int(fc["n_boot"]), seed=0, ci=float(fc["ci"]), window=fc.get("window"))
+    sc = fit.isoflop_scaling(
+        usable,
+        GROUP,
+        n_col="n_params",
+        budget_col="budget",
+        loss_col="loss",
+        n_boot=int(fc["n_boot"]),
+        seed=0,
+        ci=float(fc["ci"]),
+        window=fc.get("window"),
+    )
     if "n_budgets" in sc.scaling.columns:
-        sc.scaling["note"] = np.where((sc.scaling["n_budgets"] == 2) & (sc.scaling["status"] == "ok"),
-                                      "2 budgets: the line passes through both optima; its interval comes only"
-                                      " from their cell bootstraps", "")
+        sc.scaling["note"] = np.where(
+            (sc.scaling["n_budgets"] == 2) & (sc.scaling["status"] == "ok"),
+            "2 budgets: the line passes through both optima; its interval comes only from their cell bootstraps",
+            "",
+        )
     return sc
 
 
@@ -244,20 +345,24 @@ def build_tables(cells: pd.DataFrame, cfg: dict) -> dict:
     def slopes():
         table, extra["optimum_at_reference"] = datamix_table(cells, sc.scaling, cfg, c_ref)
         return table
+
     t["datamix_slopes"] = section("datamix_slopes", slopes)
 
     def composition():
         vc = skills.validation_composition(cells, ws=VALIDATION_WS, **kw)
         return vc.curve, vc.summary
+
     vc = section("validation_composition", composition)
     t["validation_composition"], t["validation_composition_summary"] = vc if isinstance(vc, tuple) else (vc, vc)
 
     def heldout():
         parts = [skills.heldout_budget_prediction(cells, m, mix_w=APE_W, **kw) for m in metrics + [skills.MIX]]
         return pd.concat(parts, ignore_index=True)
+
     t["heldout_prediction"] = section("heldout_prediction", heldout)
-    t["parametric"] = section("parametric", lambda: parametric_table(usable, min(n_boot, PARAMETRIC_MAX_BOOT),
-                                                                     ci, c_top))
+    t["parametric"] = section(
+        "parametric", lambda: parametric_table(usable, min(n_boot, PARAMETRIC_MAX_BOOT), ci, c_top)
+    )
     t["claims"] = section("claims", lambda: claims.verdicts(t))
     t["precision"] = section("precision", lambda: precision_table(t))
     return {"tables": t, "extra": extra}

@@ -44,12 +44,15 @@ class BenchmarkError(ValueError):
 @cache
 def shipped() -> dict[str, dict]:
     """Benchmark name -> the dataset_kwargs of its task YAML (plus 'task', its lm-eval name)."""
+
     class Loader(yaml.SafeLoader):  # reads !function tags as their names: nothing imported
         pass
 
     Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
 
-    def read(path: Path) -> dict:  # with its include:s merged in as lm-eval does: relative to the file, its own keys win
+    def read(
+        path: Path,
+    ) -> dict:  # with its include:s merged in as lm-eval does: relative to the file, its own keys win
         y = yaml.load(path.read_text(), Loader=Loader)  # a SafeLoader (above)
         inc = y.pop("include", [])
         merged = {}
@@ -102,8 +105,10 @@ def config_problems(cfg: dict, skills) -> list[str]:
         entry = entry or {}
         skill = entry.get("skill") or known[name]["skill"]
         if skill not in skills:
-            problems.append(f"eval.benchmarks.{name}.skill: {skill!r} is not a skill of this study"
-                            f" (skills: {', '.join(sorted(skills))})")
+            problems.append(
+                f"eval.benchmarks.{name}.skill: {skill!r} is not a skill of this study"
+                f" (skills: {', '.join(sorted(skills))})"
+            )
         mirror = entry.get("mirror")
         if mirror and _looks_local(mirror) and not Path(mirror).exists():
             problems.append(f"eval.benchmarks.{name}.mirror: {mirror} does not exist")
@@ -118,6 +123,7 @@ def _looks_local(mirror: str) -> bool:
 
 # -- loading a mirror ------------------------------------------------------------------
 
+
 def load_split(spec: dict) -> tuple[list[dict], str]:
     """The split's documents as plain dicts, and a description of where they came from."""
     # deferred: datasets (and pyarrow) take seconds to import: only when a source is read
@@ -130,9 +136,11 @@ def load_split(spec: dict) -> tuple[list[dict], str]:
         try:
             return datasets.load_dataset(spec["hub"], spec["name"], split=split).to_list(), src
         except Exception as e:
-            raise BenchmarkError(f"eval.benchmarks.{spec['benchmark']}: no mirror set and {src} split"
-                                 f" {split!r} could not be loaded ({type(e).__name__}: {e}); set {key}"
-                                 " to a local copy") from e
+            raise BenchmarkError(
+                f"eval.benchmarks.{spec['benchmark']}: no mirror set and {src} split"
+                f" {split!r} could not be loaded ({type(e).__name__}: {e}); set {key}"
+                " to a local copy"
+            ) from e
     p = Path(mirror)
     if p.is_file():
         if p.suffix not in FILE_FORMATS:
@@ -149,8 +157,9 @@ def load_split(spec: dict) -> tuple[list[dict], str]:
     try:  # a local copy of the hub repository, or a name datasets resolves
         d = datasets.load_dataset(str(p) if p.exists() else mirror, spec["name"])
     except Exception as e:
-        raise BenchmarkError(f"{key}: {mirror} could not be loaded by datasets.load_dataset"
-                             f" ({type(e).__name__}: {e})") from e
+        raise BenchmarkError(
+            f"{key}: {mirror} could not be loaded by datasets.load_dataset ({type(e).__name__}: {e})"
+        ) from e
     if split not in d:
         raise BenchmarkError(f"{key}: {mirror} has splits {sorted(d)}, not {split!r} that the task reads")
     return d[split].to_list(), f"datasets path {mirror}"
@@ -193,8 +202,9 @@ def check_docs(docs: list[dict], spec: dict, source: str) -> None:
                 v = _field(doc, f)
             except KeyError:
                 have = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
-                raise BenchmarkError(f"{where}: document {i} lacks field {f!r} that the task reads"
-                                     f" (it has {have})") from None
+                raise BenchmarkError(
+                    f"{where}: document {i} lacks field {f!r} that the task reads (it has {have})"
+                ) from None
             if v is None or (isinstance(v, list) and not v):  # e.g. an answer list with no answer
                 raise BenchmarkError(f"{where}: document {i} has an empty {f!r}")
 
@@ -219,8 +229,14 @@ def copy_documents(cfg: dict, out_dir: Path) -> dict:
         text = "".join(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n" for d in docs)
         common.write_text(out_dir / f"{name}.jsonl", text)
         spec = specs[name]
-        manifest[name] = {"skill": spec["skill"], "task": spec["task"], "source": source, "split": spec["split"],
-                          "n_docs": len(docs), "limit": spec["limit"],
-                          "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+        manifest[name] = {
+            "skill": spec["skill"],
+            "task": spec["task"],
+            "source": source,
+            "split": spec["split"],
+            "n_docs": len(docs),
+            "limit": spec["limit"],
+            "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        }
     common.write_json(out_dir / "manifest.json", manifest)
     return manifest

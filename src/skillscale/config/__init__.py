@@ -75,25 +75,17 @@ def validate(cfg: dict | None, source: str = "config") -> dict:
     sch = schema()
     _fill_defaults(cfg, sch)
     cfg = _coerce_numbers(cfg, sch)
-    errors = sorted(
-        jsonschema.Draft202012Validator(sch).iter_errors(cfg), key=lambda e: list(e.path)
-    )
+    errors = sorted(jsonschema.Draft202012Validator(sch).iter_errors(cfg), key=lambda e: list(e.path))
     if errors:
         lines = []
         for e in errors:
             if e.validator == "additionalProperties":
-                allowed = sorted(
-                    _subschema(sch, list(e.absolute_schema_path)[:-1]).get("properties", {})
-                )
+                allowed = sorted(_subschema(sch, list(e.absolute_schema_path)[:-1]).get("properties", {}))
                 for k in sorted(set(e.instance) - set(allowed)):
                     lines.append(f"{_key([*e.path, k])}: unknown key; allowed keys here: {', '.join(allowed)}")
             else:
-                expected = _subschema(sch, list(e.absolute_schema_path)[:-1]).get(
-                    "description", ""
-                )
-                lines.append(
-                    f"{_key(e.path)}: {e.message}" + (f" (expected: {expected})" if expected else "")
-                )
+                expected = _subschema(sch, list(e.absolute_schema_path)[:-1]).get("description", "")
+                lines.append(f"{_key(e.path)}: {e.message}" + (f" (expected: {expected})" if expected else ""))
         raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(lines))
     return _sorted_keys(cfg)
 
@@ -149,4 +141,6 @@ def digest(obj) -> str:
 
 
 def dump(cfg: dict) -> str:
-    return "# validated study config with every default filled in (written by the Snakefile)\n" + yaml.safe_dump(cfg, sort_keys=False)
+    return "# validated study config with every default filled in (written by the Snakefile)\n" + yaml.safe_dump(
+        cfg, sort_keys=False
+    )

@@ -17,14 +17,18 @@ def config_problems(cfg: dict) -> list[str]:
     """What the schema cannot check about data.sources (before any job runs)."""
     srcs, out = cfg["data"]["sources"], []
     if not srcs:
-        return ["data.sources: empty; name at least a knowledge and a code source, or leave it null for the embedded corpora"]
+        return [
+            "data.sources: empty; name at least a knowledge and a code source, or leave it null for the embedded corpora"
+        ]
     need = {"hf": ["path"], "files": ["files"], "embedded": ["corpus"]}
     for name, s in srcs.items():
         for k in need[s["kind"]]:
             if not s.get(k):
                 out.append(f"{key(name)}.{k}: required for kind: {s['kind']}")
         if s["role"] not in ("knowledge", "code") and not s.get("share"):
-            out.append(f"{key(name)}.share: role {s['role']!r} is neither knowledge nor code, so it needs a fixed share")
+            out.append(
+                f"{key(name)}.share: role {s['role']!r} is neither knowledge nor code, so it needs a fixed share"
+            )
         if s["kind"] == "files":  # local files are checked now: a typo must not wait for a job
             for part in ("files", "heldout_files"):
                 if s.get(part):
@@ -40,12 +44,18 @@ def config_problems(cfg: dict) -> list[str]:
     if fixed >= 1:
         out.append(f"data.sources: fixed shares add up to {fixed:g}, leaving nothing for the code fractions")
     elif max(fracs) > 1 - fixed + 1e-9:
-        out.append(f"mix.code_fractions: {max(fracs)} plus the fixed shares of data.sources ({fixed:g}) exceed 1;"
-                   f" code fractions can be at most {1 - fixed:g}")
+        out.append(
+            f"mix.code_fractions: {max(fracs)} plus the fixed shares of data.sources ({fixed:g}) exceed 1;"
+            f" code fractions can be at most {1 - fixed:g}"
+        )
     if max(fracs) > 0 and "code" not in roles:
-        out.append("data.sources: mix.code_fractions asks for code but no source has role: code (without a fixed share)")
+        out.append(
+            "data.sources: mix.code_fractions asks for code but no source has role: code (without a fixed share)"
+        )
     if min(fracs) < 1 - fixed - 1e-9 and "knowledge" not in roles:
-        out.append("data.sources: the mix leaves a knowledge share but no source has role: knowledge (without a fixed share)")
+        out.append(
+            "data.sources: the mix leaves a knowledge share but no source has role: knowledge (without a fixed share)"
+        )
     if not out and any(s.get("max_tokens") for s in srcs.values()):
         out += capped_epoch_problems(cfg)
     tc = cfg["data"]["tokenizer"]
@@ -67,13 +77,17 @@ def pretrained_problems(tc: dict) -> list[str]:
     try:
         tok = BPETokenizer.load(path)
     except Exception as e:
-        return [f"data.tokenizer.pretrained: {path} does not load as a tokenizers JSON file"
-                f" (a tokenizer.json, or a Hugging Face tokenizer folder holding one): {type(e).__name__}: {e}"]
+        return [
+            f"data.tokenizer.pretrained: {path} does not load as a tokenizers JSON file"
+            f" (a tokenizer.json, or a Hugging Face tokenizer folder holding one): {type(e).__name__}: {e}"
+        ]
     if tok.eos_id is None:
         return [f"data.tokenizer.pretrained: {path} has none of the document separators {BPETokenizer.EOS_NAMES}"]
     if tok.vocab_size != tc["vocab_size"]:
-        return [f"data.tokenizer.vocab_size: {tc['vocab_size']}, but data.tokenizer.pretrained {path} has"
-                f" {tok.vocab_size} ids; set vocab_size: {tok.vocab_size} (the models' embedding size)"]
+        return [
+            f"data.tokenizer.vocab_size: {tc['vocab_size']}, but data.tokenizer.pretrained {path} has"
+            f" {tok.vocab_size} ids; set vocab_size: {tok.vocab_size} (the models' embedding size)"
+        ]
     return []
 
 
@@ -86,10 +100,12 @@ def epoch_problems(cfg: dict, cells, n_seqs: dict[str, int], batch_size: int) ->
             s = srcs[name]
             limit = s.get("max_epochs") or (None if s["kind"] == "embedded" else cfg["data"]["max_epochs"])
             if limit and n_seqs[name] and k / n_seqs[name] > limit + 1e-9:
-                out.append(f"cell {c.cell}: would take {k / n_seqs[name]:.2f} epochs of source {name!r}"
-                           f" ({k:,} of its {n_seqs[name]:,} sequences) > max_epochs={limit:g};"
-                           f" add data to {key(name)} (or raise its max_tokens/max_documents), lower the budget,"
-                           " or raise data.max_epochs")
+                out.append(
+                    f"cell {c.cell}: would take {k / n_seqs[name]:.2f} epochs of source {name!r}"
+                    f" ({k:,} of its {n_seqs[name]:,} sequences) > max_epochs={limit:g};"
+                    f" add data to {key(name)} (or raise its max_tokens/max_documents), lower the budget,"
+                    " or raise data.max_epochs"
+                )
     return out
 
 
@@ -104,5 +120,7 @@ def capped_epoch_problems(cfg: dict) -> list[str]:
     width = cfg["model"]["seq_len"] + 1
     most = {k: s["max_tokens"] // width for k, s in cfg["data"]["sources"].items() if s.get("max_tokens")}
     n_seqs = {k: most.get(k, 0) for k in cfg["data"]["sources"]}
-    return [p.replace("would take", "would take at least") + " (its max_tokens cap, at planning)"
-            for p in epoch_problems(cfg, cells, n_seqs, cfg["train"]["batch_size"])]
+    return [
+        p.replace("would take", "would take at least") + " (its max_tokens cap, at planning)"
+        for p in epoch_problems(cfg, cells, n_seqs, cfg["train"]["batch_size"])
+    ]

@@ -46,6 +46,7 @@ def split(docs: list[Doc], fraction: float, seed: int) -> tuple[list[Doc], list[
 
 # --- knowledge -------------------------------------------------------------------------
 
+
 def _package_dir(name: str) -> Path:
     # find_spec does not execute the package (ovos' __init__ imports a voice-assistant SDK)
     spec = importlib.util.find_spec(name)
@@ -195,7 +196,11 @@ def code_fn_items(docs: list[Doc], limit: int, seed: int, max_body_chars: int = 
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             body = node.body
-            if len(body) < 2 or not (isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str)):
+            if len(body) < 2 or not (
+                isinstance(body[0], ast.Expr)
+                and isinstance(getattr(body[0], "value", None), ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 continue
             start = (node.decorator_list[0].lineno if node.decorator_list else node.lineno) - 1
             split_at = body[0].end_lineno

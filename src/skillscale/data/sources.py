@@ -69,8 +69,10 @@ def file_format(name: str, spec: dict, files: list[str]) -> str:
         return spec["format"]
     kinds = {FORMATS.get(Path(f).suffix.lower()) for f in files}
     if None in kinds or len(kinds) != 1:
-        raise DataError(f"{key(name)}.format: cannot tell the format of {files[:3]} from their suffixes;"
-                        " set format: json | parquet | text")
+        raise DataError(
+            f"{key(name)}.format: cannot tell the format of {files[:3]} from their suffixes;"
+            " set format: json | parquet | text"
+        )
     return kinds.pop()
 
 
@@ -98,8 +100,9 @@ def _load(name: str, spec: dict, heldout: bool = False):
 
     datasets.disable_progress_bars()
     if spec["kind"] == "files":
-        files = resolve_files(name, spec["heldout_files"] if heldout else spec["files"],
-                              "heldout_files" if heldout else "files")
+        files = resolve_files(
+            name, spec["heldout_files"] if heldout else spec["files"], "heldout_files" if heldout else "files"
+        )
         fmt = file_format(name, spec, files)
         kw = {"sample_by": "document"} if fmt == "text" else {}
         tried = f"datasets.load_dataset({fmt!r}, data_files={files[:3]}{'...' if len(files) > 3 else ''})"
@@ -110,8 +113,14 @@ def _load(name: str, spec: dict, heldout: bool = False):
             raise DataError(f"{key(name)}: {tried} failed: {type(e).__name__}: {e}") from None
     # a Hugging Face dataset
     split = spec["heldout_split"] if heldout else spec["split"]
-    args = dict(path=spec["path"], name=spec.get("name"), split=split, revision=spec.get("revision"),
-                data_files=spec.get("data_files"), streaming=spec["streaming"])
+    args = dict(
+        path=spec["path"],
+        name=spec.get("name"),
+        split=split,
+        revision=spec.get("revision"),
+        data_files=spec.get("data_files"),
+        streaming=spec["streaming"],
+    )
     tried = "datasets.load_dataset(" + ", ".join(f"{k}={v!r}" for k, v in args.items() if v is not None) + ")"
     try:
         with _without_torch():
@@ -139,8 +148,11 @@ BATCH_ROWS = 128
 def _fields(spec: dict) -> list[str] | None:
     """The row fields a source's documents need (text or template, id, filters); None: all."""
     if spec.get("template"):
-        roots = [re.match(r"[^.\[!:]*", f).group() for _, f, _, _ in string.Formatter().parse(spec["template"])
-                 if f is not None]
+        roots = [
+            re.match(r"[^.\[!:]*", f).group()
+            for _, f, _, _ in string.Formatter().parse(spec["template"])
+            if f is not None
+        ]
         if any(r == "" or r.isdigit() for r in roots):
             return None  # positional fields: let str.format report them on the whole row
         text = roots
@@ -160,8 +172,9 @@ def _check_fields(name: str, spec: dict, columns: list[str]) -> None:
     else:
         f = spec.get("text_field", "text")
         if f not in have:
-            raise DataError(f"{key(name)}.text_field: {f!r} is not a field of the rows (fields: {cols});"
-                            " set text_field or template")
+            raise DataError(
+                f"{key(name)}.text_field: {f!r} is not a field of the rows (fields: {cols}); set text_field or template"
+            )
     f = spec.get("id_field")
     if f and f not in have:
         raise DataError(f"{key(name)}.id_field: {f!r} is not a field of the rows (fields: {cols})")
@@ -227,8 +240,9 @@ def _embedded_documents(name: str, spec: dict, skip: int) -> Iterator[tuple[str,
         yield (d.id, d.text) if ok else None
 
 
-def rows(name: str, spec: dict, fraction: float, seed: int, skip: int = 0,
-         heldout_part: bool = False) -> Iterator[tuple[int, Row | None]]:
+def rows(
+    name: str, spec: dict, fraction: float, seed: int, skip: int = 0, heldout_part: bool = False
+) -> Iterator[tuple[int, Row | None]]:
     """(rows consumed so far, document or None when filtered out), from row `skip` on.
 
     With a named held-out split, `heldout_part` streams that split (every row held out);
@@ -255,8 +269,10 @@ def provenance(name: str, spec: dict) -> dict:
     if spec["kind"] == "files":
         for part in ("files", "heldout_files"):
             if spec.get(part):
-                out[part] = [{"path": os.path.abspath(f), "bytes": os.path.getsize(f), "sha256": sha256_file(Path(f))}
-                             for f in resolve_files(name, spec[part], part)]
+                out[part] = [
+                    {"path": os.path.abspath(f), "bytes": os.path.getsize(f), "sha256": sha256_file(Path(f))}
+                    for f in resolve_files(name, spec[part], part)
+                ]
     elif spec["kind"] == "hf":
         # deferred: datasets (and pyarrow) take seconds to import: only when a source is read
         import datasets
@@ -290,8 +306,9 @@ def hf_files(name: str, spec: dict) -> list[dict]:
     # deferred: datasets (and pyarrow) take seconds to import: only when a source is read
     import datasets
 
-    args = dict(path=spec["path"], name=spec.get("name"), revision=spec.get("revision"),
-                data_files=spec.get("data_files"))
+    args = dict(
+        path=spec["path"], name=spec.get("name"), revision=spec.get("revision"), data_files=spec.get("data_files")
+    )
     try:
         with _without_torch():
             builder = datasets.load_dataset_builder(**{k: v for k, v in args.items() if v is not None})

@@ -36,7 +36,7 @@ log = logging.getLogger("skillscale.data.streamed")
 
 CHUNK_BYTES = 4 << 20  # text per encode_batch call: enough to keep every thread busy
 CHUNK_DOCS = 4096
-HELD_CUT = 4000        # held-out documents are cut so one cannot fill a validation set
+HELD_CUT = 4000  # held-out documents are cut so one cannot fill a validation set
 FN_POOL_BYTES = 2 << 20
 
 
@@ -79,8 +79,13 @@ def tokenizer_sample(name: str, spec: dict, quota: int, fraction: float, seed: i
             neg, sz, _ = heapq.heappop(heap)
             held, over = held - sz, -neg
     chosen = sorted(heap, reverse=True)  # smallest key first
-    info = {"rows_scanned": n_rows, "bytes_scanned": scanned, "docs": len(chosen), "bytes": held,
-            "window": "whole source" if whole else f"first {SAMPLE_SCAN * quota:,} bytes of training text"}
+    info = {
+        "rows_scanned": n_rows,
+        "bytes_scanned": scanned,
+        "docs": len(chosen),
+        "bytes": held,
+        "window": "whole source" if whole else f"first {SAMPLE_SCAN * quota:,} bytes of training text",
+    }
     return [t for _, _, t in chosen], info
 
 
@@ -101,24 +106,42 @@ def tokenizer_for(cfg: dict, out: Path) -> tuple[BPETokenizer, dict]:
     tok = BPETokenizer.train(texts, tc["vocab_size"])
     with common.atomic_path(out / "tokenizer.json") as tmp:
         tok.save(tmp)
-    sample = {"method": f"per source, the training documents of smallest sha256('<seed>:tokenizer:<id>') in its"
-                        f" first {SAMPLE_SCAN} x {quota:,} bytes of training text, as far as {quota:,} bytes"
-                        " hold them (prepare.tokenizer_sample)",
-              "seed": dc["seed"], "quota_bytes": quota, "scan_bytes": SAMPLE_SCAN * quota, "sources": per_source}
+    sample = {
+        "method": f"per source, the training documents of smallest sha256('<seed>:tokenizer:<id>') in its"
+        f" first {SAMPLE_SCAN} x {quota:,} bytes of training text, as far as {quota:,} bytes"
+        " hold them (prepare.tokenizer_sample)",
+        "seed": dc["seed"],
+        "quota_bytes": quota,
+        "scan_bytes": SAMPLE_SCAN * quota,
+        "sources": per_source,
+    }
     return tok, {"trained_on_bytes": sum(len(t.encode()) for t in texts), "sample": sample}
 
 
 def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha: str, out: Path) -> dict:
     dc = cfg["data"]
     frac, seed = dc["heldout_fraction"], dc["seed"]
-    fp = digest({"spec": spec, "seed": seed, "heldout_fraction": frac, "tokenizer": tok_sha,
-                 "shard_tokens": dc["shard_tokens"], "text_bytes": dc["eval"]["text_bytes"]})
+    fp = digest(
+        {
+            "spec": spec,
+            "seed": seed,
+            "heldout_fraction": frac,
+            "tokenizer": tok_sha,
+            "shard_tokens": dc["shard_tokens"],
+            "text_bytes": dc["eval"]["text_bytes"],
+        }
+    )
     w = ShardWriter(out / "shards" / name, dtype_for(tok.vocab_size), tok.eos_id, dc["shard_tokens"], fp)
     extra = w.state["extra"] or {"held": [], "held_bytes": 0, "fn_pool": [], "fn_bytes": 0, "rows_filtered": 0}
     train_done = bool(extra.get("train_done"))
     if w.resumed_rows:
-        log.info("%s: resuming after %d rows, %d shard files%s", name, w.resumed_rows, len(w.state["files"]),
-                 " (training pass done: only the held-out pass is read again)" if train_done else "")
+        log.info(
+            "%s: resuming after %d rows, %d shard files%s",
+            name,
+            w.resumed_rows,
+            len(w.state["files"]),
+            " (training pass done: only the held-out pass is read again)" if train_done else "",
+        )
     separate = bool(spec.get("heldout_split") or spec.get("heldout_files"))
     texts, pending, n_rows, done = [], 0, w.resumed_rows, False
     max_docs, max_tok = spec.get("max_documents"), spec.get("max_tokens")
@@ -160,7 +183,7 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
                 keep += 1
             ids = ids[:keep]
         if len(ids) < len(chunk):
-            chunk = chunk[:len(ids)]
+            chunk = chunk[: len(ids)]
             nbytes = sum(len(t.encode()) for t in chunk)
         w.add(ids, nbytes, rows_done, snapshot)
 
@@ -195,27 +218,36 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
         complete()
     pool.shutdown()
     if w.n_docs == 0:
-        raise DataError(f"{sources.key(name)}: no training document after {n_rows:,} rows"
-                        f" ({extra['rows_filtered']:,} filtered out by filters/min_chars/empty text); tried "
-                        + describe(spec))
+        raise DataError(
+            f"{sources.key(name)}: no training document after {n_rows:,} rows"
+            f" ({extra['rows_filtered']:,} filtered out by filters/min_chars/empty text); tried " + describe(spec)
+        )
     if separate:
         # the training pass is recorded as finished (its last shard file closed), so that a run
         # killed in the held-out pass resumes here and reads only that pass again: it stops
         # once data.eval.text_bytes of held-out text (and a code source's functions) are kept
         if not train_done:
-            w.checkpoint(n_rows, {k: list(v) if isinstance(v, list) else v for k, v in extra.items()}
-                         | {"train_done": True})
+            w.checkpoint(
+                n_rows, {k: list(v) if isinstance(v, list) else v for k, v in extra.items()} | {"train_done": True}
+            )
         for _, row in sources.rows(name, spec, frac, seed, heldout_part=True):
             if row is not None:
                 keep_heldout(row)
             if extra["held_bytes"] >= dc["eval"]["text_bytes"] and (not want_fn or extra["fn_bytes"] >= FN_POOL_BYTES):
                 break
     if not extra["held"]:
-        raise DataError(f"{sources.key(name)}: no document was held out of {w.n_docs:,} training ones"
-                        f" (data.heldout_fraction={frac}); raise it, add documents or set heldout_split/heldout_files")
+        raise DataError(
+            f"{sources.key(name)}: no document was held out of {w.n_docs:,} training ones"
+            f" (data.heldout_fraction={frac}); raise it, add documents or set heldout_split/heldout_files"
+        )
     index = w.finish(n_rows, extra, {"source": name, "role": spec["role"]})
-    return {"index": index, "held": extra["held"], "fn_pool": extra["fn_pool"], "rows_read": n_rows,
-            "rows_filtered": extra["rows_filtered"]}
+    return {
+        "index": index,
+        "held": extra["held"],
+        "fn_pool": extra["fn_pool"],
+        "rows_read": n_rows,
+        "rows_filtered": extra["rows_filtered"],
+    }
 
 
 def describe(spec: dict) -> str:
@@ -248,13 +280,26 @@ def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
         t = time.time()
         r = prepare_source(name, spec, cfg, tok, tok_sha, out)
         idx = r["index"]
-        shards[name] = {"role": spec["role"], "dir": f"shards/{name}", "dtype": idx["dtype"],
-                        "n_tokens": idx["n_tokens"], "n_docs": idx["n_docs"], "n_bytes": idx["n_bytes"],
-                        "files": idx["files"], "sha256": digest([f["sha256"] for f in idx["files"]])}
+        shards[name] = {
+            "role": spec["role"],
+            "dir": f"shards/{name}",
+            "dtype": idx["dtype"],
+            "n_tokens": idx["n_tokens"],
+            "n_docs": idx["n_docs"],
+            "n_bytes": idx["n_bytes"],
+            "files": idx["files"],
+            "sha256": digest([f["sha256"] for f in idx["files"]]),
+        }
         held[name], fn_pool[name] = r["held"], r["fn_pool"]
         read[name] = {"rows_read": r["rows_read"], "rows_filtered": r["rows_filtered"]}
-        log.info("%s: %d docs, %d tokens in %d files, %.0f tokens/s", name, idx["n_docs"], idx["n_tokens"],
-                 len(idx["files"]), idx["n_tokens"] / max(1e-9, time.time() - t))
+        log.info(
+            "%s: %d docs, %d tokens in %d files, %.0f tokens/s",
+            name,
+            idx["n_docs"],
+            idx["n_tokens"],
+            len(idx["files"]),
+            idx["n_tokens"] / max(1e-9, time.time() - t),
+        )
 
     # a cell that would repeat a source past max_epochs is refused now, before any training
     width = cfg["model"]["seq_len"] + 1
@@ -262,8 +307,11 @@ def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
     cells, _ = plan.build(cfg)
     problems = checks.epoch_problems(cfg, cells, n_seqs, cfg["train"]["batch_size"])
     if problems:
-        raise DataError("data.max_epochs: refused before training:\n  " + "\n  ".join(problems[:20])
-                        + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""))
+        raise DataError(
+            "data.max_epochs: refused before training:\n  "
+            + "\n  ".join(problems[:20])
+            + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        )
 
     ev = dc["eval"]
     eval_sets, metrics = {}, {}
@@ -286,8 +334,13 @@ def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
         "layout": "sources",
         "data_config": dc,
         "data_config_hash": digest(dc),
-        "tokenizer": {"vocab_size": tok.vocab_size, "sha256": tok_sha, "eos_id": tok.eos_id,
-                      "dtype": dtype_for(tok.vocab_size), **tok_info},
+        "tokenizer": {
+            "vocab_size": tok.vocab_size,
+            "sha256": tok_sha,
+            "eos_id": tok.eos_id,
+            "dtype": dtype_for(tok.vocab_size),
+            **tok_info,
+        },
         "shards": shards,
         "eval": evals,
         "metrics": metrics,

@@ -149,7 +149,9 @@ def metrics_of(manifest: dict) -> dict[str, tuple[str, str]]:
     knowledge/code validation text pooled over the role's sources, code_fn where any)."""
     if "metrics" not in manifest:
         return dict(METRICS)
-    return {m: (METRICS[m][0] if m in METRICS else f"skillscale_{m}", v["skill"]) for m, v in manifest["metrics"].items()}
+    return {
+        m: (METRICS[m][0] if m in METRICS else f"skillscale_{m}", v["skill"]) for m, v in manifest["metrics"].items()
+    }
 
 
 def source_text_tasks(folder: Path, tasks: dict[str, tuple[str, str]]) -> None:
@@ -159,12 +161,19 @@ def source_text_tasks(folder: Path, tasks: dict[str, tuple[str, str]]) -> None:
     for m, (task, _) in tasks.items():
         if m not in METRICS:
             (folder / f"{task}.yaml").write_text(
-                f"include: {TASKS_DIR / '_default_template_yaml'}\ntask: {task}\n"
-                f"dataset_kwargs:\n  file: {m}.jsonl\n")
+                f"include: {TASKS_DIR / '_default_template_yaml'}\ntask: {task}\ndataset_kwargs:\n  file: {m}.jsonl\n"
+            )
 
 
-def run_tasks(lm, eval_dir: Path, metrics=tuple(METRICS), limit=None, tasks=None, benchmarks=(),
-              benchmarks_dir: Path | None = None) -> dict:
+def run_tasks(
+    lm,
+    eval_dir: Path,
+    metrics=tuple(METRICS),
+    limit=None,
+    tasks=None,
+    benchmarks=(),
+    benchmarks_dir: Path | None = None,
+) -> dict:
     """Run the study's skill tasks through lm-eval; return bits per byte per metric.
 
     `tasks` maps metric -> (lm-eval task, skill) (default: the embedded study's four; see
@@ -193,15 +202,20 @@ def run_tasks(lm, eval_dir: Path, metrics=tuple(METRICS), limit=None, tasks=None
     scores = {m: res[tasks[m][0]]["bits_per_byte,none"] for m in metrics}
     if benchmarks:
         scores["benchmarks"] = {
-            b: {k.split(",")[0]: v for k, v in res[specs[b]["task"]].items()
-                if k.endswith(",none") and not k.endswith("_stderr,none")}
-            for b in benchmarks}
+            b: {
+                k.split(",")[0]: v
+                for k, v in res[specs[b]["task"]].items()
+                if k.endswith(",none") and not k.endswith("_stderr,none")
+            }
+            for b in benchmarks
+        }
     return scores
 
 
 def run_tasks_once(lm, eval_dir: Path, tasks: dict, manifest: dict, **bench) -> dict:
     """run_tasks, scoring a file once where two metrics share it (a role with one source:
     its pooled validation text is that source's held-out text)."""
+
     def key(m):  # raw-text tasks all score the same way
         kind = "text" if m.startswith("text_") or m.endswith("_text") else tasks[m][0]
         return kind, manifest.get("eval", {}).get(m, {}).get("sha256", m)
@@ -211,8 +225,6 @@ def run_tasks_once(lm, eval_dir: Path, tasks: dict, manifest: dict, **bench) -> 
         first.setdefault(key(m), m)
     got = run_tasks(lm, eval_dir, tuple(first.values()), tasks=tasks, **bench)
     return {m: got[first[key(m)]] for m in tasks} | ({"benchmarks": got["benchmarks"]} if "benchmarks" in got else {})
-
-
 
 
 def benchmark_metrics(details: dict, manifest: dict) -> tuple[dict, dict]:
@@ -247,8 +259,14 @@ def score(lm, data_dir: Path, benchmarks=()) -> dict:
     manifest = read_benchmark_manifest(data_dir, benchmarks)
     data_manifest = common.read_json(data_dir / "manifest.json", "data manifest")
     tasks = metrics_of(data_manifest)
-    r = run_tasks_once(lm, data_dir / "eval", tasks, data_manifest, benchmarks=tuple(benchmarks),
-                       benchmarks_dir=data_dir / "benchmarks")
+    r = run_tasks_once(
+        lm,
+        data_dir / "eval",
+        tasks,
+        data_manifest,
+        benchmarks=tuple(benchmarks),
+        benchmarks_dir=data_dir / "benchmarks",
+    )
     details = r.pop("benchmarks", {})
     bpb, skills = dict(r), {m: tasks[m][1] for m in tasks}
     b_bpb, b_skills = benchmark_metrics(details, manifest)
@@ -259,8 +277,9 @@ def score(lm, data_dir: Path, benchmarks=()) -> dict:
     return {"bits_per_byte": bpb, "skills": skills, "benchmarks": details}
 
 
-def evaluate_cell(cell_dir: Path, data_dir: Path, batch_size: int, threads: int = 1, benchmarks=(),
-                  fingerprint: dict | None = None) -> dict:
+def evaluate_cell(
+    cell_dir: Path, data_dir: Path, batch_size: int, threads: int = 1, benchmarks=(), fingerprint: dict | None = None
+) -> dict:
     """Score a trained cell and write its eval.json; `fingerprint` (what the scores depend on)
     is recorded so that a rerun trunk job can tell a still-valid eval.json from a stale one."""
     torch.set_num_threads(threads)
@@ -273,8 +292,11 @@ def evaluate_cell(cell_dir: Path, data_dir: Path, batch_size: int, threads: int 
         bench_manifest = read_benchmark_manifest(data_dir, benchmarks)
         nan_details = {b: {"bits_per_byte": math.nan, "gold_bytes": 1} for b in benchmarks}
         b_bpb, b_skills = benchmark_metrics(nan_details, bench_manifest)
-        scores = {"bits_per_byte": {**dict.fromkeys(tasks, math.nan), **b_bpb},
-                  "skills": {**{m: tasks[m][1] for m in tasks}, **b_skills}, "benchmarks": {}}
+        scores = {
+            "bits_per_byte": {**dict.fromkeys(tasks, math.nan), **b_bpb},
+            "skills": {**{m: tasks[m][1] for m in tasks}, **b_skills},
+            "benchmarks": {},
+        }
     else:
         lm = SkillscaleLM(model, tok, rec["cell"]["shape"]["seq_len"], batch_size, device)
         scores = score(lm, data_dir, benchmarks)

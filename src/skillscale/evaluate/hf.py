@@ -37,8 +37,9 @@ class HFTokenizer:
         self.tok = tok
         self.eos_id = tok.eos_token_id if tok.eos_token_id is not None else tok.bos_token_id
         if self.eos_id is None:
-            raise ValueError(f"{tok.name_or_path}: tokenizer has neither an eos nor a bos token to start"
-                             " an empty context with")
+            raise ValueError(
+                f"{tok.name_or_path}: tokenizer has neither an eos nor a bos token to start an empty context with"
+            )
 
     def encode(self, text: str) -> list[int]:
         # verbose=False: texts longer than the context are fine, SkillscaleLM windows them
@@ -74,8 +75,15 @@ def load(model_dir: Path, device: str, dtype: str = "float32"):
     return hf, AutoTokenizer.from_pretrained(str(model_dir))
 
 
-def evaluate_hf(model_dir: Path, data_dir: Path, benchmarks=None, seq_len: int | None = None,
-                batch_size: int = 32, device: str | None = None, dtype: str = "float32") -> dict:
+def evaluate_hf(
+    model_dir: Path,
+    data_dir: Path,
+    benchmarks=None,
+    seq_len: int | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+    dtype: str = "float32",
+) -> dict:
     """Score MODEL_DIR on every skill metric of DATA (and its prepared benchmarks)."""
     # deferred: lm-eval takes seconds to import: only when scoring
     from skillscale.evaluate.harness import SkillscaleLM, score
@@ -91,6 +99,13 @@ def evaluate_hf(model_dir: Path, data_dir: Path, benchmarks=None, seq_len: int |
     lm = SkillscaleLM(HFLogits(hf), HFTokenizer(tok), ctx, batch_size, device)
     with torch.no_grad():
         scores = score(lm, data_dir, benchmarks)
-    return {"model": str(Path(model_dir).resolve()), "data": str(data_dir.resolve()), **scores,
-            **param_counts(hf), "seq_len": ctx, "dtype": dtype,
-            "wall_seconds": round(time.time() - t0, 2), "provenance": common.provenance(device=device)}
+    return {
+        "model": str(Path(model_dir).resolve()),
+        "data": str(data_dir.resolve()),
+        **scores,
+        **param_counts(hf),
+        "seq_len": ctx,
+        "dtype": dtype,
+        "wall_seconds": round(time.time() - t0, 2),
+        "provenance": common.provenance(device=device),
+    }

@@ -91,9 +91,7 @@ class Decoder(nn.Module):
     def __init__(self, shape: ModelShape):
         super().__init__()
         if shape.d_model % shape.n_heads or shape.d_head % 2:
-            raise ValueError(
-                f"model shape {shape}: d_model must split into n_heads heads of even width"
-            )
+            raise ValueError(f"model shape {shape}: d_model must split into n_heads heads of even width")
         self.shape = shape
         self.embed = nn.Embedding(shape.vocab_size, shape.d_model)
         self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.n_layers))

@@ -65,7 +65,7 @@ def packs(cfg: dict, runs: list[Trunk]) -> list[Pack]:
         k = per_job(cfg, members[0].n_params)
         members = sorted(members, key=lambda r: (r.seed, r.code_frac))
         for i in range(0, len(members), k if k > 1 else len(members) + 1):
-            chunk = members[i:i + k]
+            chunk = members[i : i + k]
             if k > 1 and len(chunk) > 1:
                 out.append(Pack(f"{size}_pack{i // k}", tuple(r.run for r in chunk), size, chunk[0].n_params))
     return out
@@ -92,12 +92,20 @@ def check_pack_fits(cfg: dict, runs: list[Trunk], device_bytes: float, key: str 
     shape = {c.size: c.shape(cfg) for c in cells}
     need = sum(train_memory_bytes(cfg, shape[r.size]) for r in runs)
     if need > 0.9 * device_bytes:
-        what = (f"{len(runs)} trunks of {runs[0].size} side by side need" if len(runs) > 1
-                else f"a trunk of {runs[0].size} needs")
-        fix = (f"lower per_job for {runs[0].n_params:,} parameters" if len(runs) > 1
-               else "set resources.micro_batch_rows (fewer rows per forward/backward pass) or resources.ddp_processes")
-        raise ValueError(f"{key}: {what} about {need / 2**30:.1f} GiB, more than 90% of the GPU's"
-                         f" {device_bytes / 2**30:.0f} GiB; {fix}")
+        what = (
+            f"{len(runs)} trunks of {runs[0].size} side by side need"
+            if len(runs) > 1
+            else f"a trunk of {runs[0].size} needs"
+        )
+        fix = (
+            f"lower per_job for {runs[0].n_params:,} parameters"
+            if len(runs) > 1
+            else "set resources.micro_batch_rows (fewer rows per forward/backward pass) or resources.ddp_processes"
+        )
+        raise ValueError(
+            f"{key}: {what} about {need / 2**30:.1f} GiB, more than 90% of the GPU's"
+            f" {device_bytes / 2**30:.0f} GiB; {fix}"
+        )
 
 
 def memory_problems(cfg: dict) -> list[str]:

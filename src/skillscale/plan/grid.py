@@ -94,16 +94,27 @@ def build(cfg: dict) -> tuple[list[Cell], list[dict]]:
                 for seed in cfg["seeds"]:
                     cid = cell_id(frac, budget, name, seed)
                     if steps < cfg["train"]["min_steps"]:
-                        dropped.append({"cell": cid, "reason": f"{steps} steps < train.min_steps={cfg['train']['min_steps']}"})
+                        dropped.append(
+                            {"cell": cid, "reason": f"{steps} steps < train.min_steps={cfg['train']['min_steps']}"}
+                        )
                         continue
                     tokens = steps * tokens_per_step
                     cells.append(
                         Cell(
-                            cell=cid, code_frac=float(frac), budget=float(budget), size=name,
-                            seed=int(seed), d_model=shape.d_model, n_layers=shape.n_layers,
-                            n_heads=shape.n_heads, n_params=n,
-                            n_params_nonembed=counts["nonembed"], n_params_total=counts["total"],
-                            tokens=tokens, steps=steps, flops=6.0 * n * tokens,
+                            cell=cid,
+                            code_frac=float(frac),
+                            budget=float(budget),
+                            size=name,
+                            seed=int(seed),
+                            d_model=shape.d_model,
+                            n_layers=shape.n_layers,
+                            n_heads=shape.n_heads,
+                            n_params=n,
+                            n_params_nonembed=counts["nonembed"],
+                            n_params_total=counts["total"],
+                            tokens=tokens,
+                            steps=steps,
+                            flops=6.0 * n * tokens,
                             flops_exact=flops_per_token(shape)["exact"] * tokens,
                         )
                     )
@@ -151,11 +162,19 @@ def trunks(cfg: dict, cells: list[Cell]) -> list[Trunk]:
         branches = sorted(((c.cell, c.steps - cooldown_steps(cfg, c.steps)) for c in members), key=lambda b: b[1])
         c0 = members[0]
         steps = branches[-1][1]
-        runs.append(Trunk(
-            run=rid, code_frac=c0.code_frac, size=c0.size, seed=c0.seed, n_params=c0.n_params,
-            steps=steps, warmup=warmup_steps(cfg, c0.n_params, min(c.steps for c in members)),
-            branches=tuple(branches), flops=6.0 * c0.n_params * steps * tokens_per_step,
-        ))
+        runs.append(
+            Trunk(
+                run=rid,
+                code_frac=c0.code_frac,
+                size=c0.size,
+                seed=c0.seed,
+                n_params=c0.n_params,
+                steps=steps,
+                warmup=warmup_steps(cfg, c0.n_params, min(c.steps for c in members)),
+                branches=tuple(branches),
+                flops=6.0 * c0.n_params * steps * tokens_per_step,
+            )
+        )
     return runs
 
 
@@ -164,9 +183,13 @@ def sweep_cost(cfg: dict, cells: list[Cell]) -> dict:
     per_cell = sum(c.flops for c in cells)
     trunk_flops = sum(r.flops for r in trunks(cfg, cells))
     cooldowns = sum(cooldown_flops(cfg, c) for c in cells)
-    return {"per_cell_flops": per_cell, "wsd_flops": trunk_flops + cooldowns,
-            "wsd_trunk_flops": trunk_flops, "wsd_cooldown_flops": cooldowns,
-            "wsd_over_per_cell": (trunk_flops + cooldowns) / per_cell if per_cell else float("nan")}
+    return {
+        "per_cell_flops": per_cell,
+        "wsd_flops": trunk_flops + cooldowns,
+        "wsd_trunk_flops": trunk_flops,
+        "wsd_cooldown_flops": cooldowns,
+        "wsd_over_per_cell": (trunk_flops + cooldowns) / per_cell if per_cell else float("nan"),
+    }
 
 
 def cooldown_flops(cfg: dict, cell: Cell) -> float:

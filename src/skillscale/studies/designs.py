@@ -53,10 +53,13 @@ def noise_model(cells: pd.DataFrame) -> tuple[dict, dict, dict]:
             sd[m] = float(np.sqrt(g.groupby(["code_frac", "budget", "size"])["value"].var().mean()))
         else:  # a parabola through n points keeps (n - 3) / n of the noise's variance
             r = R[R.metric == m]
-            sd[m] = float(np.sqrt((r.r ** 2 / ((r.n - 3) / r.n).clip(lower=1 / 3)).mean()))
+            sd[m] = float(np.sqrt((r.r**2 / ((r.n - 3) / r.n).clip(lower=1 / 3)).mean()))
         w = R[R.metric == m].pivot_table(index=["code_frac", "size", "seed"], columns="budget", values="r")
-        cors = [w[[a, b]].dropna().corr().iloc[0, 1] for a, b in zip(w.columns, w.columns[1:])
-                if len(w[[a, b]].dropna()) > 3]
+        cors = [
+            w[[a, b]].dropna().corr().iloc[0, 1]
+            for a, b in zip(w.columns, w.columns[1:])
+            if len(w[[a, b]].dropna()) > 3
+        ]
         rho[m] = float(np.clip(np.nanmean(cors), 0.0, 1.0)) if cors else 0.0
     return truth, sd, rho
 
@@ -87,8 +90,10 @@ def at_width(table: dict, d: int) -> float:
 
 
 def design_config(cfg: dict, sizes: int, seeds: int) -> dict:
-    return study.validate(cfg | {"seeds": list(range(seeds)), "grid": cfg["grid"] | {"sizes_per_budget": sizes}},
-                           f"design {sizes}x{seeds}")
+    return study.validate(
+        cfg | {"seeds": list(range(seeds)), "grid": cfg["grid"] | {"sizes_per_budget": sizes}},
+        f"design {sizes}x{seeds}",
+    )
 
 
 def wall_minutes(cfg: dict, cells, tps: dict, ev: dict, cores: int, fixed_s: float) -> float:
@@ -115,10 +120,22 @@ def simulate(cells, truth: dict, sd: dict, rho: dict, skills: dict, rng) -> pd.D
             if k not in trunk:
                 trunk[k] = rng.standard_normal()
             e = sd[m] * (np.sqrt(rho[m]) * trunk[k] + np.sqrt(1 - rho[m]) * rng.standard_normal())
-            rows.append(dict(cell=c.cell, code_frac=c.code_frac, budget=c.budget, size=c.size, seed=c.seed,
-                             n_params=c.n_params, n_params_total=c.n_params_total, tokens=c.tokens, metric=m,
-                             skill=skills[m], value=np.polyval(truth[c.code_frac, m, c.budget], np.log(c.n_params)) + e,
-                             diverged=False))
+            rows.append(
+                dict(
+                    cell=c.cell,
+                    code_frac=c.code_frac,
+                    budget=c.budget,
+                    size=c.size,
+                    seed=c.seed,
+                    n_params=c.n_params,
+                    n_params_total=c.n_params_total,
+                    tokens=c.tokens,
+                    metric=m,
+                    skill=skills[m],
+                    value=np.polyval(truth[c.code_frac, m, c.budget], np.log(c.n_params)) + e,
+                    diverged=False,
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -129,10 +146,13 @@ def precision(cells: pd.DataFrame, cfg: dict) -> dict:
     slopes, _ = tables.datamix_table(cells, sc.scaling, cfg, tables.reference_compute(cells["budget"].unique()))
     p = tables.precision_table({"optima": sc.optima, "scaling": sc.scaling, "datamix_slopes": slopes})
     p = p.set_index("statistic")
-    return {"n_opt_ratio": p.loc["n_opt_interval_ratio", "median"],
-            "exponent_width": p.loc["exponent_interval_width", "median"],
-            "claim2_excluding_0": p.loc["claim2_difference", "excluding_0"],
-            "interior": int((sc.optima["status"] == "ok").sum()), "fits": len(sc.optima)}
+    return {
+        "n_opt_ratio": p.loc["n_opt_interval_ratio", "median"],
+        "exponent_width": p.loc["exponent_interval_width", "median"],
+        "claim2_excluding_0": p.loc["claim2_difference", "excluding_0"],
+        "interior": int((sc.optima["status"] == "ok").sum()),
+        "fits": len(sc.optima),
+    }
 
 
 def fixed_seconds(study: Path) -> float:
@@ -144,8 +164,17 @@ def fixed_seconds(study: Path) -> float:
     return s + 30.0  # the analysis job: ~30 s on 2 cores for the default study
 
 
-def compare(cfg: dict, cells: pd.DataFrame, tps: dict, ev: dict, designs: list[tuple[int, int]], reps: int,
-            cores: int, fixed_s: float = 30.0, seed: int = 0) -> pd.DataFrame:
+def compare(
+    cfg: dict,
+    cells: pd.DataFrame,
+    tps: dict,
+    ev: dict,
+    designs: list[tuple[int, int]],
+    reps: int,
+    cores: int,
+    fixed_s: float = 30.0,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One row per design (the cells' own first): its cells, minutes and median statistics.
 
     cfg: the study's config; cells: its cells.csv rows; tps / ev: tokens/s and evaluation
@@ -153,8 +182,10 @@ def compare(cfg: dict, cells: pd.DataFrame, tps: dict, ev: dict, designs: list[t
     cells = cells[~cells["diverged"].astype(bool)]
     truth, sd, rho = noise_model(cells)
     if not all(v > 1e-9 for v in sd.values()):
-        raise ValueError("the cells leave no noise to measure: they need 2 or more seeds, or 4 or more sizes "
-                         "per budget (a parabola through 3 points has no residual)")
+        raise ValueError(
+            "the cells leave no noise to measure: they need 2 or more seeds, or 4 or more sizes "
+            "per budget (a parabola through 3 points has no residual)"
+        )
     skills = dict(zip(cells["metric"], cells["skill"]))
     # the design the cells were trained under (the study's config.yaml is the last run's)
     own = (int(cells.groupby(["code_frac", "budget", "seed"])["size"].nunique().max()), int(cells["seed"].nunique()))
@@ -164,11 +195,18 @@ def compare(cfg: dict, cells: pd.DataFrame, tps: dict, ev: dict, designs: list[t
         planned, _ = plan.build(dc)
         rng = np.random.default_rng(seed)
         st = pd.DataFrame([precision(simulate(planned, truth, sd, rho, skills, rng), dc) for _ in range(reps)])
-        rows.append({"design": f"{sizes} sizes x {seeds} seed{'s' if seeds > 1 else ''}",
-                     "cells": len(planned), "minutes": wall_minutes(dc, planned, tps, ev, cores, fixed_s),
-                     "n_opt_ratio": st["n_opt_ratio"].median(), "exponent_width": st["exponent_width"].median(),
-                     "claim2_excluding_0": st["claim2_excluding_0"].mean(),
-                     "interior": st["interior"].mean(), "fits": st["fits"].mean()})
+        rows.append(
+            {
+                "design": f"{sizes} sizes x {seeds} seed{'s' if seeds > 1 else ''}",
+                "cells": len(planned),
+                "minutes": wall_minutes(dc, planned, tps, ev, cores, fixed_s),
+                "n_opt_ratio": st["n_opt_ratio"].median(),
+                "exponent_width": st["exponent_width"].median(),
+                "claim2_excluding_0": st["claim2_excluding_0"].mean(),
+                "interior": st["interior"].mean(),
+                "fits": st["fits"].mean(),
+            }
+        )
     out = pd.DataFrame(rows)
     # certainty per minute: an interval's log-width times sqrt(minutes) stays put when the only
     # change is more of the same data; lower is more certainty for the time
@@ -185,8 +223,16 @@ def compare_study(study: Path, designs: list[tuple[int, int]], reps: int, cores:
         if not (study / f).exists():
             raise SystemExit(f"{study / f} missing: run the study (its analyze job writes cells.csv) first")
     tps, ev = rates(study)
-    return compare(study.load(study / "config.yaml"), pd.read_csv(study / "cells.csv"), tps, ev, designs, reps,
-                   cores, fixed_seconds(study))
+    return compare(
+        study.load(study / "config.yaml"),
+        pd.read_csv(study / "cells.csv"),
+        tps,
+        ev,
+        designs,
+        reps,
+        cores,
+        fixed_seconds(study),
+    )
 
 
 def parse_designs(text: str) -> list[tuple[int, int]]:
@@ -199,13 +245,20 @@ def parse_designs(text: str) -> list[tuple[int, int]]:
 def run(a) -> int:
     """`skillscale designs` (its arguments: skillscale.cli)."""
     out = compare_study(a.study, parse_designs(a.designs), a.reps, a.cores)
-    print(f"noise model from {a.study}: sd " + ", ".join(f"{k} {v:.4f}" for k, v in out.attrs["sd"].items())
-          + "; adjacent-budget correlation " + ", ".join(f"{k} {v:.2f}" for k, v in out.attrs["rho"].items()))
+    print(
+        f"noise model from {a.study}: sd "
+        + ", ".join(f"{k} {v:.4f}" for k, v in out.attrs["sd"].items())
+        + "; adjacent-budget correlation "
+        + ", ".join(f"{k} {v:.2f}" for k, v in out.attrs["rho"].items())
+    )
     print(f"{a.reps} simulated studies per design, medians; minutes on {a.cores} cores at this study's rates\n")
     print(out.round(3).to_string(index=False))
     measured = a.study / "tables" / "precision.csv"
     if measured.exists():
         m = pd.read_csv(measured)
-        print(f"\nmeasured ({measured}): " + ", ".join(f"{r.statistic} {r.median:.3g}" for r in m.itertuples())
-              + f"; claim-2 differences excluding 0: {m.set_index('statistic').loc['claim2_difference', 'excluding_0']:.0f}")
+        print(
+            f"\nmeasured ({measured}): "
+            + ", ".join(f"{r.statistic} {r.median:.3g}" for r in m.itertuples())
+            + f"; claim-2 differences excluding 0: {m.set_index('statistic').loc['claim2_difference', 'excluding_0']:.0f}"
+        )
     return 0

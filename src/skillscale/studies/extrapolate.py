@@ -23,8 +23,20 @@ import pandas as pd
 from skillscale import common
 from skillscale.analysis import skills
 
-SHOW = ["code_frac", "metric", "heldout_budget", "n_opt_pred", "n_opt_pred_lo", "n_opt_pred_hi", "n_opt_obs",
-        "n_opt_rel_err", "loss_pred", "loss_obs", "loss_rel_err", "status"]
+SHOW = [
+    "code_frac",
+    "metric",
+    "heldout_budget",
+    "n_opt_pred",
+    "n_opt_pred_lo",
+    "n_opt_pred_hi",
+    "n_opt_obs",
+    "n_opt_rel_err",
+    "loss_pred",
+    "loss_obs",
+    "loss_rel_err",
+    "status",
+]
 
 
 def read_cells(study: Path) -> pd.DataFrame:
@@ -34,7 +46,9 @@ def read_cells(study: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def extrapolate(small: pd.DataFrame, large: pd.DataFrame, n_boot: int = 200, ci: float = 0.9) -> tuple[pd.DataFrame, dict]:
+def extrapolate(
+    small: pd.DataFrame, large: pd.DataFrame, n_boot: int = 200, ci: float = 0.9
+) -> tuple[pd.DataFrame, dict]:
     shared = sorted(set(small.code_frac) & set(large.code_frac))
     if not shared:
         raise ValueError("the two studies share no code fraction: nothing to compare")
@@ -42,20 +56,28 @@ def extrapolate(small: pd.DataFrame, large: pd.DataFrame, n_boot: int = 200, ci:
     beyond = large[large.budget > top * (1 + 1e-9)]
     if beyond.empty:
         raise ValueError(f"the second study has no budget above the first's largest ({top:g} FLOPs)")
-    cells = pd.concat([small[small.code_frac.isin(shared)], beyond[beyond.code_frac.isin(shared)]],
-                      ignore_index=True)
+    cells = pd.concat([small[small.code_frac.isin(shared)], beyond[beyond.code_frac.isin(shared)]], ignore_index=True)
     metrics = sorted(set(cells.metric)) + [skills.MIX]
-    table = pd.concat([skills.heldout_budget_prediction(cells, m, n_boot=n_boot, ci=ci, fit_max_budget=top)
-                       for m in metrics], ignore_index=True)
+    table = pd.concat(
+        [skills.heldout_budget_prediction(cells, m, n_boot=n_boot, ci=ci, fit_max_budget=top) for m in metrics],
+        ignore_index=True,
+    )
     ok = table[table.status == "ok"]
-    same = {k: set(small[k].dropna()) == set(large[k].dropna()) for k in ("config_hash", "data_config_hash")
-            if k in small and k in large}
-    summary = {"code_fracs": shared, "fit_max_budget": top, "rows": len(table), "ok": len(ok),
-               "median_abs_n_err": float(np.median(np.abs(ok.n_opt_rel_err))) if len(ok) else np.nan,
-               "median_abs_loss_err": float(np.median(np.abs(ok.loss_rel_err))) if len(ok) else np.nan,
-               "by_budget": ok.groupby("heldout_budget").n_opt_rel_err.apply(lambda e: float(np.median(np.abs(e))))
-               .to_dict(),
-               "same_setup": same}
+    same = {
+        k: set(small[k].dropna()) == set(large[k].dropna())
+        for k in ("config_hash", "data_config_hash")
+        if k in small and k in large
+    }
+    summary = {
+        "code_fracs": shared,
+        "fit_max_budget": top,
+        "rows": len(table),
+        "ok": len(ok),
+        "median_abs_n_err": float(np.median(np.abs(ok.n_opt_rel_err))) if len(ok) else np.nan,
+        "median_abs_loss_err": float(np.median(np.abs(ok.loss_rel_err))) if len(ok) else np.nan,
+        "by_budget": ok.groupby("heldout_budget").n_opt_rel_err.apply(lambda e: float(np.median(np.abs(e)))).to_dict(),
+        "same_setup": same,
+    }
     return table, summary
 
 
@@ -67,15 +89,25 @@ def run(a) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     differs = [k for k, same in s["same_setup"].items() if not same]
-    text = (f"# Fits on {a.small.name} (budgets <= {s['fit_max_budget']:g}) predicting {a.large.name}\n\n"
-            f"- code fraction(s): {', '.join(f'{f:g}' for f in s['code_fracs'])}; {s['ok']} of {s['rows']}"
-            f" predictions have an interior observed optimum\n"
-            f"- median |error| over those: N* {s['median_abs_n_err']:.1%}, loss* {s['median_abs_loss_err']:.2%}\n"
-            + "".join(f"- at {b:g} FLOPs ({b / s['fit_max_budget']:.3g}x the largest fitted budget):"
-                      f" median |N* error| {e:.1%}\n" for b, e in s["by_budget"].items())
-            + (f"- WARNING: the studies differ in {', '.join(differs)}: the error mixes extrapolation with a"
-               " change of setup\n" if differs else "")
-            + "\n" + table[SHOW].to_markdown(index=False, floatfmt=".4g") + "\n")
+    text = (
+        f"# Fits on {a.small.name} (budgets <= {s['fit_max_budget']:g}) predicting {a.large.name}\n\n"
+        f"- code fraction(s): {', '.join(f'{f:g}' for f in s['code_fracs'])}; {s['ok']} of {s['rows']}"
+        f" predictions have an interior observed optimum\n"
+        f"- median |error| over those: N* {s['median_abs_n_err']:.1%}, loss* {s['median_abs_loss_err']:.2%}\n"
+        + "".join(
+            f"- at {b:g} FLOPs ({b / s['fit_max_budget']:.3g}x the largest fitted budget): median |N* error| {e:.1%}\n"
+            for b, e in s["by_budget"].items()
+        )
+        + (
+            f"- WARNING: the studies differ in {', '.join(differs)}: the error mixes extrapolation with a"
+            " change of setup\n"
+            if differs
+            else ""
+        )
+        + "\n"
+        + table[SHOW].to_markdown(index=False, floatfmt=".4g")
+        + "\n"
+    )
     if a.out:
         common.write_text(a.out, text)
     print(text)

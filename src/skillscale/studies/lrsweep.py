@@ -25,8 +25,9 @@ from skillscale.evaluate import harness
 from skillscale.train.jobs import train_cell
 
 
-def sweep(cfg: dict, data: Path, out: Path, lrs: list[float], budget: float, code_frac: float,
-          threads: int = 1) -> pd.DataFrame:
+def sweep(
+    cfg: dict, data: Path, out: Path, lrs: list[float], budget: float, code_frac: float, threads: int = 1
+) -> pd.DataFrame:
     cfg = cfgmod.deep_merge(cfg, {"train": {"schedule": "cosine"}})
     cells, _ = plan.build(cfg)
     window = [c for c in cells if c.budget == budget and c.code_frac == code_frac and c.seed == cfg["seeds"][0]]
@@ -45,17 +46,28 @@ def sweep(cfg: dict, data: Path, out: Path, lrs: list[float], budget: float, cod
             rec = common.read_json(cell_dir / "train.json", "train record")
             ev = common.read_json(cell_dir / "eval.json", "eval record") if (cell_dir / "eval.json").exists() else None
             bpb = ev["bits_per_byte"] if ev else {}
-            rows.append({"size": cell.size, "d_model": cell.d_model, "n_params": cell.n_params,
-                         "steps": cell.steps, "lr": lr, "peak_lr": rec["hyper"]["peak_lr"],
-                         "train_loss": rec["final_loss"], "diverged": rec["diverged"],
-                         "heldout_bpb": np.mean([bpb.get("knowledge_text", np.nan), bpb.get("code_text", np.nan)]),
-                         **{f"{k}_bpb": v for k, v in bpb.items()}})
+            rows.append(
+                {
+                    "size": cell.size,
+                    "d_model": cell.d_model,
+                    "n_params": cell.n_params,
+                    "steps": cell.steps,
+                    "lr": lr,
+                    "peak_lr": rec["hyper"]["peak_lr"],
+                    "train_loss": rec["final_loss"],
+                    "diverged": rec["diverged"],
+                    "heldout_bpb": np.mean([bpb.get("knowledge_text", np.nan), bpb.get("code_text", np.nan)]),
+                    **{f"{k}_bpb": v for k, v in bpb.items()},
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def best_lrs(df: pd.DataFrame) -> pd.DataFrame:
     ok = df[~df.diverged & np.isfinite(df.heldout_bpb)]
-    return ok.loc[ok.groupby("size").heldout_bpb.idxmin(), ["size", "d_model", "n_params", "lr", "peak_lr", "heldout_bpb"]]
+    return ok.loc[
+        ok.groupby("size").heldout_bpb.idxmin(), ["size", "d_model", "n_params", "lr", "peak_lr", "heldout_bpb"]
+    ]
 
 
 def run(a) -> int:
@@ -71,13 +83,17 @@ def run(a) -> int:
     ratio = best.lr.max() / best.lr.min() if len(best) == 2 else float("nan")
     with common.atomic_path(a.out / "lr_sweep.csv") as tmp:
         df.to_csv(tmp, index=False)
-    text = (f"# LR sweep at C = {budget:.2g}, code fraction {frac}\n\n"
-            f"held-out bits/byte (mean of knowledge_text and code_text) per base lr; peak = lr x "
-            f"({cfg['train']['lr_ref_width']} / d_model) ** {cfg['train']['lr_width_exponent']:g}\n\n"
-            + df.pivot_table(index="lr", columns="size", values="heldout_bpb").to_markdown(floatfmt=".4f")
-            + "\n\nbest base lr per size:\n\n" + best.to_markdown(index=False, floatfmt=".4g")
-            + f"\n\nratio of best base lrs across the ladder: {ratio:.2g}x "
-            + ("(transfers: within 2x)" if ratio <= 2 else "(does NOT transfer within 2x)") + "\n")
+    text = (
+        f"# LR sweep at C = {budget:.2g}, code fraction {frac}\n\n"
+        f"held-out bits/byte (mean of knowledge_text and code_text) per base lr; peak = lr x "
+        f"({cfg['train']['lr_ref_width']} / d_model) ** {cfg['train']['lr_width_exponent']:g}\n\n"
+        + df.pivot_table(index="lr", columns="size", values="heldout_bpb").to_markdown(floatfmt=".4f")
+        + "\n\nbest base lr per size:\n\n"
+        + best.to_markdown(index=False, floatfmt=".4g")
+        + f"\n\nratio of best base lrs across the ladder: {ratio:.2g}x "
+        + ("(transfers: within 2x)" if ratio <= 2 else "(does NOT transfer within 2x)")
+        + "\n"
+    )
     common.write_text(a.out / "lr_sweep.md", text)
     print(text)
     return 0

@@ -123,9 +123,12 @@ def harness_seconds() -> float:
     # deferred: the calibration's imports (torch, lm-eval) only when it measures
     from skillscale.evaluate.harness import SkillscaleLM, run_tasks
 
-    rows = {"knowledge_qa": [{"id": "q", "context": "Q: where?\nA:", "target": " Peru."}],
-            "code_fn": [{"id": "f", "context": "def f():\n", "target": "    return 1\n"}],
-            "knowledge_text": [{"id": "w", "text": "Lima is in Peru."}], "code_text": [{"id": "c", "text": "x = 1\n"}]}
+    rows = {
+        "knowledge_qa": [{"id": "q", "context": "Q: where?\nA:", "target": " Peru."}],
+        "code_fn": [{"id": "f", "context": "def f():\n", "target": "    return 1\n"}],
+        "knowledge_text": [{"id": "w", "text": "Lima is in Peru."}],
+        "code_text": [{"id": "c", "text": "x = 1\n"}],
+    }
     with tempfile.TemporaryDirectory() as d:
         for name, rs in rows.items():
             (Path(d) / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rs))
@@ -136,8 +139,9 @@ def harness_seconds() -> float:
         return time.perf_counter() - t0
 
 
-def estimate(cfg: dict, threads: int, jobs: int | None = None,
-             flops_per_second: float | None = None) -> tuple[pd.DataFrame, dict]:
+def estimate(
+    cfg: dict, threads: int, jobs: int | None = None, flops_per_second: float | None = None
+) -> tuple[pd.DataFrame, dict]:
     """One row per piece of work of the plan (each cell's training, a cooldown under WSD, and
     its evaluation; the trunks under WSD) with estimated seconds: calibrated on this
     machine, or at a stated throughput (flops_per_second; a forward pass is a third of a
@@ -164,29 +168,71 @@ def estimate(cfg: dict, threads: int, jobs: int | None = None,
     for c in cells:
         steps = plan.cooldown_steps(cfg, c.steps) if wsd else c.steps
         process = plan.trunk_id(c) if wsd else c.cell  # the job it runs in
-        rows.append({"job": c.cell, "process": process, "kind": "cooldown" if wsd else "cell", "size": c.size, "n_params": c.n_params,
-                     "budget": c.budget, "steps": steps, "flops": 6.0 * c.n_params * steps * tokens_per_step,
-                     "tok_per_s": rates[c.size], "seconds": steps * tokens_per_step / rates[c.size]})
-        rows.append({"job": c.cell, "process": process, "kind": "evaluation", "size": c.size, "n_params": c.n_params, "budget": c.budget,
-                     "steps": 0, "flops": 2.0 * c.n_params * n_eval_tokens, "tok_per_s": eval_rates[c.size],
-                     "seconds": harness + n_eval_tokens / eval_rates[c.size]})
+        rows.append(
+            {
+                "job": c.cell,
+                "process": process,
+                "kind": "cooldown" if wsd else "cell",
+                "size": c.size,
+                "n_params": c.n_params,
+                "budget": c.budget,
+                "steps": steps,
+                "flops": 6.0 * c.n_params * steps * tokens_per_step,
+                "tok_per_s": rates[c.size],
+                "seconds": steps * tokens_per_step / rates[c.size],
+            }
+        )
+        rows.append(
+            {
+                "job": c.cell,
+                "process": process,
+                "kind": "evaluation",
+                "size": c.size,
+                "n_params": c.n_params,
+                "budget": c.budget,
+                "steps": 0,
+                "flops": 2.0 * c.n_params * n_eval_tokens,
+                "tok_per_s": eval_rates[c.size],
+                "seconds": harness + n_eval_tokens / eval_rates[c.size],
+            }
+        )
     if wsd:
         for r in plan.trunks(cfg, cells):
-            rows.append({"job": r.run, "process": r.run, "kind": "trunk", "size": r.size, "n_params": r.n_params, "budget": None,
-                         "steps": r.steps, "flops": r.flops, "tok_per_s": rates[r.size],
-                         "seconds": r.steps * tokens_per_step / rates[r.size]})
+            rows.append(
+                {
+                    "job": r.run,
+                    "process": r.run,
+                    "kind": "trunk",
+                    "size": r.size,
+                    "n_params": r.n_params,
+                    "budget": None,
+                    "steps": r.steps,
+                    "flops": r.flops,
+                    "tok_per_s": rates[r.size],
+                    "seconds": r.steps * tokens_per_step / rates[r.size],
+                }
+            )
     df = pd.DataFrame(rows)
     startup = job_startup_seconds()
     units = job_units(cfg, cells, df.groupby("process").seconds.sum() + startup, on_gpu=bool(flops_per_second))
-    summary = {"jobs": len(units), "flops": float(df.flops.sum()), "cpu_seconds": float(units.device_seconds.sum()),
-               "parallel_jobs": jobs,
-               # parallel devices share the work; no schedule finishes before its longest job
-               "wall_seconds": max(float(units.device_seconds.sum()) / jobs, float(units.wall_seconds.max())),
-               "longest_job_seconds": float(units.wall_seconds.max()), "threads": threads,
-               "startup_seconds": startup, "harness_seconds": harness, "eval_tokens": n_eval_tokens,
-               "eval_seconds": float(df[df.kind == "evaluation"].seconds.sum()), "cells": len(cells),
-               "packs": int((units.members > 1).sum()), "data_parallel_jobs": int((units.ddp > 1).sum()),
-               "side_by_side_slowdown": slowdown}
+    summary = {
+        "jobs": len(units),
+        "flops": float(df.flops.sum()),
+        "cpu_seconds": float(units.device_seconds.sum()),
+        "parallel_jobs": jobs,
+        # parallel devices share the work; no schedule finishes before its longest job
+        "wall_seconds": max(float(units.device_seconds.sum()) / jobs, float(units.wall_seconds.max())),
+        "longest_job_seconds": float(units.wall_seconds.max()),
+        "threads": threads,
+        "startup_seconds": startup,
+        "harness_seconds": harness,
+        "eval_tokens": n_eval_tokens,
+        "eval_seconds": float(df[df.kind == "evaluation"].seconds.sum()),
+        "cells": len(cells),
+        "packs": int((units.members > 1).sum()),
+        "data_parallel_jobs": int((units.ddp > 1).sum()),
+        "side_by_side_slowdown": slowdown,
+    }
     return df, summary
 
 
@@ -199,8 +245,7 @@ def job_units(cfg: dict, cells, chain_seconds, on_gpu: bool) -> pd.DataFrame:
     pack small models is that each leaves the GPU mostly idle; `skillscale speed gpu`
     measures it), or on CPU with train_threads cores each."""
     wsd = cfg["train"]["schedule"] == "wsd"
-    n_params = ({r.run: r.n_params for r in plan.trunks(cfg, cells)} if wsd
-                else {c.cell: c.n_params for c in cells})
+    n_params = {r.run: r.n_params for r in plan.trunks(cfg, cells)} if wsd else {c.cell: c.n_params for c in cells}
     packed = {r: p.name for p in plan.packs(cfg, plan.trunks(cfg, cells)) for r in p.runs} if wsd else {}
     rows = {}
     for process, secs in chain_seconds.items():

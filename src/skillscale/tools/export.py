@@ -111,17 +111,19 @@ def to_hf_state(state: dict, shape: dict) -> dict:
         # qkv rows are [q; k; v], each head-major (H, d_head): exactly HF's q/k/v_proj rows
         q, k, vv = take(src + "qkv.weight", (3 * d, d)).split(d, dim=0)
         gate, up = take(src + "gate_up.weight", (2 * f, d)).split(f, dim=0)  # forward() chunks gate first
-        out.update({
-            dst + "input_layernorm.weight": take(src + "attn_norm.weight", (d,)),
-            dst + "self_attn.q_proj.weight": q.contiguous(),
-            dst + "self_attn.k_proj.weight": k.contiguous(),
-            dst + "self_attn.v_proj.weight": vv.contiguous(),
-            dst + "self_attn.o_proj.weight": take(src + "proj.weight", (d, d)),
-            dst + "post_attention_layernorm.weight": take(src + "mlp_norm.weight", (d,)),
-            dst + "mlp.gate_proj.weight": gate.contiguous(),
-            dst + "mlp.up_proj.weight": up.contiguous(),
-            dst + "mlp.down_proj.weight": take(src + "down.weight", (d, f)),
-        })
+        out.update(
+            {
+                dst + "input_layernorm.weight": take(src + "attn_norm.weight", (d,)),
+                dst + "self_attn.q_proj.weight": q.contiguous(),
+                dst + "self_attn.k_proj.weight": k.contiguous(),
+                dst + "self_attn.v_proj.weight": vv.contiguous(),
+                dst + "self_attn.o_proj.weight": take(src + "proj.weight", (d, d)),
+                dst + "post_attention_layernorm.weight": take(src + "mlp_norm.weight", (d,)),
+                dst + "mlp.gate_proj.weight": gate.contiguous(),
+                dst + "mlp.up_proj.weight": up.contiguous(),
+                dst + "mlp.down_proj.weight": take(src + "down.weight", (d, f)),
+            }
+        )
     out["model.norm.weight"] = take("norm.weight", (d,))
     out["lm_head.weight"] = take("head.weight", (v, d))
     assert not state, f"weights left unmapped: {sorted(state)}"
@@ -154,8 +156,10 @@ def _check_target(out: Path) -> None:
         raise ExportError(f"{out}: exists and is not a folder; choose another export folder")
     entries = list(out.iterdir())
     if entries and not (out / MARKER).exists():
-        raise ExportError(f"{out}: exists and holds other files ({', '.join(sorted(e.name for e in entries)[:5])});"
-                          " an export replaces only an empty folder or an earlier export")
+        raise ExportError(
+            f"{out}: exists and holds other files ({', '.join(sorted(e.name for e in entries)[:5])});"
+            " an export replaces only an empty folder or an earlier export"
+        )
 
 
 def export_cell(cell_dir: Path, out: Path, data_dir: Path | None = None) -> dict:
@@ -173,16 +177,24 @@ def export_cell(cell_dir: Path, out: Path, data_dir: Path | None = None) -> dict
     _, tok, rec = load_cell(cell_dir, data_dir)  # checks the tokenizer is the one it trained with
     shape = rec["cell"]["shape"]
     state = to_hf_state(load_file(str(cell_dir / "model.safetensors")), shape)
-    marker = {"cell": rec["cell"]["cell"], "cell_dir": str(cell_dir.resolve()), "data_dir": str(data_dir.resolve()),
-              "diverged": rec["diverged"], "n_params": rec["cell"].get("n_params"), "tokens": rec["cell"].get("tokens"),
-              "provenance": rec["provenance"]}
+    marker = {
+        "cell": rec["cell"]["cell"],
+        "cell_dir": str(cell_dir.resolve()),
+        "data_dir": str(data_dir.resolve()),
+        "diverged": rec["diverged"],
+        "n_params": rec["cell"].get("n_params"),
+        "tokens": rec["cell"].get("tokens"),
+        "provenance": rec["provenance"],
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(hf_config(shape, tok.eos_id), indent=1) + "\n")
-        (tmp / "generation_config.json").write_text(json.dumps(
-            {"bos_token_id": tok.eos_id, "eos_token_id": tok.eos_id, "pad_token_id": tok.eos_id}, indent=1) + "\n")
+        (tmp / "generation_config.json").write_text(
+            json.dumps({"bos_token_id": tok.eos_id, "eos_token_id": tok.eos_id, "pad_token_id": tok.eos_id}, indent=1)
+            + "\n"
+        )
         for name, text in tokenizer_files(data_dir / "tokenizer.json", shape["seq_len"]).items():
             (tmp / name).write_text(text)
         (tmp / MARKER).write_text(json.dumps(marker, indent=1, default=common._jsonable) + "\n")
@@ -204,7 +216,9 @@ def export_cell(cell_dir: Path, out: Path, data_dir: Path | None = None) -> dict
 def export_study(study_dir: Path, out: Path) -> list[str]:
     """Every trained cell of a study folder into OUT/<cell>/; returns the cells exported."""
     study_dir, out = Path(study_dir), Path(out)
-    cells = sorted(p.parent for p in (study_dir / "cells").glob("*/model.safetensors") if (p.parent / "train.json").exists())
+    cells = sorted(
+        p.parent for p in (study_dir / "cells").glob("*/model.safetensors") if (p.parent / "train.json").exists()
+    )
     if not cells:
         raise ExportError(f"{study_dir}: no trained cells (cells/*/model.safetensors with train.json)")
     for c in cells:  # check every target first: no half-exported study because one name was taken

@@ -60,8 +60,10 @@ def load_points(a) -> pd.DataFrame:
         if col not in df.columns:
             raise InputError(f"{path}: no column '{col}' ({expected}; found {', '.join(map(str, df.columns))})")
     if a.tokens_col not in df.columns and a.flops_col not in df.columns:
-        raise InputError(f"{path}: no column '{a.tokens_col}' and no '{a.flops_col}' to derive it from"
-                         f" ({expected}; found {', '.join(map(str, df.columns))})")
+        raise InputError(
+            f"{path}: no column '{a.tokens_col}' and no '{a.flops_col}' to derive it from"
+            f" ({expected}; found {', '.join(map(str, df.columns))})"
+        )
     out = df[a.group].copy()
     for src, dst in [(a.n_col, "n_params"), (a.loss_col, "loss")]:
         out[dst] = pd.to_numeric(df[src], errors="coerce")
@@ -74,15 +76,20 @@ def load_points(a) -> pd.DataFrame:
     if a.budget_col in df.columns:
         out["budget"], out["budget_from"] = pd.to_numeric(df[a.budget_col], errors="coerce"), a.budget_col
     else:
-        flops = (pd.to_numeric(df[a.flops_col], errors="coerce") if a.flops_col in df.columns
-                 else 6 * out["n_params"] * out["tokens"])
+        flops = (
+            pd.to_numeric(df[a.flops_col], errors="coerce")
+            if a.flops_col in df.columns
+            else 6 * out["n_params"] * out["tokens"]
+        )
         out["budget"] = np.nan
         ok = np.isfinite(flops) & (flops > 0)
         out.loc[ok, "budget"] = cluster_budgets(flops[ok], a.budget_width)
         out["budget_from"] = f"{a.flops_col} (clustered)" if a.flops_col in df.columns else "6*N*D (clustered)"
     if a.drop_highest > 0:
+
         def drop(g):
             return g.drop(g["loss"].nlargest(a.drop_highest).index)
+
         parts = [drop(g) for _, g in (out.groupby(a.group, sort=False) if a.group else [((), out)])]
         out = pd.concat(parts) if parts else out
     return out
@@ -108,11 +115,28 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def fit_isoflop(pts: pd.DataFrame, a) -> tuple[dict, int]:
-    res = fit.isoflop_scaling(pts, a.group, n_col="n_params", budget_col="budget", loss_col="loss",
-                              n_boot=a.n_boot, seed=a.seed, ci=a.ci, window=a.window,
-                              exclude_edge=not a.include_edge)
-    out = {"approach": "isoflop", "file": str(a.points), "budget_from": str(pts["budget_from"].iloc[0]),
-           "n_points": int(len(pts)), "ci": a.ci, "n_boot": a.n_boot, "window": a.window, "groups": []}
+    res = fit.isoflop_scaling(
+        pts,
+        a.group,
+        n_col="n_params",
+        budget_col="budget",
+        loss_col="loss",
+        n_boot=a.n_boot,
+        seed=a.seed,
+        ci=a.ci,
+        window=a.window,
+        exclude_edge=not a.include_edge,
+    )
+    out = {
+        "approach": "isoflop",
+        "file": str(a.points),
+        "budget_from": str(pts["budget_from"].iloc[0]),
+        "n_points": int(len(pts)),
+        "ci": a.ci,
+        "n_boot": a.n_boot,
+        "window": a.window,
+        "groups": [],
+    }
     for _, srow in res.scaling.iterrows():
         g = res.optima
         for c in a.group:
@@ -125,16 +149,23 @@ def fit_isoflop(pts: pd.DataFrame, a) -> tuple[dict, int]:
 
 
 def fit_parametric(pts: pd.DataFrame, a) -> tuple[dict, int]:
-    out = {"approach": "parametric", "file": str(a.points), "n_points": int(len(pts)), "ci": a.ci,
-           "n_boot": a.n_boot, "groups": []}
+    out = {
+        "approach": "parametric",
+        "file": str(a.points),
+        "n_points": int(len(pts)),
+        "ci": a.ci,
+        "n_boot": a.n_boot,
+        "groups": [],
+    }
     failed = 0
-    for key, g in (pts.groupby(a.group, sort=True) if a.group else [((), pts)]):
+    for key, g in pts.groupby(a.group, sort=True) if a.group else [((), pts)]:
         key = key if isinstance(key, tuple) else (key,)
         kd = dict(zip(a.group, key))
         entry = _clean(kd)
         try:
-            f = fit.fit_parametric(g["n_params"], g["tokens"], g["loss"], n_boot=a.n_boot, seed=a.seed,
-                                   ci=a.ci, label=fit.group_label(kd))
+            f = fit.fit_parametric(
+                g["n_params"], g["tokens"], g["loss"], n_boot=a.n_boot, seed=a.seed, ci=a.ci, label=fit.group_label(kd)
+            )
             entry.update(_clean(f.to_dict()), status="ok")
         except fit.FitError as e:
             entry.update(status=f"failed: {e}")
@@ -144,8 +175,10 @@ def fit_parametric(pts: pd.DataFrame, a) -> tuple[dict, int]:
 
 
 def _print_tables(out: dict) -> None:
-    print(f"{out['file']}: {out['n_points']} points, approach {out['approach']}"
-          + (f", budgets from {out['budget_from']}" if "budget_from" in out else ""))
+    print(
+        f"{out['file']}: {out['n_points']} points, approach {out['approach']}"
+        + (f", budgets from {out['budget_from']}" if "budget_from" in out else "")
+    )
     fmt = lambda x: f"{x:.4g}"
     if out["approach"] == "isoflop":
         for g in out["groups"]:

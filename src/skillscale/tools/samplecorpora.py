@@ -28,12 +28,17 @@ def write(out: Path, wiki_docs: int = 1600, code_bytes: int = 900_000) -> dict:
 
     out = Path(out)
     wiki = corpora.wiki_summaries(wiki_docs)
-    know, web = wiki[: len(wiki) * 3 // 4], wiki[len(wiki) * 3 // 4:]
+    know, web = wiki[: len(wiki) * 3 // 4], wiki[len(wiki) * 3 // 4 :]
     (out / "knowledge").mkdir(parents=True, exist_ok=True)
     half = len(know) // 2
     for i, part in enumerate((know[:half], know[half:])):
-        table = pa.table({"id": [d.id for d in part], "title": [d.id.split(":", 1)[-1] for d in part],
-                          "text": [d.text for d in part]})
+        table = pa.table(
+            {
+                "id": [d.id for d in part],
+                "title": [d.id.split(":", 1)[-1] for d in part],
+                "text": [d.text for d in part],
+            }
+        )
         pq.write_table(table, out / "knowledge" / f"part-{i:05d}.parquet")
     code = corpora.stdlib_files(code_bytes, seed=0)
     (out / "code").mkdir(parents=True, exist_ok=True)
@@ -41,8 +46,16 @@ def write(out: Path, wiki_docs: int = 1600, code_bytes: int = 900_000) -> dict:
         for i, d in enumerate(code):
             f.write(json.dumps({"path": d.id, "lang": "Python", "content": d.text}) + "\n")
             if i % 5 == 0:  # other languages, which the study's lang filter must drop
-                f.write(json.dumps({"path": f"README{i}.md", "lang": "Markdown",
-                                    "content": f"# NOT PYTHON {i}\nThis row must be filtered out.\n"}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "path": f"README{i}.md",
+                            "lang": "Markdown",
+                            "content": f"# NOT PYTHON {i}\nThis row must be filtered out.\n",
+                        }
+                    )
+                    + "\n"
+                )
     (out / "web").mkdir(parents=True, exist_ok=True)
     for i, d in enumerate(web):
         (out / "web" / f"{i:05d}.txt").write_text(d.text)

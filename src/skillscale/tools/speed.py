@@ -65,11 +65,20 @@ def hf_llama(shape: ModelShape):
         from transformers import LlamaConfig, LlamaForCausalLM
     except ImportError:
         return None
-    hc = LlamaConfig(vocab_size=shape.vocab_size, hidden_size=shape.d_model, intermediate_size=shape.d_ff,
-                     num_hidden_layers=shape.n_layers, num_attention_heads=shape.n_heads,
-                     num_key_value_heads=shape.n_heads, max_position_embeddings=shape.seq_len,
-                     rms_norm_eps=1e-6, tie_word_embeddings=False, attention_bias=False, mlp_bias=False,
-                     attn_implementation="sdpa")
+    hc = LlamaConfig(
+        vocab_size=shape.vocab_size,
+        hidden_size=shape.d_model,
+        intermediate_size=shape.d_ff,
+        num_hidden_layers=shape.n_layers,
+        num_attention_heads=shape.n_heads,
+        num_key_value_heads=shape.n_heads,
+        max_position_embeddings=shape.seq_len,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        attention_bias=False,
+        mlp_bias=False,
+        attn_implementation="sdpa",
+    )
     return LlamaForCausalLM(hc)
 
 
@@ -163,28 +172,49 @@ def bench_train(a) -> dict:
         params |= {"match": params["hf"] == params["ours"]}
     hf_state = None if hf is None else hf.state_dict()
     precision = a.precision or devices.precision(cfg["train"], device)  # default: what the study trains in
-    timed = {p: time_precision(p, shape, cfg, batch, hf_state, a, device, modes)
-             for p in (["fp32", "bf16"] if precision == "both" else [precision])}
+    timed = {
+        p: time_precision(p, shape, cfg, batch, hf_state, a, device, modes)
+        for p in (["fp32", "bf16"] if precision == "both" else [precision])
+    }
     # peak again after training: the best of the two, so a busy moment does not lower it
     peak = {p: max(v, w) for (p, v), w in zip(peak.items(), peaks(device, n_peak).values())}
     results = {}
     for prec, t in timed.items():
-        row = {name: {"tokens_per_s": tokens / s, "step_ms": 1e3 * s, "mfu": tokens / s * fpt / peak[prec]}
-               for name, s in t["seconds"].items()}
-        ratios = {f"{o}/{h}": row[o]["tokens_per_s"] / row[h]["tokens_per_s"]
-                  for o, h in (("ours", "hf"), ("ours", "ours old loss"), ("ours compiled", "hf compiled"),
-                               ("ours compiled", "hf"))
-                  if o in row and h in row}
+        row = {
+            name: {"tokens_per_s": tokens / s, "step_ms": 1e3 * s, "mfu": tokens / s * fpt / peak[prec]}
+            for name, s in t["seconds"].items()
+        }
+        ratios = {
+            f"{o}/{h}": row[o]["tokens_per_s"] / row[h]["tokens_per_s"]
+            for o, h in (
+                ("ours", "hf"),
+                ("ours", "ours old loss"),
+                ("ours compiled", "hf compiled"),
+                ("ours compiled", "hf"),
+            )
+            if o in row and h in row
+        }
         split = t["split"]
         if "ours/hf" in ratios and "ours" in split:  # see kernel_split: ours with "other" free
             kernels = split["ours"]["matmul_ms"] + split["ours"]["attention_ms"]
             ratios["ceiling ours/hf"] = ratios["ours/hf"] * split["ours"]["step_ms"] / kernels
         results[prec] = {"trainers": row, "ratios": ratios, "kernel_split": split}
-    out = {"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "shape": shape.to_dict() | {"d_ff": shape.d_ff}, "batch_size": bs, "tokens_per_step": tokens,
-           "flops_per_token": fpt, "modes": modes, "steps": a.steps, "repeats": a.repeats,
-           "params": params, "peak_flops": peak, "results": results,
-           "load_average": [load, os.getloadavg()[0]]}
+    out = {
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "shape": shape.to_dict() | {"d_ff": shape.d_ff},
+        "batch_size": bs,
+        "tokens_per_step": tokens,
+        "flops_per_token": fpt,
+        "modes": modes,
+        "steps": a.steps,
+        "repeats": a.repeats,
+        "params": params,
+        "peak_flops": peak,
+        "results": results,
+        "load_average": [load, os.getloadavg()[0]],
+    }
     if hf is None:
         out["hf_skipped"] = "skipped: --no-hf" if a.no_hf else "skipped: pip install transformers"
     return out
@@ -193,23 +223,28 @@ def bench_train(a) -> dict:
 def table(r: dict) -> str:
     s, p = r["shape"], r["params"]
     hf = f", hf {p['hf']:,} ({'match' if p['match'] else 'MISMATCH'})" if "hf" in p else f"; hf {r['hf_skipped']}"
-    lines = [f"shape d_model={s['d_model']} n_layers={s['n_layers']} n_heads={s['n_heads']} d_ff={s['d_ff']} "
-             f"vocab={s['vocab_size']} seq_len={s['seq_len']}, batch {r['batch_size']} = {r['tokens_per_step']} "
-             "tokens/step",
-             f"device {r['device']}, {r['threads']} threads, torch {r['torch']}, modes {'+'.join(r['modes'])}, "
-             f"load average {r['load_average'][0]:.2f} -> {r['load_average'][1]:.2f}",
-             f"params (total): ours {p['ours']:,}{hf}",
-             f"FLOPs/token (exact: 3 x forward, attention counted in full) {r['flops_per_token']:,.0f}",
-             "matmul peak: " + ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in r["peak_flops"].items()),
-             "", f"{'precision':<10}{'trainer':<15}{'tokens/s':>11}{'ms/step':>10}{'MFU':>8}"]
+    lines = [
+        f"shape d_model={s['d_model']} n_layers={s['n_layers']} n_heads={s['n_heads']} d_ff={s['d_ff']} "
+        f"vocab={s['vocab_size']} seq_len={s['seq_len']}, batch {r['batch_size']} = {r['tokens_per_step']} "
+        "tokens/step",
+        f"device {r['device']}, {r['threads']} threads, torch {r['torch']}, modes {'+'.join(r['modes'])}, "
+        f"load average {r['load_average'][0]:.2f} -> {r['load_average'][1]:.2f}",
+        f"params (total): ours {p['ours']:,}{hf}",
+        f"FLOPs/token (exact: 3 x forward, attention counted in full) {r['flops_per_token']:,.0f}",
+        "matmul peak: " + ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in r["peak_flops"].items()),
+        "",
+        f"{'precision':<10}{'trainer':<15}{'tokens/s':>11}{'ms/step':>10}{'MFU':>8}",
+    ]
     for prec, res in r["results"].items():
         for name, x in res["trainers"].items():
             lines.append(f"{prec:<10}{name:<15}{x['tokens_per_s']:>11,.0f}{x['step_ms']:>10.1f}{100 * x['mfu']:>7.1f}%")
         if res["ratios"]:
             lines.append(f"{prec:<10}ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in res["ratios"].items()))
         for name, x in res["kernel_split"].items():
-            lines.append(f"{prec:<10}{name} eager step under the profiler: {x['step_ms']:.1f} ms = matmul "
-                         f"{x['matmul_ms']:.1f} + attention {x['attention_ms']:.1f} + other {x['other_ms']:.1f}")
+            lines.append(
+                f"{prec:<10}{name} eager step under the profiler: {x['step_ms']:.1f} ms = matmul "
+                f"{x['matmul_ms']:.1f} + attention {x['attention_ms']:.1f} + other {x['other_ms']:.1f}"
+            )
     return "\n".join(lines)
 
 
@@ -240,10 +275,12 @@ def default_eval_dir(d: Path, cfg: dict) -> Path:
     rng, e = random.Random(0), cfg["data"]["eval"]
     words = [w for w in Path(__file__).read_text().split() if w.isalpha()]
     text = lambda n: " ".join(rng.choice(words) for _ in range(n // 6))
-    rows = {"knowledge_qa": [{"id": i, "context": text(40), "target": text(12)} for i in range(e["knowledge_qa_items"])],
-            "code_fn": [{"id": i, "context": text(120), "target": text(180)} for i in range(e["code_fn_items"])],
-            "knowledge_text": [{"id": i, "text": text(e["text_bytes"] // 10)} for i in range(10)],
-            "code_text": [{"id": i, "text": text(e["text_bytes"] // 10)} for i in range(10)]}
+    rows = {
+        "knowledge_qa": [{"id": i, "context": text(40), "target": text(12)} for i in range(e["knowledge_qa_items"])],
+        "code_fn": [{"id": i, "context": text(120), "target": text(180)} for i in range(e["code_fn_items"])],
+        "knowledge_text": [{"id": i, "text": text(e["text_bytes"] // 10)} for i in range(10)],
+        "code_text": [{"id": i, "text": text(e["text_bytes"] // 10)} for i in range(10)],
+    }
     for name, rs in rows.items():
         (d / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rs))
     return d
@@ -276,10 +313,15 @@ def bench_cell_jobs(a, widths=(16, 32, 64)) -> dict:
             run_tasks(lm, eval_dir)  # imports and first-call costs paid outside the timing
             old_eval = _seconds(lambda: _simple_evaluate(lm, eval_dir))  # noqa: B023 (called at once)
             new_eval = _seconds(lambda: run_tasks(lm, eval_dir))  # noqa: B023 (called at once)
-            rows[d] = {"start_old_s": start(OLD_JOB.format(d=d)), "start_new_s": start(NEW_JOB.format(d=d)),
-                       "eval_old_s": old_eval, "eval_new_s": new_eval}
-            rows[d] |= compile_payoff(ModelShape(d, 2, 2, cfg["data"]["tokenizer"]["vocab_size"], shape.seq_len,
-                                                 shape.ffn_mult), cfg, a)
+            rows[d] = {
+                "start_old_s": start(OLD_JOB.format(d=d)),
+                "start_new_s": start(NEW_JOB.format(d=d)),
+                "eval_old_s": old_eval,
+                "eval_new_s": new_eval,
+            }
+            rows[d] |= compile_payoff(
+                ModelShape(d, 2, 2, cfg["data"]["tokenizer"]["vocab_size"], shape.seq_len, shape.ffn_mult), cfg, a
+            )
     return {"widths": rows, "threads": 1, "eval_sizes": cfg["data"]["eval"], "harness": harness_evaluate.__name__}
 
 
@@ -302,11 +344,17 @@ def compile_payoff(shape: ModelShape, cfg: dict, a) -> dict:
             first = _seconds(compiled)
         finally:
             os.environ.pop("TORCHINDUCTOR_CACHE_DIR") if old is None else os.environ.update(TORCHINDUCTOR_CACHE_DIR=old)
-        sec = time_runs({"old": old_loss, "eager": eager, "compiled": compiled}, a.steps, a.warmup_steps, a.repeats, "cpu")
+        sec = time_runs(
+            {"old": old_loss, "eager": eager, "compiled": compiled}, a.steps, a.warmup_steps, a.repeats, "cpu"
+        )
     saved = sec["eager"] - sec["compiled"]
-    return {"step_old_ms": 1e3 * sec["old"], "step_eager_ms": 1e3 * sec["eager"],
-            "step_compiled_ms": 1e3 * sec["compiled"], "compile_s": first,
-            "break_even_steps": first / saved if saved > 0 else float("inf")}
+    return {
+        "step_old_ms": 1e3 * sec["old"],
+        "step_eager_ms": 1e3 * sec["eager"],
+        "step_compiled_ms": 1e3 * sec["compiled"],
+        "compile_s": first,
+        "break_even_steps": first / saved if saved > 0 else float("inf"),
+    }
 
 
 def _seconds(f) -> float:
@@ -327,23 +375,36 @@ def _simple_evaluate(lm, eval_dir: Path) -> None:
     from skillscale.evaluate.harness import METRICS, TASKS_DIR
 
     tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"eval_dir": str(eval_dir)})
-    simple_evaluate(model=lm, tasks=[t for t, _ in METRICS.values()], task_manager=tm, bootstrap_iters=0,
-                    log_samples=False, verbosity="WARNING")
+    simple_evaluate(
+        model=lm,
+        tasks=[t for t, _ in METRICS.values()],
+        task_manager=tm,
+        bootstrap_iters=0,
+        log_samples=False,
+        verbosity="WARNING",
+    )
 
 
 def cell_jobs_table(r: dict) -> str:
-    lines = ["", "a cell's fixed costs (1 thread; a fresh process to its first step; one evaluation of the "
-             "study's eval-set sizes), old path vs ours:",
-             f"{'width':<7}{'start old':>11}{'start ours':>12}{'eval old':>10}{'eval ours':>11}"
-             f"{'step old':>11}{'step ours':>11}{'ours/old':>9}{'compiled':>10}{'compile':>9}{'pays after':>12}"]
+    lines = [
+        "",
+        "a cell's fixed costs (1 thread; a fresh process to its first step; one evaluation of the "
+        "study's eval-set sizes), old path vs ours:",
+        f"{'width':<7}{'start old':>11}{'start ours':>12}{'eval old':>10}{'eval ours':>11}"
+        f"{'step old':>11}{'step ours':>11}{'ours/old':>9}{'compiled':>10}{'compile':>9}{'pays after':>12}",
+    ]
     for d, x in r["widths"].items():
-        lines.append(f"d{d:<6}{x['start_old_s']:>10.2f}s{x['start_new_s']:>11.2f}s{x['eval_old_s']:>9.2f}s"
-                     f"{x['eval_new_s']:>10.2f}s{x['step_old_ms']:>8.1f} ms{x['step_eager_ms']:>8.1f} ms"
-                     f"{x['step_old_ms'] / x['step_eager_ms']:>8.2f}x{x['step_compiled_ms']:>7.1f} ms"
-                     f"{x['compile_s']:>8.1f}s{x['break_even_steps']:>7,.0f} steps")
-    lines.append("old: a training process and an evaluation process per cell, torch's cross_entropy over the "
-                 "logits; ours: one process per WSD trunk for its trunk, cooldowns and evaluations, the head and "
-                 "loss as one HeadCrossEntropy (steps: eager, interleaved; ours/old > 1: ours is faster)")
+        lines.append(
+            f"d{d:<6}{x['start_old_s']:>10.2f}s{x['start_new_s']:>11.2f}s{x['eval_old_s']:>9.2f}s"
+            f"{x['eval_new_s']:>10.2f}s{x['step_old_ms']:>8.1f} ms{x['step_eager_ms']:>8.1f} ms"
+            f"{x['step_old_ms'] / x['step_eager_ms']:>8.2f}x{x['step_compiled_ms']:>7.1f} ms"
+            f"{x['compile_s']:>8.1f}s{x['break_even_steps']:>7,.0f} steps"
+        )
+    lines.append(
+        "old: a training process and an evaluation process per cell, torch's cross_entropy over the "
+        "logits; ours: one process per WSD trunk for its trunk, cooldowns and evaluations, the head and "
+        "loss as one HeadCrossEntropy (steps: eager, interleaved; ours/old > 1: ours is faster)"
+    )
     return "\n".join(lines)
 
 
@@ -351,10 +412,15 @@ def cell_jobs_table(r: dict) -> str:
 def dag_config(fractions: int, budgets: int, seeds: int) -> dict:
     """A study of fractions x budgets x seeds x 5 sizes on the default ladder (nothing runs)."""
     lo, hi = 2e11, 1e12  # the default ladder's sizes bracket these budgets' optima
-    return {"study": "dagbench", "seeds": list(range(seeds)),
-            "mix": {"code_fractions": [round(0.05 + 0.9 * i / max(fractions - 1, 1), 4) for i in range(fractions)]},
-            "grid": {"budgets": [float(f"{lo * (hi / lo) ** (i / max(budgets - 1, 1)):.3g}") for i in range(budgets)],
-                     "sizes_per_budget": 5}}
+    return {
+        "study": "dagbench",
+        "seeds": list(range(seeds)),
+        "mix": {"code_fractions": [round(0.05 + 0.9 * i / max(fractions - 1, 1), 4) for i in range(fractions)]},
+        "grid": {
+            "budgets": [float(f"{lo * (hi / lo) ** (i / max(budgets - 1, 1)):.3g}") for i in range(budgets)],
+            "sizes_per_budget": 5,
+        },
+    }
 
 
 def bench_dag(a) -> dict:
@@ -370,19 +436,31 @@ def bench_dag(a) -> dict:
     repo = Path(a.workflow).resolve()
     cfg = dag_config(a.fractions, a.budgets, a.seeds)
     cells = a.fractions * a.budgets * a.seeds * study.load(repo / "config" / "config.yaml")["grid"]["sizes_per_budget"]
-    out = {"cells": cells, "fractions": a.fractions, "budgets": a.budgets, "seeds": a.seeds,
-           "load_average_before": os.getloadavg()[0], "runs": {}}
+    out = {
+        "cells": cells,
+        "fractions": a.fractions,
+        "budgets": a.budgets,
+        "seeds": a.seeds,
+        "load_average_before": os.getloadavg()[0],
+        "runs": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(tmp)
         for name in ("Snakefile", "workflow", "config", "profiles", "envs"):
             src = repo / name
             (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / name)
         (wd / "big.yaml").write_text(yaml.safe_dump(cfg))
-        for label, extra in (("dry run, job table only (-n --quiet rules)", ["--quiet", "rules"]),
-                             ("dry run, every job printed (-n)", [])):
+        for label, extra in (
+            ("dry run, job table only (-n --quiet rules)", ["--quiet", "rules"]),
+            ("dry run, every job printed (-n)", []),
+        ):
             t = time.perf_counter()
-            p = subprocess.run(["snakemake", "-n", "--cores", "1", "--configfile", "big.yaml", *extra],
-                               cwd=wd, capture_output=True, text=True)
+            p = subprocess.run(
+                ["snakemake", "-n", "--cores", "1", "--configfile", "big.yaml", *extra],
+                cwd=wd,
+                capture_output=True,
+                text=True,
+            )
             wall = time.perf_counter() - t
             if p.returncode != 0:
                 raise SystemExit(f"snakemake -n failed:\n{p.stderr[-3000:]}")
@@ -393,8 +471,10 @@ def bench_dag(a) -> dict:
 
 
 def dag_table(r: dict) -> str:
-    lines = [f"{r['cells']:,} cells = {r['fractions']} code fractions x {r['budgets']} budgets x 5 sizes x "
-             f"{r['seeds']} seeds; load average {r['load_average_before']:.2f} -> {r['load_average_after']:.2f}"]
+    lines = [
+        f"{r['cells']:,} cells = {r['fractions']} code fractions x {r['budgets']} budgets x 5 sizes x "
+        f"{r['seeds']} seeds; load average {r['load_average_before']:.2f} -> {r['load_average_after']:.2f}"
+    ]
     for label, x in r["runs"].items():
         lines.append(f"{label:<46}{x['seconds']:>7.1f} s  {x['jobs']:,} jobs, {x['output_lines']:,} lines of output")
     return "\n".join(lines)

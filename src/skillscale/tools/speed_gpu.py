@@ -80,11 +80,21 @@ def mfu_sweep(cfg: dict, peak: float, steps: int, warmup: int, device: str = "cu
     rows, micro = cfg["train"]["batch_size"], cfg["resources"]["micro_batch_rows"]
     out = []
     for shape in sweep_shapes(cfg):
-        tps = tokens_per_second(trainer_step(shape, cfg["train"], rows, micro, device), rows * shape.seq_len,
-                                steps, warmup, device)
+        tps = tokens_per_second(
+            trainer_step(shape, cfg["train"], rows, micro, device), rows * shape.seq_len, steps, warmup, device
+        )
         fpt = flops_per_token(shape)["exact"]
-        out.append({"shape": shape.to_dict(), "n_params": param_counts(shape)["standard"], "batch_rows": rows,
-                    "micro_batch_rows": micro, "tokens_per_s": tps, "flops_per_token": fpt, "mfu": tps * fpt / peak})
+        out.append(
+            {
+                "shape": shape.to_dict(),
+                "n_params": param_counts(shape)["standard"],
+                "batch_rows": rows,
+                "micro_batch_rows": micro,
+                "tokens_per_s": tps,
+                "flops_per_token": fpt,
+                "mfu": tps * fpt / peak,
+            }
+        )
         torch._dynamo.reset()  # each shape compiles afresh, never into dynamo's recompile limit
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -120,45 +130,70 @@ def packed_vs_alone(device: str, spec: dict, k: int, steps: int) -> dict:
     alone_wall, (alone,) = _jobs(spec, device, 1, steps)
     packed_wall, packed = _jobs(spec, device, k, steps)
     packed_tokens = sum(r["tokens"] for r in packed)
-    out = {"spec": spec, "members": k, "steps": steps, "alone_tokens": alone["tokens"], "alone_seconds": alone_wall,
-           "alone_tokens_per_s": alone["tokens"] / alone_wall, "alone_loop_tokens_per_s": alone["loop_tokens_per_s"],
-           "packed_tokens": packed_tokens, "packed_seconds": packed_wall,
-           "packed_tokens_per_s": packed_tokens / packed_wall}
+    out = {
+        "spec": spec,
+        "members": k,
+        "steps": steps,
+        "alone_tokens": alone["tokens"],
+        "alone_seconds": alone_wall,
+        "alone_tokens_per_s": alone["tokens"] / alone_wall,
+        "alone_loop_tokens_per_s": alone["loop_tokens_per_s"],
+        "packed_tokens": packed_tokens,
+        "packed_seconds": packed_wall,
+        "packed_tokens_per_s": packed_tokens / packed_wall,
+    }
     out["speedup"] = out["packed_tokens_per_s"] / out["alone_tokens_per_s"]
     return out
 
 
 def bench_cuda(a) -> dict:
     if not torch.cuda.is_available():
-        return {"skipped": "CUDA part skipped: no CUDA device is visible here (torch.cuda.is_available() is"
-                           f" False; torch {torch.__version__}, built for CUDA {torch.version.cuda}). Run this"
-                           " command on a GPU node."}
+        return {
+            "skipped": "CUDA part skipped: no CUDA device is visible here (torch.cuda.is_available() is"
+            f" False; torch {torch.__version__}, built for CUDA {torch.version.cuda}). Run this"
+            " command on a GPU node."
+        }
     cfg = study.load(a.config or GPU_CONFIG)
     peak = devices.matmul_peak(torch.bfloat16, "cuda", a.peak_size or 8192)
     sweep = mfu_sweep(cfg, peak, a.steps, a.warmup_steps)
     spec = SMALL_CELL | {"vocab_size": cfg["data"]["tokenizer"]["vocab_size"]}
     pack = packed_vs_alone("cuda", spec, a.pack, a.pack_steps)
-    return {"device": devices.describe("cuda"), "torch": torch.__version__, "config": a.config or GPU_CONFIG,
-            "peak_bf16_flops": peak, "sweep": sweep, "pack": pack}
+    return {
+        "device": devices.describe("cuda"),
+        "torch": torch.__version__,
+        "config": a.config or GPU_CONFIG,
+        "peak_bf16_flops": peak,
+        "sweep": sweep,
+        "pack": pack,
+    }
 
 
 def table(r: dict) -> str:
     if "skipped" in r:
         return r["skipped"]
     d = r["device"]
-    lines = [f"device {d['name']} ({d['memory_gb']} GiB, capability {d['capability']}), torch {r['torch']},"
-             f" config {r['config']}", f"measured bf16 matmul peak {r['peak_bf16_flops'] / 1e12:,.0f} TFLOP/s", "",
-             f"{'shape':<16}{'params':>14}{'rows/micro':>12}{'tokens/s':>14}{'MFU':>8}"]
+    lines = [
+        f"device {d['name']} ({d['memory_gb']} GiB, capability {d['capability']}), torch {r['torch']},"
+        f" config {r['config']}",
+        f"measured bf16 matmul peak {r['peak_bf16_flops'] / 1e12:,.0f} TFLOP/s",
+        "",
+        f"{'shape':<16}{'params':>14}{'rows/micro':>12}{'tokens/s':>14}{'MFU':>8}",
+    ]
     for x in r["sweep"]:
         s = x["shape"]
-        name, rows = f"d{s['d_model']}L{s['n_layers']}h{s['n_heads']}", f"{x['batch_rows']}/{x['micro_batch_rows'] or '-'}"
-        lines.append(f"{name:<16}{x['n_params']:>14,}{rows:>12}{x['tokens_per_s']:>14,.0f}"
-                     f"{100 * x['mfu']:>7.1f}%")
+        name, rows = (
+            f"d{s['d_model']}L{s['n_layers']}h{s['n_heads']}",
+            f"{x['batch_rows']}/{x['micro_batch_rows'] or '-'}",
+        )
+        lines.append(f"{name:<16}{x['n_params']:>14,}{rows:>12}{x['tokens_per_s']:>14,.0f}{100 * x['mfu']:>7.1f}%")
     p, s = r["pack"], r["pack"]["spec"]
-    lines += ["", f"small cell d{s['d_model']}L{s['n_layers']}h{s['n_heads']}, {s['batch_size']}x{s['seq_len']} tokens"
-              f" a step, {p['steps']} steps per job (start-up and compile included):",
-              f"  one per GPU : {p['alone_tokens_per_s']:>12,.0f} tokens/s ({p['alone_seconds']:.1f} s a job;"
-              f" {p['alone_loop_tokens_per_s']:,.0f} tokens/s in its loop)",
-              f"  {p['members']} packed    : {p['packed_tokens_per_s']:>12,.0f} tokens/s ({p['packed_seconds']:.1f} s"
-              f" for all)  = {p['speedup']:.2f}x"]
+    lines += [
+        "",
+        f"small cell d{s['d_model']}L{s['n_layers']}h{s['n_heads']}, {s['batch_size']}x{s['seq_len']} tokens"
+        f" a step, {p['steps']} steps per job (start-up and compile included):",
+        f"  one per GPU : {p['alone_tokens_per_s']:>12,.0f} tokens/s ({p['alone_seconds']:.1f} s a job;"
+        f" {p['alone_loop_tokens_per_s']:,.0f} tokens/s in its loop)",
+        f"  {p['members']} packed    : {p['packed_tokens_per_s']:>12,.0f} tokens/s ({p['packed_seconds']:.1f} s"
+        f" for all)  = {p['speedup']:.2f}x",
+    ]
     return "\n".join(lines)

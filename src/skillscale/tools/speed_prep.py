@@ -97,9 +97,22 @@ def run_ours(corpus: str, tok_path: str, out: str, threads: int) -> dict:
 
     tok = BPETokenizer.load(tok_path)
     ready = time.time()
-    spec = {"role": "knowledge", "kind": "files", "files": corpus, "format": "json", "text_field": "text",
-            "id_field": "id", "template": None, "filters": None, "min_chars": 0, "heldout_files": None,
-            "max_documents": None, "max_tokens": None, "weight": 1, "share": None}
+    spec = {
+        "role": "knowledge",
+        "kind": "files",
+        "files": corpus,
+        "format": "json",
+        "text_field": "text",
+        "id_field": "id",
+        "template": None,
+        "filters": None,
+        "min_chars": 0,
+        "heldout_files": None,
+        "max_documents": None,
+        "max_tokens": None,
+        "weight": 1,
+        "share": None,
+    }
     cfg = {"data": {"heldout_fraction": 0.001, "seed": 0, "shard_tokens": 1 << 26, "eval": {"text_bytes": 100000}}}
     r = streamed.prepare_source("bench", spec, cfg, tok, "bench", Path(out))
     return {"tokens": r["index"]["n_tokens"], "files": len(r["index"]["files"]), "ready": ready, "done": time.time()}
@@ -130,10 +143,14 @@ def run_naive(corpus: str, tok_path: str, out: str, threads: int) -> dict:
 def child(which: str, corpus: Path, tok: Path, out: Path, threads: int) -> dict:
     """Run one contender in a fresh process; its seconds (start-up, work), result and peak RSS."""
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="true")
-    code = (f"import json,sys; from skillscale.tools import speed_prep as b; "
-            f"print(json.dumps(b.run_{which}({str(corpus)!r}, {str(tok)!r}, {str(out)!r}, {threads})))")
+    code = (
+        f"import json,sys; from skillscale.tools import speed_prep as b; "
+        f"print(json.dumps(b.run_{which}({str(corpus)!r}, {str(tok)!r}, {str(out)!r}, {threads})))"
+    )
     t0 = time.time()
-    p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _, status, usage = os.wait4(p.pid, 0)
     seconds = time.time() - t0
     stdout, stderr = p.stdout.read(), p.stderr.read()
@@ -142,9 +159,14 @@ def child(which: str, corpus: Path, tok: Path, out: Path, threads: int) -> dict:
     res = json.loads(stdout.strip().splitlines()[-1])
     ready, done = res.pop("ready"), res.pop("done")
     work = done - ready
-    return res | {"seconds": round(seconds, 2), "startup_seconds": round(ready - t0, 2), "work_seconds": round(work, 2),
-                  "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "tokens_per_s": round(res["tokens"] / work),
-                  "tokens_per_s_wall": round(res["tokens"] / seconds)}
+    return res | {
+        "seconds": round(seconds, 2),
+        "startup_seconds": round(ready - t0, 2),
+        "work_seconds": round(work, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "tokens_per_s": round(res["tokens"] / work),
+        "tokens_per_s_wall": round(res["tokens"] / seconds),
+    }
 
 
 def available_mb() -> float:
@@ -183,7 +205,8 @@ def bench_prepare(a) -> dict:
         for which, got in tries.items():
             if got:
                 row[which] = min(got, key=lambda r: r["work_seconds"]) | {
-                    "work_seconds_all": [r["work_seconds"] for r in got]}
+                    "work_seconds_all": [r["work_seconds"] for r in got]
+                }
         if naive_fits:
             naive_mb_per_byte = row["naive"]["peak_rss_mb"] / meta["text_bytes"]
         else:
@@ -196,24 +219,34 @@ def bench_prepare(a) -> dict:
     return {"threads": a.threads, "cores": os.cpu_count(), "repeats": max(1, a.repeats), "runs": runs}
 
 
-HEADER = (f"{'corpus':>9} {'docs':>9} | {'ours start':>10} {'work s':>7} {'tok/s':>10} {'RSS MB':>7} {'files':>5} |"
-          f" {'naive start':>11} {'work s':>7} {'tok/s':>10} {'RSS MB':>7} | {'ours/naive tok/s':>16} {'(wall)':>6} {'load':>5}")
+HEADER = (
+    f"{'corpus':>9} {'docs':>9} | {'ours start':>10} {'work s':>7} {'tok/s':>10} {'RSS MB':>7} {'files':>5} |"
+    f" {'naive start':>11} {'work s':>7} {'tok/s':>10} {'RSS MB':>7} | {'ours/naive tok/s':>16} {'(wall)':>6} {'load':>5}"
+)
 
 
 def table_row(r: dict) -> str:
     o, n = r["ours"], r["naive"]
     size = f"{r['text_bytes'] / 1e6:,.0f} MB"
-    left = (f"{size:>9} {r['docs']:>9,} | {o['startup_seconds']:>10.1f} {o['work_seconds']:>7.1f} {o['tokens_per_s']:>10,}"
-            f" {o['peak_rss_mb']:>7,.0f} {o['files']:>5} |")
+    left = (
+        f"{size:>9} {r['docs']:>9,} | {o['startup_seconds']:>10.1f} {o['work_seconds']:>7.1f} {o['tokens_per_s']:>10,}"
+        f" {o['peak_rss_mb']:>7,.0f} {o['files']:>5} |"
+    )
     if "skipped" in n:
         return left + f" {'does not fit: ' + n['skipped']}"
-    return left + (f" {n['startup_seconds']:>11.1f} {n['work_seconds']:>7.1f} {n['tokens_per_s']:>10,} {n['peak_rss_mb']:>7,.0f} |"
-                   f" {o['tokens_per_s'] / n['tokens_per_s']:>16.2f} {o['tokens_per_s_wall'] / n['tokens_per_s_wall']:>6.2f}"
-                   f" {r['load_average']:>5.1f}")
+    return left + (
+        f" {n['startup_seconds']:>11.1f} {n['work_seconds']:>7.1f} {n['tokens_per_s']:>10,} {n['peak_rss_mb']:>7,.0f} |"
+        f" {o['tokens_per_s'] / n['tokens_per_s']:>16.2f} {o['tokens_per_s_wall'] / n['tokens_per_s_wall']:>6.2f}"
+        f" {r['load_average']:>5.1f}"
+    )
 
 
 def table(r: dict) -> str:
-    return "\n".join([f"threads {r['threads']} of {r['cores']} cores, fastest of {r.get('repeats', 1)} alternating runs;"
-                      " tok/s over the work (after start-up: imports, tokenizer load), (wall) over the whole process",
-                      HEADER]
-                     + [table_row(x) for x in r["runs"]])
+    return "\n".join(
+        [
+            f"threads {r['threads']} of {r['cores']} cores, fastest of {r.get('repeats', 1)} alternating runs;"
+            " tok/s over the work (after start-up: imports, tokenizer load), (wall) over the whole process",
+            HEADER,
+        ]
+        + [table_row(x) for x in r["runs"]]
+    )

@@ -27,15 +27,23 @@ from skillscale.train.packs import train_pack
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m skillscale.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m skillscale.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", required=True)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--cell", help="train this cell (cosine) or its cooldown branch (wsd)")
-    which.add_argument("--trunk", help="train this WSD trunk (code fraction, size, seed), then the cooldown and "
-                                     "evaluation of every cell on it, into OUT/cells/")
-    which.add_argument("--pack", nargs="+", metavar="TRUNK",
-                       help="train these WSD trunks side by side, one --trunk process each, into OUT/<trunk>/")
+    which.add_argument(
+        "--trunk",
+        help="train this WSD trunk (code fraction, size, seed), then the cooldown and "
+        "evaluation of every cell on it, into OUT/cells/",
+    )
+    which.add_argument(
+        "--pack",
+        nargs="+",
+        metavar="TRUNK",
+        help="train these WSD trunks side by side, one --trunk process each, into OUT/<trunk>/",
+    )
     p.add_argument("--record", type=Path, help="--pack: where to write the pack's record once all trunks are done")
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
@@ -54,9 +62,14 @@ def main(argv=None) -> int:
         else:
             rec = train_cell(cfg, find_cell(cfg, a.cell), a.data, a.out, a.threads, a.resume, a.trunk_dir)
             if a.evaluate and distributed.world().main:
-                harness.evaluate_cell(a.out, a.data, cfg["eval"]["batch_size"], a.threads,
-                                       benchmarks=sorted(cfg["eval"]["benchmarks"]),
-                                       fingerprint=eval_fingerprint(cfg, rec["fingerprint"]))
+                harness.evaluate_cell(
+                    a.out,
+                    a.data,
+                    cfg["eval"]["batch_size"],
+                    a.threads,
+                    benchmarks=sorted(cfg["eval"]["benchmarks"]),
+                    fingerprint=eval_fingerprint(cfg, rec["fingerprint"]),
+                )
     except (KeyError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2

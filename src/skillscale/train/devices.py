@@ -18,9 +18,11 @@ import torch
 def pick(want: str) -> str:
     """train.device: cpu, cuda, or auto (cuda when one is visible)."""
     if want == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device: cuda, but this node has no visible CUDA device"
-                           f" (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')});"
-                           " run training jobs on a GPU node, or set train.device: auto or cpu")
+        raise RuntimeError(
+            "train.device: cuda, but this node has no visible CUDA device"
+            f" (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')});"
+            " run training jobs on a GPU node, or set train.device: auto or cpu"
+        )
     return "cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu"
 
 
@@ -46,9 +48,14 @@ def describe(device: str) -> dict:
     if device != "cuda":
         return {"type": "cpu", "threads": torch.get_num_threads()}
     p = torch.cuda.get_device_properties(torch.cuda.current_device())
-    return {"type": "cuda", "name": p.name, "memory_gb": round(p.total_memory / 2**30, 1),
-            "capability": f"{p.major}.{p.minor}", "count_visible": torch.cuda.device_count(),
-            "cuda": torch.version.cuda}
+    return {
+        "type": "cuda",
+        "name": p.name,
+        "memory_gb": round(p.total_memory / 2**30, 1),
+        "capability": f"{p.major}.{p.minor}",
+        "count_visible": torch.cuda.device_count(),
+        "cuda": torch.version.cuda,
+    }
 
 
 def sync(device: str) -> None:
@@ -60,6 +67,7 @@ def matmul_peak(dtype: torch.dtype, device: str, n: int, reps: int = 5, budget_s
     """Best FLOP/s of square matmuls (2 m^3 FLOPs each), m growing to n while one call takes
     under budget_s / 4, over `reps` timed runs of about `budget_s` each. (A CPU without bf16
     units runs bf16 ~100x slower than fp32: a fixed size and call count would take minutes.)"""
+
     def once(m):
         a, b = (torch.randn(m, m, device=device, dtype=dtype) for _ in range(2))
         torch.matmul(a, b)  # warm the kernel

@@ -33,7 +33,7 @@ class World:
         if self.size == 1:
             return batch
         n = batch.shape[0] // self.size
-        return batch[self.rank * n:(self.rank + 1) * n]
+        return batch[self.rank * n : (self.rank + 1) * n]
 
     def mean(self, x: torch.Tensor) -> torch.Tensor:
         """The mean of a scalar over ranks (each rank's loss is the mean over equally many rows)."""

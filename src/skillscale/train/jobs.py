@@ -39,8 +39,7 @@ from skillscale.train.step import lr_cosine, lr_wsd
 # -- the two kinds of job ------------------------------------------------------------------------
 def fingerprint(cfg: dict, manifest: dict, name: str) -> dict:
     tc = {k: v for k, v in cfg["train"].items() if k not in NOT_TRAJECTORY}
-    return {"job": name, "config": digest({"model": cfg["model"], "train": tc}),
-            "data": manifest["data_config_hash"]}
+    return {"job": name, "config": digest({"model": cfg["model"], "train": tc}), "data": manifest["data_config_hash"]}
 
 
 def peak_lr(cfg: dict, shape) -> float:
@@ -48,8 +47,16 @@ def peak_lr(cfg: dict, shape) -> float:
     return tc["lr"] * (tc["lr_ref_width"] / shape.d_model) ** tc["lr_width_exponent"]
 
 
-def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: int = 1,
-               resume: Path | None = None, trunk_dir: Path | None = None, trunk_warmup: int | None = None) -> dict:
+def train_cell(
+    cfg: dict,
+    cell: plan.Cell,
+    data_dir: Path,
+    out: Path,
+    threads: int = 1,
+    resume: Path | None = None,
+    trunk_dir: Path | None = None,
+    trunk_warmup: int | None = None,
+) -> dict:
     tc = cfg["train"]
     manifest = common.read_json(data_dir / "manifest.json", "data manifest")
     shape = cell.shape(cfg)
@@ -64,16 +71,17 @@ def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: i
     else:
         branch, warmup = 0, plan.warmup_steps(cfg, cell.n_params, cell.steps)
         lr = lambda s: lr_cosine(s, cell.steps, warmup, peak, tc["min_lr_ratio"])
-    job = Job(cell.cell, shape, cell.code_frac, cell.seed, cell.steps, lr,
-              fingerprint(cfg, manifest, cell.cell), peak)
+    job = Job(cell.cell, shape, cell.code_frac, cell.seed, cell.steps, lr, fingerprint(cfg, manifest, cell.cell), peak)
     if branch and not _resumable(resume, job.fingerprint):  # start the cooldown at the trunk's state
         start = trunk_dir / f"branch_{cell.cell}.pt"
         if not start.exists():
             raise FileNotFoundError(f"{start}: WSD branch state missing; rerun its trunk job (the train_trunk rule)")
         state = load_state(start, "WSD branch state")
         if state["fingerprint"] != trunk_fingerprint(cfg, manifest, plan.trunk_id(cell), warmup) | {"branch": branch}:
-            raise ValueError(f"{start}: WSD branch state was written for another config or trunk; "
-                             "rerun its trunk job (the train_trunk rule)")
+            raise ValueError(
+                f"{start}: WSD branch state was written for another config or trunk; "
+                "rerun its trunk job (the train_trunk rule)"
+            )
         print0(f"[{cell.cell}] cooldown from the trunk's state at step {branch}")
         if distributed.world().main:
             resume_from(state, resume, fingerprint=job.fingerprint, wall=0.0)  # wall: this job's own time
@@ -102,11 +110,17 @@ def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: i
         "diverged_step": diverged_at,
         "wall_seconds": round(res["wall"], 2),
         "tokens_per_second": round(res["steps_here"] * tc["batch_size"] * shape.seq_len / res["wall"], 1)
-        if diverged_at is None and res["steps_here"] else None,
-        "hyper": {"peak_lr": peak, "warmup_steps": warmup, "batch_size": tc["batch_size"], "seq_len": shape.seq_len,
-                  "schedule": "cosine-to-own-budget" if tc["schedule"] == "cosine" else f"wsd branch at step {branch}",
-                  **{k: tc[k] for k in ("min_lr_ratio", "weight_decay", "beta1", "beta2", "grad_clip")},
-                  "precision": devices.precision(tc, res["device"])},
+        if diverged_at is None and res["steps_here"]
+        else None,
+        "hyper": {
+            "peak_lr": peak,
+            "warmup_steps": warmup,
+            "batch_size": tc["batch_size"],
+            "seq_len": shape.seq_len,
+            "schedule": "cosine-to-own-budget" if tc["schedule"] == "cosine" else f"wsd branch at step {branch}",
+            **{k: tc[k] for k in ("min_lr_ratio", "weight_decay", "beta1", "beta2", "grad_clip")},
+            "precision": devices.precision(tc, res["device"]),
+        },
         "hardware": res["hardware"],
         "mixture": res["mix"].summary(cell.steps),
         "curve": curve,
@@ -117,7 +131,10 @@ def train_cell(cfg: dict, cell: plan.Cell, data_dir: Path, out: Path, threads: i
             data_config_hash=manifest["data_config_hash"],
             tokenizer_sha256=manifest["tokenizer"]["sha256"],
             shard_sha256={k: v["sha256"] for k, v in manifest["shards"].items()},
-            seed=cell.seed, device=res["device"], threads=threads, data_parallel=world.size,
+            seed=cell.seed,
+            device=res["device"],
+            threads=threads,
+            data_parallel=world.size,
         ),
     }
     if world.main:
@@ -150,9 +167,12 @@ def _trunk_start(out: Path, trunk: plan.Trunk, fp: dict, resume: Path) -> None:
     before the first branch this trunk has not saved yet, or nothing: a trunk rerun because
     its grid grew trains only past what it already has (a new larger budget: from its old
     end; a new budget inside it: from the branch state before that budget's branch)."""
-    saved = {b: out / f"branch_{cid}.pt" for cid, b in trunk.branches
-             if (out / f"branch_{cid}.pt").exists()
-             and load_state(out / f"branch_{cid}.pt", "WSD branch state")["fingerprint"] == fp | {"branch": b}}
+    saved = {
+        b: out / f"branch_{cid}.pt"
+        for cid, b in trunk.branches
+        if (out / f"branch_{cid}.pt").exists()
+        and load_state(out / f"branch_{cid}.pt", "WSD branch state")["fingerprint"] == fp | {"branch": b}
+    }
     limit = min((b for _, b in trunk.branches if b not in saved), default=trunk.steps)
     usable = {b: p for b, p in saved.items() if b <= limit}  # step -> file holding the state there
     if resume.exists():
@@ -168,16 +188,31 @@ def _trunk_start(out: Path, trunk: plan.Trunk, fp: dict, resume: Path) -> None:
     resume_from(load_state(usable[start], "WSD branch state"), resume, fingerprint=fp)
 
 
-def train_trunk(cfg: dict, trunk: plan.Trunk, data_dir: Path, out: Path, threads: int = 1,
-                 resume: Path | None = None, write_record: bool = True) -> dict:
+def train_trunk(
+    cfg: dict,
+    trunk: plan.Trunk,
+    data_dir: Path,
+    out: Path,
+    threads: int = 1,
+    resume: Path | None = None,
+    write_record: bool = True,
+) -> dict:
     tc = cfg["train"]
     manifest = common.read_json(data_dir / "manifest.json", "data manifest")
     shape = study.Study(cfg).cell[trunk.branches[0][0]].shape(cfg)  # its cells share its shape
     peak = peak_lr(cfg, shape)
     fp = trunk_fingerprint(cfg, manifest, trunk.run, trunk.warmup)
-    job = Job(trunk.run, shape, trunk.code_frac, trunk.seed, trunk.steps,
-              lambda s: lr_wsd(s, trunk.warmup, None, trunk.steps, peak, tc["min_lr_ratio"]), fp, peak,
-              branches={step: out / f"branch_{cid}.pt" for cid, step in trunk.branches})
+    job = Job(
+        trunk.run,
+        shape,
+        trunk.code_frac,
+        trunk.seed,
+        trunk.steps,
+        lambda s: lr_wsd(s, trunk.warmup, None, trunk.steps, peak, tc["min_lr_ratio"]),
+        fp,
+        peak,
+        branches={step: out / f"branch_{cid}.pt" for cid, step in trunk.branches},
+    )
     out.mkdir(parents=True, exist_ok=True)
     resume = resume or out / "resume.pt"
     world = distributed.world()
@@ -185,12 +220,23 @@ def train_trunk(cfg: dict, trunk: plan.Trunk, data_dir: Path, out: Path, threads
         _trunk_start(out, trunk, fp, resume)
     world.barrier()
     res = run(job, cfg, data_dir, resume, threads)
-    info = {"run": trunk.__dict__, "peak_lr": peak, "wall_seconds": round(res["wall"], 2),
-            "diverged_step": res["diverged_at"], "flops_spent": trunk.flops, "curve": res["curve"],
-            "hardware": res["hardware"],
-            "provenance": common.provenance(config_hash=fp["config"], data_config_hash=manifest["data_config_hash"],
-                                        seed=trunk.seed, device=res["device"], threads=threads,
-                                        data_parallel=world.size)}
+    info = {
+        "run": trunk.__dict__,
+        "peak_lr": peak,
+        "wall_seconds": round(res["wall"], 2),
+        "diverged_step": res["diverged_at"],
+        "flops_spent": trunk.flops,
+        "curve": res["curve"],
+        "hardware": res["hardware"],
+        "provenance": common.provenance(
+            config_hash=fp["config"],
+            data_config_hash=manifest["data_config_hash"],
+            seed=trunk.seed,
+            device=res["device"],
+            threads=threads,
+            data_parallel=world.size,
+        ),
+    }
     if not world.main:
         world.barrier()
         return info
@@ -242,17 +288,27 @@ def train_trunk_job(cfg: dict, trunk: plan.Trunk, data_dir: Path, out: Path, thr
             elif _kept(cache / "eval.json", efp):
                 print(f"[{cid}] evaluation kept from an earlier run (same settings)", flush=True)
             else:
-                r = harness.evaluate_cell(cache, data_dir, cfg["eval"]["batch_size"], threads,
-                                           benchmarks=sorted(cfg["eval"]["benchmarks"]), fingerprint=efp)
-                print(f"[{cid}] " + " ".join(f"{m}={v:.3f}" for m, v in r["bits_per_byte"].items()) + " bits/byte",
-                      flush=True)
+                r = harness.evaluate_cell(
+                    cache,
+                    data_dir,
+                    cfg["eval"]["batch_size"],
+                    threads,
+                    benchmarks=sorted(cfg["eval"]["benchmarks"]),
+                    fingerprint=efp,
+                )
+                print(
+                    f"[{cid}] " + " ".join(f"{m}={v:.3f}" for m, v in r["bits_per_byte"].items()) + " bits/byte",
+                    flush=True,
+                )
         except (KeyError, ValueError, FileNotFoundError, RuntimeError) as e:  # the other cells still run
             print(f"[{cid}] failed: {e}", file=sys.stderr, flush=True)
             failed.append(cid)
         distributed.world().barrier()
     if failed:
-        raise RuntimeError(f"trunk {trunk.run}: {len(failed)} of {len(trunk.branches)} cells failed "
-                           f"({', '.join(failed)}); the others are kept in {out / 'cells'} for the rerun")
+        raise RuntimeError(
+            f"trunk {trunk.run}: {len(failed)} of {len(trunk.branches)} cells failed "
+            f"({', '.join(failed)}); the others are kept in {out / 'cells'} for the rerun"
+        )
     info["cells"] = [cid for cid, _ in trunk.branches]
     if distributed.world().main:
         common.write_json(study.trunk_record(out), info)

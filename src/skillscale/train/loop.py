@@ -49,9 +49,18 @@ class Job:
 
 def save_state(path: Path, step, model, opt, curve, wall, fingerprint, diverged_at=None) -> None:
     with common.atomic_path(path) as tmp:
-        torch.save({"step": step, "model": model.state_dict(), "opt": opt.state_dict(),
-                    "curve": curve, "wall": wall, "fingerprint": fingerprint,
-                    "diverged_at": diverged_at}, tmp)
+        torch.save(
+            {
+                "step": step,
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "curve": curve,
+                "wall": wall,
+                "fingerprint": fingerprint,
+                "diverged_at": diverged_at,
+            },
+            tmp,
+        )
 
 
 def resume_from(state: dict, resume: Path, **changes) -> None:
@@ -77,8 +86,15 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
     math_settings = devices.configure(device)
     world = distributed.world(device)
     seq_len, bs = job.shape.seq_len, tc["batch_size"]
-    mix = mixing.for_cell(data_dir, common.read_json(data_dir / "manifest.json", "data manifest"), cfg,
-                          job.code_frac, seq_len, bs, job.seed)
+    mix = mixing.for_cell(
+        data_dir,
+        common.read_json(data_dir / "manifest.json", "data manifest"),
+        cfg,
+        job.code_frac,
+        seq_len,
+        bs,
+        job.seed,
+    )
     compiled = use_compile(tc, device)
     model, fwd, loss_of = model_for(job.shape, device, world, compiled)
     opt = build_optimizer(model, tc, job.lr(0), device)
@@ -95,9 +111,11 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
             step, curve, wall, diverged_at = state["step"], state["curve"], state["wall"], state["diverged_at"]
             print0(f"[{job.name}] resumed from {resume} at step {step}")
 
-    print0(f"[{job.name}] N={param_counts(job.shape)['standard']:,} steps {step}..{job.end} "
-           f"peak lr={job.peak:.2e} device={device} threads={threads}"
-           + (f" x {world.size} data-parallel processes" if world.size > 1 else ""))
+    print0(
+        f"[{job.name}] N={param_counts(job.shape)['standard']:,} steps {step}..{job.end} "
+        f"peak lr={job.peak:.2e} device={device} threads={threads}"
+        + (f" x {world.size} data-parallel processes" if world.size > 1 else "")
+    )
     window, t0, t_ckpt, first = [], time.time() - wall, time.time(), step
     while step < job.end and diverged_at is None:
         batch = world.rows(torch.from_numpy(mix.batch(step))).to(device, non_blocking=True)
@@ -107,8 +125,15 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
             continue
         mean = world.mean(torch.stack(window).float().mean()).item()
         window, elapsed = [], time.time() - t0
-        curve.append({"step": step, "tokens": step * bs * seq_len, "loss": mean,
-                      "lr": job.lr(step - 1), "seconds": round(elapsed, 2)})
+        curve.append(
+            {
+                "step": step,
+                "tokens": step * bs * seq_len,
+                "loss": mean,
+                "lr": job.lr(step - 1),
+                "seconds": round(elapsed, 2),
+            }
+        )
         if not math.isfinite(mean) or mean > 2 * math.log(job.shape.vocab_size):
             diverged_at = step
             print0(f"[{job.name}] diverged at step {step}: loss {mean}")
@@ -125,10 +150,16 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
             t_ckpt = time.time()
     world.barrier()  # the states rank 0 wrote are complete before any rank reads them
     wall_here = time.time() - t0 - wall
-    return {"model": model, "curve": curve, "wall": time.time() - t0, "diverged_at": diverged_at,
-            "device": device, "steps_here": step - first, "mix": mix,
-            "hardware": hardware(job, tc, device, world, math_settings | {"compiled": compiled},
-                                 step - first, wall_here)}
+    return {
+        "model": model,
+        "curve": curve,
+        "wall": time.time() - t0,
+        "diverged_at": diverged_at,
+        "device": device,
+        "steps_here": step - first,
+        "mix": mix,
+        "hardware": hardware(job, tc, device, world, math_settings | {"compiled": compiled}, step - first, wall_here),
+    }
 
 
 _COMPILED: dict = {}  # (shape, device, world size) -> (model, its DDP wrapper or itself, compiled loss)
@@ -157,12 +188,21 @@ def hardware(job: Job, tc: dict, device: str, world, settings: dict, steps: int,
     """What a record says of how it was computed: the device, the precision (autocast dtype,
     fp32 master weights and optimizer state, TF32, compile) and, on CUDA, the model FLOPs
     utilisation of this job's steps against the device's measured matmul peak (per process)."""
-    out = {"device": devices.describe(device), "data_parallel": world.size,
-           "precision": {"autocast": None if tc["precision"] == "fp32" else tc["precision"],
-                         "master_weights": "fp32", **settings}}
+    out = {
+        "device": devices.describe(device),
+        "data_parallel": world.size,
+        "precision": {
+            "autocast": None if tc["precision"] == "fp32" else tc["precision"],
+            "master_weights": "fp32",
+            **settings,
+        },
+    }
     peak = devices.peak_flops(device, tc["precision"])
     if peak and steps and seconds > 0:
         flops = steps * tc["batch_size"] * job.shape.seq_len * flops_per_token(job.shape)["exact"]
-        out |= {"peak_flops": peak, "model_flops_per_second": flops / seconds,
-                "mfu": flops / seconds / world.size / peak}
+        out |= {
+            "peak_flops": peak,
+            "model_flops_per_second": flops / seconds,
+            "mfu": flops / seconds / world.size / peak,
+        }
     return out

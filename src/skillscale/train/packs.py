@@ -17,8 +17,9 @@ from skillscale.train import devices
 from skillscale.train.loop import fmt_time, pick_device
 
 
-def train_pack(config: str, cfg: dict, runs: list[str], data_dir: Path, out: Path, threads: int,
-               record: Path | None) -> dict:
+def train_pack(
+    config: str, cfg: dict, runs: list[str], data_dir: Path, out: Path, threads: int, record: Path | None
+) -> dict:
     """Several small WSD trunks side by side in one job (resources.pack): one process each,
     the `--trunk` job's very command, so each result is the one that trunk gets alone. They
     share the job's device: on a GPU, small models each leave most of it idle, and one job
@@ -33,9 +34,27 @@ def train_pack(config: str, cfg: dict, runs: list[str], data_dir: Path, out: Pat
         env[devices.PEAK_ENV] = str(devices.peak_flops(device, devices.precision(cfg["train"], device)))
     t0 = time.time()
     print(f"pack: {len(trunks)} trunks side by side on {device}: {', '.join(runs)}", flush=True)
-    procs = {r.run: subprocess.Popen([sys.executable, "-m", "skillscale.train", "--config", config, "--trunk", r.run,
-                                      "--data", str(data_dir), "--out", str(out / r.run), "--threads", str(threads)],
-                                     env=env) for r in trunks}
+    procs = {
+        r.run: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "skillscale.train",
+                "--config",
+                config,
+                "--trunk",
+                r.run,
+                "--data",
+                str(data_dir),
+                "--out",
+                str(out / r.run),
+                "--threads",
+                str(threads),
+            ],
+            env=env,
+        )
+        for r in trunks
+    }
 
     def stop(signum, frame):  # a cancelled job (scancel, Ctrl-C) takes its members with it
         for p in procs.values():
@@ -47,10 +66,16 @@ def train_pack(config: str, cfg: dict, runs: list[str], data_dir: Path, out: Pat
     codes = {run: p.wait() for run, p in procs.items()}
     failed = [r for r, c in codes.items() if c]
     if failed:
-        raise RuntimeError(f"pack: {len(failed)} of {len(runs)} trunks failed ({', '.join(failed)}; their lines"
-                           " above say why); the others' results are kept for the rerun")
-    info = {"runs": runs, "device": device, "wall_seconds": round(time.time() - t0, 2),
-            "members": {r: common.read_json(study.trunk_record(out / r), "trunk record")["wall_seconds"] for r in runs}}
+        raise RuntimeError(
+            f"pack: {len(failed)} of {len(runs)} trunks failed ({', '.join(failed)}; their lines"
+            " above say why); the others' results are kept for the rerun"
+        )
+    info = {
+        "runs": runs,
+        "device": device,
+        "wall_seconds": round(time.time() - t0, 2),
+        "members": {r: common.read_json(study.trunk_record(out / r), "trunk record")["wall_seconds"] for r in runs},
+    }
     if record:
         common.write_json(record, info)
     print(f"pack: {len(runs)} trunks done in {fmt_time(info['wall_seconds'])}", flush=True)

@@ -56,9 +56,21 @@ class AdamW:
                 raise RuntimeError("AdamW: every parameter needs a gradient (a model part the loss never reaches?)")
             steps = self.steps[sl]
             torch._foreach_add_(steps, 1)
-            torch._fused_adamw_(params, [p.grad for p in params], self.exp_avg[sl], self.exp_avg_sq[sl], [], steps,
-                                amsgrad=False, lr=g["lr"], beta1=g["betas"][0], beta2=g["betas"][1],
-                                weight_decay=g["weight_decay"], eps=g["eps"], maximize=False)
+            torch._fused_adamw_(
+                params,
+                [p.grad for p in params],
+                self.exp_avg[sl],
+                self.exp_avg_sq[sl],
+                [],
+                steps,
+                amsgrad=False,
+                lr=g["lr"],
+                beta1=g["betas"][0],
+                beta2=g["betas"][1],
+                weight_decay=g["weight_decay"],
+                eps=g["eps"],
+                maximize=False,
+            )
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for g in self.param_groups:
@@ -66,14 +78,21 @@ class AdamW:
                 p.grad = None
 
     def state_dict(self) -> dict:
-        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "steps": self.steps,
-                "lr": [g["lr"] for g in self.param_groups]}
+        return {
+            "exp_avg": self.exp_avg,
+            "exp_avg_sq": self.exp_avg_sq,
+            "steps": self.steps,
+            "lr": [g["lr"] for g in self.param_groups],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if "exp_avg" not in state or len(state["exp_avg"]) != len(self.exp_avg):
             raise ValueError("optimizer state from another model or an older skillscale; delete the checkpoint")
-        for mine, saved in ((self.exp_avg, state["exp_avg"]), (self.exp_avg_sq, state["exp_avg_sq"]),
-                            (self.steps, state["steps"])):
+        for mine, saved in (
+            (self.exp_avg, state["exp_avg"]),
+            (self.exp_avg_sq, state["exp_avg_sq"]),
+            (self.steps, state["steps"]),
+        ):
             for a, b in zip(mine, saved):
                 a.copy_(b)
         for g, lr in zip(self.param_groups, state["lr"]):
@@ -85,8 +104,11 @@ def build_optimizer(model: torch.nn.Module, tc: dict, peak: float, device: str) 
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (decay if p.dim() >= 2 and "embed" not in name else no_decay).append(p)
-    return AdamW([{"params": decay, "weight_decay": tc["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-                 lr=peak, betas=(tc["beta1"], tc["beta2"]))
+    return AdamW(
+        [{"params": decay, "weight_decay": tc["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=peak,
+        betas=(tc["beta1"], tc["beta2"]),
+    )
 
 
 class HeadCrossEntropy(torch.autograd.Function):
@@ -148,8 +170,7 @@ def loss_fn(fwd, compiled: bool, fused: bool = True):
     return lambda batch: next_token_loss(fwd, batch, fused)
 
 
-def train_step(loss_of, model, opt, batch, tc: dict, lr: float, micro_rows: int | None = None,
-               no_sync=None):
+def train_step(loss_of, model, opt, batch, tc: dict, lr: float, micro_rows: int | None = None, no_sync=None):
     """One AdamW step at learning rate `lr`; returns the (detached) loss. loss_of: `loss_fn`.
 
     micro_rows (resources.micro_batch_rows): the batch goes through forward and backward

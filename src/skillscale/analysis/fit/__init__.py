@@ -17,35 +17,53 @@ use the names below as `fit.X` after `from skillscale.analysis import fit`.
 
 from skillscale.analysis.fit.common import FitError, boot_counts, group_label, interval
 from skillscale.analysis.fit.isoflop import (
-                                             MAX_EXTRAPOLATION,
-                                             OPTIMA_COLUMNS,
-                                             Optimum,
-                                             ParabolaFit,
-                                             batch_vertices,
-                                             fit_parabola,
-                                             isoflop_optima,
-                                             isoflop_optimum,
-                                             vertex_limits,
-                                             window_mask,
+    MAX_EXTRAPOLATION,
+    OPTIMA_COLUMNS,
+    Optimum,
+    ParabolaFit,
+    batch_vertices,
+    fit_parabola,
+    isoflop_optima,
+    isoflop_optimum,
+    vertex_limits,
+    window_mask,
 )
 from skillscale.analysis.fit.parametric import PARAM_NAMES, ParametricFit, fit_parametric
 from skillscale.analysis.fit.powerlaw import (
-                                             IsoflopScaling,
-                                             PowerLaw,
-                                             fit_line,
-                                             isoflop_scaling,
-                                             line_draws,
-                                             power_law_fit,
+    IsoflopScaling,
+    PowerLaw,
+    fit_line,
+    isoflop_scaling,
+    line_draws,
+    power_law_fit,
 )
 
 __all__ = [
     # common
-    "FitError", "group_label", "interval", "boot_counts",
+    "FitError",
+    "group_label",
+    "interval",
+    "boot_counts",
     # Approach 2, per budget
-    "ParabolaFit", "fit_parabola", "window_mask", "MAX_EXTRAPOLATION", "vertex_limits", "batch_vertices",
-    "Optimum", "isoflop_optimum", "OPTIMA_COLUMNS", "isoflop_optima",
+    "ParabolaFit",
+    "fit_parabola",
+    "window_mask",
+    "MAX_EXTRAPOLATION",
+    "vertex_limits",
+    "batch_vertices",
+    "Optimum",
+    "isoflop_optimum",
+    "OPTIMA_COLUMNS",
+    "isoflop_optima",
     # Approach 2, across budgets
-    "PowerLaw", "fit_line", "line_draws", "power_law_fit", "IsoflopScaling", "isoflop_scaling",
+    "PowerLaw",
+    "fit_line",
+    "line_draws",
+    "power_law_fit",
+    "IsoflopScaling",
+    "isoflop_scaling",
     # Approach 3
-    "PARAM_NAMES", "ParametricFit", "fit_parametric",
+    "PARAM_NAMES",
+    "ParametricFit",
+    "fit_parametric",
 ]

@@ -61,8 +61,11 @@ def fit_parabola(log_n, loss, weights=None, *, label: str = "") -> ParabolaFit:
     n_sizes = len(np.unique(x))
     if n_sizes < 3:
         dropped = f" ({n_dropped} non-finite or zero-weight points dropped)" if n_dropped else ""
-        raise _fail(label, f"only {n_sizes} distinct size{'' if n_sizes == 1 else 's'} with finite loss"
-                    f"{dropped}; a parabola needs >= 3")
+        raise _fail(
+            label,
+            f"only {n_sizes} distinct size{'' if n_sizes == 1 else 's'} with finite loss"
+            f"{dropped}; a parabola needs >= 3",
+        )
 
     mid, half = _scale(x)
     z = (x - mid) / half
@@ -78,9 +81,12 @@ def fit_parabola(log_n, loss, weights=None, *, label: str = "") -> ParabolaFit:
     if flat or k2 < 0:
         curv = 0.0 if spread == 0 else 2 * k2 / half**2
         shape = "flat" if flat else "concave"
-        raise _fail(label, f"loss vs ln N is {shape} (d2loss/dlnN2 = {curv:.3g}): no minimum to locate;"
-                    " the sampled sizes may all lie on one side of the optimum, or the loss may not"
-                    " depend on N at this budget")
+        raise _fail(
+            label,
+            f"loss vs ln N is {shape} (d2loss/dlnN2 = {curv:.3g}): no minimum to locate;"
+            " the sampled sizes may all lie on one side of the optimum, or the loss may not"
+            " depend on N at this budget",
+        )
     z0 = -k1 / (2 * k2)
     x0 = mid + half * z0
     resid = y - Z @ k
@@ -231,8 +237,7 @@ class Optimum:
         return float(np.isfinite(self.draws).mean()) if self.draws.size else np.nan
 
 
-def isoflop_optimum(log_n, loss, weights=None, *, counts=None, window: float | None = None,
-                    label: str = "") -> Optimum:
+def isoflop_optimum(log_n, loss, weights=None, *, counts=None, window: float | None = None, label: str = "") -> Optimum:
     """The IsoFLOP optimum of one set of points, with bootstrap draws (the one routine).
 
     Fits `fit_parabola` to the finite points within `window` (in ln N) of the best observed
@@ -258,8 +263,9 @@ def isoflop_optimum(log_n, loss, weights=None, *, counts=None, window: float | N
         return Optimum(None, keep, nan, nan.copy(), 0, f"failed: {e}")
     bx, bl, n_runaway = nan, nan.copy(), 0
     if len(counts) and p.n_points > 3:
-        bx, bl = batch_vertices(x, np.where(keep, y, np.nan), counts * np.where(keep, w, 0.0)[None, :],
-                                max_extrapolation=None)
+        bx, bl = batch_vertices(
+            x, np.where(keep, y, np.nan), counts * np.where(keep, w, 0.0)[None, :], max_extrapolation=None
+        )
         vlo, vhi = vertex_limits(x[keep])
         runaway = np.isfinite(bx) & ~((bx >= vlo) & (bx <= vhi))
         n_runaway = int(runaway.sum())
@@ -267,17 +273,36 @@ def isoflop_optimum(log_n, loss, weights=None, *, counts=None, window: float | N
     return Optimum(p, keep, bx, bl, n_runaway, "edge" if p.edge else "ok")
 
 
-OPTIMA_COLUMNS = ["budget", "n_opt", "n_opt_lo", "n_opt_hi", "n_opt_bound", "edge_side", "d_opt", "tokens_per_param",
-                  "loss_opt", "loss_opt_lo", "loss_opt_hi", "n_points", "n_sizes", "residual_rms", "curvature",
-                  "n_fit_min", "n_fit_max", "boot_frac", "edge", "status", "note"]
+OPTIMA_COLUMNS = [
+    "budget",
+    "n_opt",
+    "n_opt_lo",
+    "n_opt_hi",
+    "n_opt_bound",
+    "edge_side",
+    "d_opt",
+    "tokens_per_param",
+    "loss_opt",
+    "loss_opt_lo",
+    "loss_opt_hi",
+    "n_points",
+    "n_sizes",
+    "residual_rms",
+    "curvature",
+    "n_fit_min",
+    "n_fit_max",
+    "boot_frac",
+    "edge",
+    "status",
+    "note",
+]
 
 
 def _note(row: dict, text: str) -> None:
     row["note"] = "; ".join(filter(None, [row["note"], text]))
 
 
-def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col, n_boot, seed, ci,
-            window, strict):
+def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col, n_boot, seed, ci, window, strict):
     """isoflop_optima plus, per row, the usable bootstrap draws of ln N* (for power laws)."""
     group_cols = list(group_cols)
     need = group_cols + [n_col, budget_col, loss_col] + [c for c in (tokens_col, weight_col) if c]
@@ -293,8 +318,9 @@ def _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
         row = _blank_row(kd, group_cols, budget_col, len(g))
         d, vertex = np.array([], float), np.nan
         try:
-            d, vertex = _budget_row(row, g, group_label(kd), n_col, loss_col, tokens_col, weight_col, n_boot, rng,
-                                    ci, window)
+            d, vertex = _budget_row(
+                row, g, group_label(kd), n_col, loss_col, tokens_col, weight_col, n_boot, rng, ci, window
+            )
         except FitError as e:
             if strict:
                 raise
@@ -354,9 +380,16 @@ def _record_fit(row: dict, o: Optimum, x, y, w, window, n_col: str, loss_col: st
         _note(row, f"dropped {int((~fin).sum())} point(s) with non-finite {loss_col} or {n_col}")
     if window is not None and (fin & ~keep).any():
         _note(row, f"{int((fin & ~keep).sum())} point(s) outside the fit window")
-    row.update(n_points=p.n_points, n_sizes=p.n_sizes, residual_rms=p.residual_rms, curvature=p.curvature,
-               edge=p.edge, n_fit_min=float(np.exp(p.log_n_range[0])),
-               n_fit_max=float(np.exp(p.log_n_range[1])), status=o.status)
+    row.update(
+        n_points=p.n_points,
+        n_sizes=p.n_sizes,
+        residual_rms=p.residual_rms,
+        curvature=p.curvature,
+        edge=p.edge,
+        n_fit_min=float(np.exp(p.log_n_range[0])),
+        n_fit_max=float(np.exp(p.log_n_range[1])),
+        status=o.status,
+    )
 
 
 def _record_interior(row: dict, o: Optimum, g, y, w, tokens_col: str | None, label: str) -> None:
@@ -387,8 +420,11 @@ def _record_bootstrap(row: dict, o: Optimum, n_boot: int, ci: float) -> np.ndarr
         good = np.isfinite(o.draws)
         row["boot_frac"] = o.boot_frac  # share of resamples kept for the interval
         if o.n_runaway:
-            _note(row, f"{o.n_runaway} of {n_boot} bootstrap vertices beyond the fitted ln N range"
-                       f" +- {MAX_EXTRAPOLATION:g} of it dropped")
+            _note(
+                row,
+                f"{o.n_runaway} of {n_boot} bootstrap vertices beyond the fitted ln N range"
+                f" +- {MAX_EXTRAPOLATION:g} of it dropped",
+            )
         if good.mean() < 0.5:
             _note(row, f"only {good.mean():.0%} of bootstrap resamples usable: interval unreliable")
         if not o.edge:
@@ -399,10 +435,21 @@ def _record_bootstrap(row: dict, o: Optimum, n_boot: int, ci: float) -> np.ndarr
     return d
 
 
-def isoflop_optima(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str = "n_params",
-                   budget_col: str = "budget", loss_col: str = "loss", tokens_col: str | None = None,
-                   n_boot: int = 200, seed: int = 0, ci: float = 0.9, *, weight_col: str | None = None,
-                   window: float | None = None, strict: bool = False) -> pd.DataFrame:
+def isoflop_optima(
+    df: pd.DataFrame,
+    group_cols: Sequence[str] = (),
+    n_col: str = "n_params",
+    budget_col: str = "budget",
+    loss_col: str = "loss",
+    tokens_col: str | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    ci: float = 0.9,
+    *,
+    weight_col: str | None = None,
+    window: float | None = None,
+    strict: bool = False,
+) -> pd.DataFrame:
     """Compute-optimal N* per group x budget from a parabola of loss in ln N.
 
     One row per group x budget: n_opt with a `ci` bootstrap interval (n_opt_lo, n_opt_hi)
@@ -421,6 +468,7 @@ def isoflop_optima(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str 
     interval: an extrapolated vertex is not a measured optimum. It gives n_opt_bound (the
     smallest or largest fitted size) and edge_side ("below" / "above") instead.
     """
-    out, _ = _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col, n_boot, seed, ci,
-                     window, strict)
+    out, _ = _optima(
+        df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col, n_boot, seed, ci, window, strict
+    )
     return out

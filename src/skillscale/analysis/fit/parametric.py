@@ -22,8 +22,13 @@ except ImportError:  # optional: without it the fit is only slower on a loaded m
 from skillscale.analysis.fit.common import _fail, interval
 
 # Besiroglu et al. (2024) grid of starting points, (a, b, e, alpha, beta).
-_GRID = dict(alpha=np.arange(0, 2.01, 0.5), beta=np.arange(0, 2.01, 0.5), e=np.arange(-1, 1.01, 0.5),
-             a=np.arange(0, 25.1, 5), b=np.arange(0, 25.1, 5))
+_GRID = dict(
+    alpha=np.arange(0, 2.01, 0.5),
+    beta=np.arange(0, 2.01, 0.5),
+    e=np.arange(-1, 1.01, 0.5),
+    a=np.arange(0, 25.1, 5),
+    b=np.arange(0, 25.1, 5),
+)
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 
 
@@ -47,14 +52,15 @@ def _objective(theta, lnN, lnD, lnL, delta, weights=None):
         f = float(np.sum(weights * _huber(r, delta)))
     else:
         f = float(np.sum(_huber(r, delta)))
-    g = np.array([np.sum(hp * p[0]), np.sum(hp * p[1]), np.sum(hp * p[2]),
-                  -np.sum(hp * p[0] * lnN), -np.sum(hp * p[1] * lnD)])
+    g = np.array(
+        [np.sum(hp * p[0]), np.sum(hp * p[1]), np.sum(hp * p[2]), -np.sum(hp * p[0] * lnN), -np.sum(hp * p[1] * lnD)]
+    )
     return f, g
 
 
 def _grid_objective(starts, lnN, lnD, lnL, delta):
     """Objective at every grid start at once (starts: k x 5)."""
-    a, b, e, al, be = (starts[:, i:i + 1] for i in range(5))
+    a, b, e, al, be = (starts[:, i : i + 1] for i in range(5))
     u = np.stack([a - al * lnN[None], b - be * lnD[None], np.broadcast_to(e, (len(starts), lnN.size))])
     r = logsumexp(u, axis=0) - lnL[None]
     return _huber(r, delta).sum(axis=1)
@@ -72,8 +78,14 @@ def _minimize(theta0, lnN, lnD, lnL, delta, weights=None):
     # Tight tolerances: the summed Huber objective with delta = 1e-3 is tiny (~1e-2), and
     # scipy's default gtol stops L-BFGS-B well short of the optimum (the point Besiroglu
     # et al. make about Hoffmann's fit).
-    res = optimize.minimize(_objective, theta0, args=(lnN, lnD, lnL, delta, weights), jac=True,
-                            method="L-BFGS-B", options=dict(maxiter=5000, ftol=1e-15, gtol=1e-12, maxcor=20))
+    res = optimize.minimize(
+        _objective,
+        theta0,
+        args=(lnN, lnD, lnL, delta, weights),
+        jac=True,
+        method="L-BFGS-B",
+        options=dict(maxiter=5000, ftol=1e-15, gtol=1e-12, maxcor=20),
+    )
     return res
 
 
@@ -124,8 +136,18 @@ def _derived(al, be, A, B):
     return a_opt, (al / s if s > 0 else np.nan), G
 
 
-def fit_parametric(n, d, loss, delta: float = 1e-3, n_boot: int = 0, seed: int = 0, ci: float = 0.9, *,
-                   n_starts: int = 32, label: str = "") -> ParametricFit:
+def fit_parametric(
+    n,
+    d,
+    loss,
+    delta: float = 1e-3,
+    n_boot: int = 0,
+    seed: int = 0,
+    ci: float = 0.9,
+    *,
+    n_starts: int = 32,
+    label: str = "",
+) -> ParametricFit:
     """Fit L(N, D) = E + A/N^alpha + B/D^beta in log space (Besiroglu et al. 2024).
 
     ln L_hat = LSE(a - alpha ln N, b - beta ln D, e) with A = e^a, B = e^b, E = e^e; the
@@ -169,9 +191,20 @@ def _fit_parametric(lnN, lnD, lnL, delta, n_boot, seed, ci, n_starts, lab):
     a, b, e, al, be = best.x
     A, B, E = np.exp(a), np.exp(b), np.exp(e)
     a_opt, b_opt, G = _derived(al, be, A, B)
-    fit = ParametricFit(E=float(E), A=float(A), B=float(B), alpha=float(al), beta=float(be),
-                        objective=float(best.fun), n_points=int(n_pts), delta=delta,
-                        converged=bool(best.success), a_opt=float(a_opt), b_opt=float(b_opt), G=float(G))
+    fit = ParametricFit(
+        E=float(E),
+        A=float(A),
+        B=float(B),
+        alpha=float(al),
+        beta=float(be),
+        objective=float(best.fun),
+        n_points=int(n_pts),
+        delta=delta,
+        converged=bool(best.success),
+        a_opt=float(a_opt),
+        b_opt=float(b_opt),
+        G=float(G),
+    )
     if n_boot > 0:
         rng = np.random.default_rng(seed)
         draws = []

@@ -61,9 +61,17 @@ def line_draws(lx, draws, n_boot, rng, weights=None):
     return coef[0], coef[1]
 
 
-def power_law_fit(budgets, n_opts, n_boot: int = 1000, seed: int = 0, ci: float = 0.9, *,
-                  log_draws: Sequence[np.ndarray] | None = None, weights=None,
-                  label: str = "") -> PowerLaw:
+def power_law_fit(
+    budgets,
+    n_opts,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.9,
+    *,
+    log_draws: Sequence[np.ndarray] | None = None,
+    weights=None,
+    label: str = "",
+) -> PowerLaw:
     """Least-squares ln N* = a ln C + b, with bootstrap intervals on a and b.
 
     Uncertainty, two ways (the result's `ci_method` says which):
@@ -122,9 +130,20 @@ def power_law_fit(budgets, n_opts, n_boot: int = 1000, seed: int = 0, ci: float 
     good = np.isfinite(A)
     a_lo, a_hi = interval(A[good], ci, a)
     b_lo, b_hi = interval(B[good], ci, b)
-    return PowerLaw(a=a, a_lo=a_lo, a_hi=a_hi, b=b, b_lo=b_lo, b_hi=b_hi, n_budgets=n_b, ci=ci,
-                    ci_method=method, boot_frac=float(good.mean()) if n_boot > 0 else np.nan,
-                    residual_rms=rms, draws=(A[good], B[good]) if n_boot > 0 and good.any() else None)
+    return PowerLaw(
+        a=a,
+        a_lo=a_lo,
+        a_hi=a_hi,
+        b=b,
+        b_lo=b_lo,
+        b_hi=b_hi,
+        n_budgets=n_b,
+        ci=ci,
+        ci_method=method,
+        boot_frac=float(good.mean()) if n_boot > 0 else np.nan,
+        residual_rms=rms,
+        draws=(A[good], B[good]) if n_boot > 0 and good.any() else None,
+    )
 
 
 class IsoflopScaling(NamedTuple):
@@ -132,11 +151,22 @@ class IsoflopScaling(NamedTuple):
     scaling: pd.DataFrame  # one row per group: the power law N*(C) = exp(b) C^a
 
 
-def isoflop_scaling(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str = "n_params",
-                    budget_col: str = "budget", loss_col: str = "loss", tokens_col: str | None = None,
-                    n_boot: int = 200, seed: int = 0, ci: float = 0.9, *, weight_col: str | None = None,
-                    window: float | None = None, exclude_edge: bool = True,
-                    weighted: bool = False) -> IsoflopScaling:
+def isoflop_scaling(
+    df: pd.DataFrame,
+    group_cols: Sequence[str] = (),
+    n_col: str = "n_params",
+    budget_col: str = "budget",
+    loss_col: str = "loss",
+    tokens_col: str | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    ci: float = 0.9,
+    *,
+    weight_col: str | None = None,
+    window: float | None = None,
+    exclude_edge: bool = True,
+    weighted: bool = False,
+) -> IsoflopScaling:
     """Approach 2 end to end: per-budget optima, then per group ln N* = a ln C + b.
 
     Edge optima (vertex outside the sampled sizes) are extrapolations and are left out of
@@ -148,8 +178,9 @@ def isoflop_scaling(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str
     "failed: ..." status, not an exception.
     """
     group_cols = list(group_cols)
-    optima, draws = _optima(df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col,
-                            n_boot, seed, ci, window, strict=False)
+    optima, draws = _optima(
+        df, group_cols, n_col, budget_col, loss_col, tokens_col, weight_col, n_boot, seed, ci, window, strict=False
+    )
     rows, line_draws = [], {}
     vertex = np.asarray(optima.attrs.get("vertex", optima["n_opt"]), float)  # = n_opt on interior rows
     grouped = optima.groupby(group_cols, sort=True, dropna=False) if group_cols else [((), optima)]
@@ -159,9 +190,13 @@ def isoflop_scaling(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str
         row = dict(kd)
         status = g["status"]
         use = status.eq("ok") | (status.eq("edge") & (not exclude_edge))
-        row.update(n_budgets=int(use.sum()), n_edge=int(status.eq("edge").sum()),
-                   n_failed=int(status.str.startswith("failed").sum()), edge_excluded=exclude_edge,
-                   budgets=",".join(f"{b:g}" for b in g.loc[use, "budget"]))
+        row.update(
+            n_budgets=int(use.sum()),
+            n_edge=int(status.eq("edge").sum()),
+            n_failed=int(status.str.startswith("failed").sum()),
+            edge_excluded=exclude_edge,
+            budgets=",".join(f"{b:g}" for b in g.loc[use, "budget"]),
+        )
         try:
             idx = list(g.index[use])
             dr = [draws[i] for i in idx] if n_boot > 0 else None
@@ -169,16 +204,41 @@ def isoflop_scaling(df: pd.DataFrame, group_cols: Sequence[str] = (), n_col: str
             if weighted and dr is not None:
                 sd = np.array([np.std(d) if d.size > 1 else np.nan for d in dr])
                 w = 1.0 / np.maximum(sd, 1e-6) ** 2
-            pl = power_law_fit(g.loc[use, "budget"].to_numpy(), vertex[idx],
-                               n_boot=n_boot, seed=seed, ci=ci, log_draws=dr, weights=w,
-                               label=group_label(kd) or "all points")
-            row.update(a=pl.a, a_lo=pl.a_lo, a_hi=pl.a_hi, b=pl.b, b_lo=pl.b_lo, b_hi=pl.b_hi,
-                       residual_rms=pl.residual_rms, ci_method=pl.ci_method, status="ok")
+            pl = power_law_fit(
+                g.loc[use, "budget"].to_numpy(),
+                vertex[idx],
+                n_boot=n_boot,
+                seed=seed,
+                ci=ci,
+                log_draws=dr,
+                weights=w,
+                label=group_label(kd) or "all points",
+            )
+            row.update(
+                a=pl.a,
+                a_lo=pl.a_lo,
+                a_hi=pl.a_hi,
+                b=pl.b,
+                b_lo=pl.b_lo,
+                b_hi=pl.b_hi,
+                residual_rms=pl.residual_rms,
+                ci_method=pl.ci_method,
+                status="ok",
+            )
             if pl.draws is not None:
                 line_draws[key] = pl.draws
         except FitError as e:
-            row.update(a=np.nan, a_lo=np.nan, a_hi=np.nan, b=np.nan, b_lo=np.nan, b_hi=np.nan,
-                       residual_rms=np.nan, ci_method="", status=f"failed: {e}")
+            row.update(
+                a=np.nan,
+                a_lo=np.nan,
+                a_hi=np.nan,
+                b=np.nan,
+                b_lo=np.nan,
+                b_hi=np.nan,
+                residual_rms=np.nan,
+                ci_method="",
+                status=f"failed: {e}",
+            )
         rows.append(row)
     scaling = pd.DataFrame(rows)
     # Bootstrap replicates (a, b) per fitted group (key: tuple of group values), for bands

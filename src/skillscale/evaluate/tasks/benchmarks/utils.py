@@ -36,6 +36,7 @@ def _nbytes(text: str) -> int:
 # -- gold continuations (scored text exactly as the model predicts it) -----------------
 # QA answers follow the harness's target_delimiter " "; code follows its prompt directly.
 
+
 def triviaqa_gold(doc):
     return " " + doc["answer"]["value"]  # the canonical answer, not one of its aliases
 
@@ -60,10 +61,12 @@ def mbpp_gold(doc):
 
 def gold_results(gold):
     """process_results for a single gold continuation."""
+
     def process(doc, results):
         loglikelihood, _is_greedy = results[0]
         n = _nbytes(gold(doc))
         return {"bits_per_byte": (loglikelihood, n), "gold_bytes": n}
+
     return process
 
 
@@ -75,6 +78,7 @@ mbpp_results = gold_results(mbpp_gold)
 
 
 # -- multiple choice: every choice scored after " ", the gold one gives bits per byte ---
+
 
 def arc_choices(doc):
     return list(doc["choices"]["text"])
@@ -94,14 +98,20 @@ def sciq_gold(doc):
 
 def mc_results(choices, gold, delimiter=" "):
     """process_results for multiple choice: gold NLL in bits/byte, acc, and acc_norm (per byte)."""
+
     def process(doc, results):
         lls = [ll for ll, _ in results]
         sizes = [_nbytes(delimiter + c) for c in choices(doc)]
         g = gold(doc)
         best = max(range(len(lls)), key=lambda i: lls[i])
         best_norm = max(range(len(lls)), key=lambda i: lls[i] / sizes[i])
-        return {"bits_per_byte": (lls[g], sizes[g]), "gold_bytes": sizes[g],
-                "acc": float(best == g), "acc_norm": float(best_norm == g)}
+        return {
+            "bits_per_byte": (lls[g], sizes[g]),
+            "gold_bytes": sizes[g],
+            "acc": float(best == g),
+            "acc_norm": float(best_norm == g),
+        }
+
     return process
 
 
