@@ -51,7 +51,7 @@ def test_test_study_on_slurm_matches_local_run(slurm, test_study, tmp_path):
     averaged over 2 ranks sum in another order; tests/test_ddp.py bounds the loss curves)."""
     wd = copy_workflow(tmp_path)  # the local run is the session's test study (conftest)
     t0 = time.monotonic()
-    p = run(
+    run(
         wd,
         [
             "--profile",
@@ -102,14 +102,14 @@ def test_test_study_on_slurm_matches_local_run(slurm, test_study, tmp_path):
         "rule_train_trunk",
         "rule_train_pack",
     }
-    lines = lambda rule: [l for l in jobs.splitlines() if f"Comment=rule_{rule}_" in l]
+    lines = lambda rule: [ln for ln in jobs.splitlines() if f"Comment=rule_{rule}_" in ln]
     # two data-parallel trunk jobs with 2 GPUs each, two packs of two trunks on one GPU each
-    assert len(lines("train_trunk")) == 2 and all("gpu:2" in l for l in lines("train_trunk"))
-    assert len(lines("train_pack")) == 2 and all("gpu:1" in l for l in lines("train_pack"))
+    assert len(lines("train_trunk")) == 2 and all("gpu:2" in ln for ln in lines("train_trunk"))
+    assert len(lines("train_pack")) == 2 and all("gpu:1" in ln for ln in lines("train_pack"))
     assert not any(
-        "gpu" in l for l in jobs.splitlines() if "Comment=rule_prepare_data" in l or "Comment=rule_analyze" in l
+        "gpu" in ln for ln in jobs.splitlines() if "Comment=rule_prepare_data" in ln or "Comment=rule_analyze" in ln
     )
-    assert all("JobState=COMPLETED" in l for l in jobs.splitlines() if "Comment=rule_" in l)
+    assert all("JobState=COMPLETED" in ln for ln in jobs.splitlines() if "Comment=rule_" in ln)
     assert (
         "Nothing to be done"
         in run(

@@ -267,7 +267,8 @@ def test_our_adamw_is_torchs_fused_adamw_bit_for_bit_and_skips_dynamo():
     assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), ref.parameters()))
     # the point of it: a job's trainer never imports torch._dynamo (~1 s of start-up)
     code = (
-        "import sys, torch; from skillscale.train import step as train; from skillscale.model.decoder import Decoder, ModelShape; "
+        "import sys, torch; from skillscale.train import step as train; "
+        "from skillscale.model.decoder import Decoder, ModelShape; "
         "m = Decoder(ModelShape(16, 1, 2, 300, 16, 2.0)); o = train.build_optimizer(m, dict(weight_decay=0.1, "
         "beta1=0.9, beta2=0.95, grad_clip=1.0, precision='fp32'), 1e-3, 'cpu'); "
         "train.train_step(train.loss_fn(m, False), m, o, torch.randint(0, 300, (2, 17)), "

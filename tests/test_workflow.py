@@ -109,7 +109,7 @@ def test_adding_a_code_fraction_trains_only_new_cells(study):
     p = smk(study, "-n", *TEST, "--config", "mix={code_fractions: [0.25, 0.5, 0.75]}")
     out = p.stdout
     assert planned_jobs(out, "train_trunk") == 3 and planned_jobs(out, "collect_cell") == 6
-    assert "code0.25_" not in "".join(l for l in out.splitlines() if "trunk.json" in l and "output" in l)
+    assert "code0.25_" not in "".join(ln for ln in out.splitlines() if "trunk.json" in ln and "output" in ln)
 
 
 def test_html_report_holds_figures_and_tables(study):
@@ -154,9 +154,9 @@ def test_adding_a_budget_trains_and_scores_only_the_new_cells(study, tmp_path):
     budgets = ["--config", "grid={budgets: [4.0e+9, 1.2e+10, 1.6e+10]}"]
     out = smk(grown, "-n", *TEST, *budgets).stdout
     new = {
-        l.split("cells/")[1].split("/")[0]
-        for l in out.splitlines()
-        if l.strip().startswith("output:") and "/eval.json" in l and "_C1.6e10_" in l
+        ln.split("cells/")[1].split("/")[0]
+        for ln in out.splitlines()
+        if ln.strip().startswith("output:") and "/eval.json" in ln and "_C1.6e10_" in ln
     }
     assert len(new) == 6, out[-2000:]  # the new budget: 3 sizes x 2 code fractions
     new_sizes = {c.split("_")[2] for c in new}
@@ -189,9 +189,9 @@ def test_adding_a_seed_plans_only_the_new_seeds_trunks(study, tmp_path):
         out = smk(seeded, "-n", *TEST, "--config", "seeds=[0,1]").stdout
         assert planned_jobs(out, "train_trunk") == len(trunks), (metadata, out[-1500:])
         planned = {
-            l.split("trunks/")[1].split("/")[0]
-            for l in out.splitlines()
-            if l.strip().startswith("output:") and "/trunk.json" in l
+            ln.split("trunks/")[1].split("/")[0]
+            for ln in out.splitlines()
+            if ln.strip().startswith("output:") and "/trunk.json" in ln
         }
         assert planned == {t.replace("_seed0", "_seed1") for t in trunks}
 
@@ -337,9 +337,9 @@ def test_plan_command_plans_what_snakemake_runs(tmp_path, repo):
     wd = copy_workflow(tmp_path)
     out = smk(wd, "-n", *TEST).stdout
     snake = {
-        l.split("cells/")[1].split("/")[0]
-        for l in out.splitlines()
-        if l.strip().startswith("output:") and "/eval.json" in l
+        ln.split("cells/")[1].split("/")[0]
+        for ln in out.splitlines()
+        if ln.strip().startswith("output:") and "/eval.json" in ln
     }
     csv = tmp_path / "plan.csv"
     subprocess.run(

@@ -46,7 +46,8 @@ def cmd_plan(a) -> int:
             df.to_csv(tmp, index=False)
     print(
         f"study {cfg['study']}: {len(cells)} cells = {len(cfg['mix']['code_fractions'])} code fractions"
-        f" x {len(cfg['grid']['budgets'])} budgets x {cfg['grid']['sizes_per_budget']} sizes x {len(cfg['seeds'])} seeds"
+        f" x {len(cfg['grid']['budgets'])} budgets x {cfg['grid']['sizes_per_budget']} sizes"
+        f" x {len(cfg['seeds'])} seeds"
         f"; {df.flops.sum():.3g} training FLOPs in all"
     )
     summary = df.groupby("budget").agg(
@@ -81,8 +82,10 @@ def cmd_plan(a) -> int:
             )
         else:
             print(
-                f"\ncalibrated on this machine ({threads} thread(s) per job; {s['parallel_jobs']} jobs side by side run"
-                f" {s['side_by_side_slowdown']:.2f}x slower each than one alone, measured): training throughput per shape"
+                f"\ncalibrated on this machine ({threads} thread(s) per job;"
+                f" {s['parallel_jobs']} jobs side by side run"
+                f" {s['side_by_side_slowdown']:.2f}x slower each than one alone, measured):"
+                " training throughput per shape"
             )
         by_size = jobs.groupby(["kind", "size", "n_params"], sort=False).agg(
             jobs=("job", "size"), tok_per_s=("tok_per_s", "first"), flops=("flops", "sum"), seconds=("seconds", "sum")

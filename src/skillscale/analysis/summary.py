@@ -90,7 +90,8 @@ def header(info: dict, extra: dict, t: dict) -> list[str]:
         " than chance explains. **undecided**: anything else."
         " A claim with parts is supported when every part is, contradicted when any part is."
         " Claim 3 claims a change of N*: a group is for it when its interval excludes 0 and reaches beyond"
-        " ±ln 1.1, against it when the whole interval lies within ±ln 1.1 (a change under 10%), and changes of both signs (beyond chance)"
+        " ±ln 1.1, against it when the whole interval lies within ±ln 1.1 (a change under 10%),"
+        " and changes of both signs (beyond chance)"
         " leave it undecided. Details: docs/claims.md.",
         "",
     ]

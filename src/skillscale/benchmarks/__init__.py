@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml

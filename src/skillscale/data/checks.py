@@ -18,7 +18,8 @@ def config_problems(cfg: dict) -> list[str]:
     srcs, out = cfg["data"]["sources"], []
     if not srcs:
         return [
-            "data.sources: empty; name at least a knowledge and a code source, or leave it null for the embedded corpora"
+            "data.sources: empty; name at least a knowledge and a code source,"
+            " or leave it null for the embedded corpora"
         ]
     need = {"hf": ["path"], "files": ["files"], "embedded": ["corpus"]}
     for name, s in srcs.items():

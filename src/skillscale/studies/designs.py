@@ -259,6 +259,7 @@ def run(a) -> int:
         print(
             f"\nmeasured ({measured}): "
             + ", ".join(f"{r.statistic} {r.median:.3g}" for r in m.itertuples())
-            + f"; claim-2 differences excluding 0: {m.set_index('statistic').loc['claim2_difference', 'excluding_0']:.0f}"
+            + "; claim-2 differences excluding 0: "
+            + f"{m.set_index('statistic').loc['claim2_difference', 'excluding_0']:.0f}"
         )
     return 0

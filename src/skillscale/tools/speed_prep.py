@@ -221,7 +221,8 @@ def bench_prepare(a) -> dict:
 
 HEADER = (
     f"{'corpus':>9} {'docs':>9} | {'ours start':>10} {'work s':>7} {'tok/s':>10} {'RSS MB':>7} {'files':>5} |"
-    f" {'naive start':>11} {'work s':>7} {'tok/s':>10} {'RSS MB':>7} | {'ours/naive tok/s':>16} {'(wall)':>6} {'load':>5}"
+    f" {'naive start':>11} {'work s':>7} {'tok/s':>10} {'RSS MB':>7} |"
+    f" {'ours/naive tok/s':>16} {'(wall)':>6} {'load':>5}"
 )
 
 
