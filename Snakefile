@@ -44,8 +44,10 @@ TRUNK_JOB_FLOPS = {k: S.job_flops(k) for k in RUN}
 TRUNKS = f"{R}/{S.trunks_dir}"
 TRUNK_RECORD = study.trunk_record(TRUNKS + "/run").name
 if WSD and S.trunks_dir == study.LEGACY_TRUNKS:
-    print(f"{TRUNKS}/: trunk jobs of a study trained before 'stable' was renamed 'trunk'; read where they are",
-          file=sys.stderr)
+    print(
+        f"{TRUNKS}/: trunk jobs of a study trained before 'stable' was renamed 'trunk'; read where they are",
+        file=sys.stderr,
+    )
 
 # Jobs re-read the validated config from here (command-line overrides included). The file
 # is not an input of any rule: what each job depends on is passed as params, so editing one
@@ -72,16 +74,20 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
 
 
-localrules: all, plan, tables
+localrules:
+    all,
+    plan,
+    tables,
 
 
 if WSD:
 
-    localrules: collect_cell
+    localrules:
+        collect_cell,
 
 
 rule all:
+    default_target: True
     input:
         f"{R}/plan.csv",
         rules.analyze.output,
-    default_target: True

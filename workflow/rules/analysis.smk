@@ -41,14 +41,14 @@ rule analyze:
         **ANALYSIS_OUT,
         **TABLES_OUT,
         **FIGURES_OUT,
+    log:
+        f"{R}/logs/analyze.log",
+    conda:
+        "../../envs/skillscale.yaml"
     params:
         config=CONFIG_FILE,
         study=lambda w, output: os.path.dirname(output.cells),
         fit=config["fit"],
-    conda:
-        "../../envs/skillscale.yaml"
-    log:
-        f"{R}/logs/analyze.log",
     shell:
         "skillscale analyze --config {params.config} --study-dir {params.study} > {log} 2>&1"
 
@@ -57,10 +57,10 @@ rule analyze:
 # and trains nothing. No log directive on purpose either (snakemake --lint notes it):
 # the user asked for this table and wants it on the terminal.
 rule tables:
+    conda:
+        "../../envs/skillscale.yaml"
     params:
         config=CONFIG_FILE,
         study=R,
-    conda:
-        "../../envs/skillscale.yaml"
     shell:
         "skillscale analyze --config {params.config} --study-dir {params.study} --allow-missing"

@@ -39,8 +39,10 @@ def launcher(n_params):
         return f"torchrun --standalone --nproc_per_node {p}"
     need = "${SLURM_JOB_NODELIST:?resources.ddp_nodes > 1 runs only in a Slurm allocation (profiles/slurm)}"
     head = f'"$(scontrol show hostnames "{need}" | head -n 1)"'
-    return (f"srun torchrun --nnodes {nodes} --nproc_per_node {p} --rdzv_backend c10d"
-            f' --rdzv_id "$SLURM_JOB_ID" --rdzv_endpoint {head}:"$((29500 + SLURM_JOB_ID % 1000))"')
+    return (
+        f"srun torchrun --nnodes {nodes} --nproc_per_node {p} --rdzv_backend c10d"
+        f' --rdzv_id "$SLURM_JOB_ID" --rdzv_endpoint {head}:"$((29500 + SLURM_JOB_ID % 1000))"'
+    )
 
 
 def gpu_resources(n_params):
@@ -51,8 +53,14 @@ def gpu_resources(n_params):
     model = os.environ.get("SKILLSCALE_GPU_MODEL") or None
     if nodes == 1:
         return {"gpu": p, "gpu_model": model, "gres": None, "nodes": None, "tasks": None, "mpi": None}
-    return {"gpu": None, "gpu_model": None, "gres": f"gpu:{model + ':' if model else ''}{p}", "nodes": nodes,
-            "tasks": nodes, "mpi": "srun"}
+    return {
+        "gpu": None,
+        "gpu_model": None,
+        "gres": f"gpu:{model + ':' if model else ''}{p}",
+        "nodes": nodes,
+        "tasks": nodes,
+        "mpi": "srun",
+    }
 
 
 def gpu_request(n_params_of):

@@ -27,13 +27,13 @@ rule plan:
         GRID_FILE,
     output:
         f"{R}/plan.csv",
+    log:
+        f"{R}/logs/plan.log",
+    conda:
+        "../../envs/skillscale.yaml"
     params:
         config=CONFIG_FILE,
         grid=study_config.digest([asdict(c) for c in CELLS]),
-    conda:
-        "../../envs/skillscale.yaml"
-    log:
-        f"{R}/logs/plan.log",
     shell:
         "skillscale plan --config {params.config} --out {output} > {log} 2>&1"
 
@@ -44,20 +44,20 @@ rule prepare_data:
         tokenizer=f"{DATA}/tokenizer.json",
         shards=SHARDS,
         evals=EVAL_FILES,
+    log:
+        f"{R}/logs/prepare_data.log",
+    conda:
+        "../../envs/skillscale.yaml"
+    threads: config["resources"]["prepare_threads"]
+    resources:
+        mem_mb=config["resources"]["prepare_mem_mb"],
+        runtime=30 if SOURCES is None else 24 * 60,
     params:
         config=CONFIG_FILE,
         out=lambda w, output: os.path.dirname(output.manifest),
         # the embedded study's data keys as before data.sources existed (new keys at their
         # defaults left out), so that adding them reruns no existing study
         data=data_rule_params(config["data"]),
-    conda:
-        "../../envs/skillscale.yaml"
-    log:
-        f"{R}/logs/prepare_data.log",
-    threads: config["resources"]["prepare_threads"]
-    resources:
-        mem_mb=config["resources"]["prepare_mem_mb"],
-        runtime=30 if SOURCES is None else 24 * 60,
     shell:
         PREPARE_CMD
 
@@ -67,8 +67,13 @@ rule prepare_data:
 # (editing one re-prepares); folders and hub ids are read as they are.
 BENCHMARKS = sorted(config["eval"]["benchmarks"])
 BENCH_MANIFEST = [f"{DATA}/benchmarks/manifest.json"] if BENCHMARKS else []
-BENCH_MIRROR_FILES = sorted({str(e["mirror"]) for e in config["eval"]["benchmarks"].values()
-                             if e and e.get("mirror") and os.path.isfile(str(e["mirror"]))})
+BENCH_MIRROR_FILES = sorted(
+    {
+        str(e["mirror"])
+        for e in config["eval"]["benchmarks"].values()
+        if e and e.get("mirror") and os.path.isfile(str(e["mirror"]))
+    }
+)
 
 
 rule prepare_benchmarks:
@@ -77,16 +82,16 @@ rule prepare_benchmarks:
     output:
         manifest=f"{DATA}/benchmarks/manifest.json",
         docs=expand(f"{DATA}/benchmarks/{{name}}.jsonl", name=BENCHMARKS),
+    log:
+        f"{R}/logs/prepare_benchmarks.log",
+    conda:
+        "../../envs/skillscale.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         config=CONFIG_FILE,
         out=lambda w, output: os.path.dirname(output.manifest),
         benchmarks=config["eval"]["benchmarks"],
-    conda:
-        "../../envs/skillscale.yaml"
-    log:
-        f"{R}/logs/prepare_benchmarks.log",
-    resources:
-        mem_mb=4000,
-        runtime=30,
     shell:
         "python -m skillscale.benchmarks --config {params.config} --out {params.out} > {log} 2>&1"

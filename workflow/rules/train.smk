@@ -26,6 +26,15 @@ if WSD:
             **training_inputs(),
         output:
             record=f"{TRUNKS}/{{run}}/{TRUNK_RECORD}",
+        log:
+            f"{R}/logs/trunk/{{run}}.log",
+        conda:
+            "../../envs/skillscale.yaml"
+        threads: lambda w: config["resources"]["train_threads"] * ddp_processes(RUN[w.run].n_params)
+        resources:
+            **gpu_request(lambda w: RUN[w.run].n_params),
+            mem_mb=2000,
+            runtime=lambda w: runtime_min(TRUNK_JOB_FLOPS[w.run] / plan.ddp_world(config, RUN[w.run].n_params)),
         params:
             config=CONFIG_FILE,
             data=lambda w, input: os.path.dirname(input.manifest),
@@ -36,15 +45,6 @@ if WSD:
             train=TRAIN_PARAMS,
             model=config["model"],
             eval=EVAL_PARAMS,
-        conda:
-            "../../envs/skillscale.yaml"
-        log:
-            f"{R}/logs/trunk/{{run}}.log",
-        threads: lambda w: config["resources"]["train_threads"] * ddp_processes(RUN[w.run].n_params)
-        resources:
-            mem_mb=2000,
-            runtime=lambda w: runtime_min(TRUNK_JOB_FLOPS[w.run] / plan.ddp_world(config, RUN[w.run].n_params)),
-            **gpu_request(lambda w: RUN[w.run].n_params),
         shell:
             "{params.launcher} -m skillscale.train --config {params.config} --trunk {wildcards.run}"
             " --data {params.data} --out {params.out} --threads {params.threads} > {log} 2>&1"
@@ -58,6 +58,17 @@ if WSD:
             **training_inputs(),
         output:
             record=f"{R}/packs/{{pack}}.json",
+        log:
+            f"{R}/logs/pack/{{pack}}.log",
+        conda:
+            "../../envs/skillscale.yaml"
+        threads: lambda w: config["resources"]["train_threads"] * len(PACK[w.pack].runs)
+        resources:
+            mem_mb=lambda w: 2000 * len(PACK[w.pack].runs),
+            # side by side: the job lasts about as long as its longest member
+            runtime=lambda w: runtime_min(max(TRUNK_JOB_FLOPS[r] for r in PACK[w.pack].runs)),
+            gpu=1,
+            gpu_model=os.environ.get("SKILLSCALE_GPU_MODEL") or None,
         params:
             config=CONFIG_FILE,
             data=lambda w, input: os.path.dirname(input.manifest),
@@ -68,17 +79,6 @@ if WSD:
             train=TRAIN_PARAMS,
             model=config["model"],
             eval=EVAL_PARAMS,
-        conda:
-            "../../envs/skillscale.yaml"
-        log:
-            f"{R}/logs/pack/{{pack}}.log",
-        threads: lambda w: config["resources"]["train_threads"] * len(PACK[w.pack].runs)
-        resources:
-            mem_mb=lambda w: 2000 * len(PACK[w.pack].runs),
-            # side by side: the job lasts about as long as its longest member
-            runtime=lambda w: runtime_min(max(TRUNK_JOB_FLOPS[r] for r in PACK[w.pack].runs)),
-            gpu=1,
-            gpu_model=os.environ.get("SKILLSCALE_GPU_MODEL") or None,
         shell:
             "python -m skillscale.train --config {params.config} --pack {params.runs} --record {output.record}"
             " --data {params.data} --out {params.out} --threads {params.threads} > {log} 2>&1"
@@ -106,8 +106,8 @@ if WSD:
             files=" ".join(CELL_FILES),
         shell:
             "for f in {params.files}; do"
-            " test -f {params.src}/$f || {{ echo \"{params.src}/$f missing: the trunk job that makes it did not"
-            " finish (rerun it: snakemake reruns a job whose output is missing)\" >&2; exit 1; }};"
+            ' test -f {params.src}/$f || {{ echo "{params.src}/$f missing: the trunk job that makes it did not'
+            ' finish (rerun it: snakemake reruns a job whose output is missing)" >&2; exit 1; }};'
             " ln -f {params.src}/$f {params.dest}/.$f.tmp 2>/dev/null || cp {params.src}/$f {params.dest}/.$f.tmp;"
             " touch {params.dest}/.$f.tmp && mv -f {params.dest}/.$f.tmp {params.dest}/$f;"
             " done"
@@ -121,6 +121,15 @@ else:
             model=f"{R}/cells/{{cell}}/model.safetensors",
             record=f"{R}/cells/{{cell}}/train.json",
             eval=f"{R}/cells/{{cell}}/eval.json",
+        log:
+            f"{R}/logs/train/{{cell}}.log",
+        conda:
+            "../../envs/skillscale.yaml"
+        threads: lambda w: config["resources"]["train_threads"] * ddp_processes(CELL[w.cell].n_params)
+        resources:
+            **gpu_request(lambda w: CELL[w.cell].n_params),
+            mem_mb=2000,
+            runtime=lambda w: runtime_min(CELL[w.cell].flops / plan.ddp_world(config, CELL[w.cell].n_params)),
         params:
             config=CONFIG_FILE,
             data=lambda w, input: os.path.dirname(input.manifest),
@@ -132,15 +141,6 @@ else:
             train=TRAIN_PARAMS,
             model=config["model"],
             eval=EVAL_PARAMS,
-        conda:
-            "../../envs/skillscale.yaml"
-        log:
-            f"{R}/logs/train/{{cell}}.log",
-        threads: lambda w: config["resources"]["train_threads"] * ddp_processes(CELL[w.cell].n_params)
-        resources:
-            mem_mb=2000,
-            runtime=lambda w: runtime_min(CELL[w.cell].flops / plan.ddp_world(config, CELL[w.cell].n_params)),
-            **gpu_request(lambda w: CELL[w.cell].n_params),
         shell:
             "{params.launcher} -m skillscale.train --config {params.config} --cell {wildcards.cell}"
             " --data {params.data} --out {params.out} --evaluate --threads {params.threads} > {log} 2>&1"
