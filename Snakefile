@@ -42,7 +42,7 @@ TRUNK_JOB_FLOPS = {k: S.job_flops(k) for k in RUN}
 # the trunk jobs' folder and record: trunks/<run>/trunk.json (stable/<run>/stable.json in a
 # study trained before the rename, read where it is so that none of its jobs reruns)
 TRUNKS = f"{R}/{S.trunks_dir}"
-TRUNK_RECORD = study.trunk_record(TRUNKS + "/run").name
+TRUNK_RECORD = study.trunk_record_name(S.trunks_dir)
 if WSD and S.trunks_dir == study.LEGACY_TRUNKS:
     print(
         f"{TRUNKS}/: trunk jobs of a study trained before 'stable' was renamed 'trunk'; read where they are",

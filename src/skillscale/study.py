@@ -123,11 +123,16 @@ def load_layers(paths) -> dict:
     return validate(merged, " + ".join(map(str, paths)))
 
 
+def trunk_record_name(trunks_dir: str) -> str:
+    """The record a finished trunk job writes into its folder: trunk.json, or stable.json in a
+    study trained before the rename (whose trunks live in stable/)."""
+    return "stable.json" if trunks_dir == LEGACY_TRUNKS else "trunk.json"
+
+
 def trunk_record(trunk_dir: Path) -> Path:
-    """The record a finished trunk job writes into its folder (trunk.json; stable.json in a
-    study trained before the rename, whose folders are named stable/)."""
+    """The record file of the trunk job whose folder is `trunk_dir` (<study>/<trunks dir>/<run>)."""
     trunk_dir = Path(trunk_dir)
-    return trunk_dir / ("stable.json" if trunk_dir.parent.name == LEGACY_TRUNKS else "trunk.json")
+    return trunk_dir / trunk_record_name(trunk_dir.parent.name)
 
 
 @dataclass

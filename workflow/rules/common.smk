@@ -56,7 +56,7 @@ def gpu_resources(n_params):
     return {
         "gpu": None,
         "gpu_model": None,
-        "gres": f"gpu:{model + ':' if model else ''}{p}",
+        "gres": f"gpu:{model}:{p}" if model else f"gpu:{p}",
         "nodes": nodes,
         "tasks": nodes,
         "mpi": "srun",
@@ -96,3 +96,8 @@ shell.prefix(
     'TORCHINDUCTOR_CACHE_DIR="$SKILLSCALE_JOB_CACHE/inductor" '
     'TRITON_CACHE_DIR="$SKILLSCALE_JOB_CACHE/triton"; '
 )
+
+
+def trunk_done(run):
+    """The file that says a trunk is trained: its pack's record, or its own."""
+    return f"{R}/packs/{PACK_OF[run]}.json" if run in PACK_OF else f"{TRUNKS}/{run}/{TRUNK_RECORD}"

@@ -83,10 +83,6 @@ if WSD:
             "python -m skillscale.train --config {params.config} --pack {params.runs} --record {output.record}"
             " --data {params.data} --out {params.out} --threads {params.threads} > {log} 2>&1"
 
-    def trunk_done(run):
-        """The file that says a trunk is trained: its pack's record, or its own."""
-        return f"{R}/packs/{PACK_OF[run]}.json" if run in PACK_OF else f"{TRUNKS}/{run}/{TRUNK_RECORD}"
-
     rule collect_cell:
         # A copy (a hard link where the filesystem allows: a large checkpoint is not copied
         # byte by byte), each file atomically and with a fresh time, by the scheduler (a
