@@ -193,22 +193,34 @@ def commented_lines(path: Path) -> set[int]:
     return {t.start[0] for t in tokens if t.type == tokenize.COMMENT}
 
 
+def run_start(line: int, import_lines: set[int], blank: set[int]) -> int:
+    """First line of the run of imports (blank lines between isort's groups allowed) that ends
+    at `line`: one comment above a function's block of deferred imports covers the block."""
+    while line - 1 in import_lines or (line - 1 in blank and line - 2 in import_lines):
+        line -= 1
+    return line
+
+
 def test_deferred_imports_say_why():
     # an import inside a function hides a dependency from the top of the module; the comment
     # says what it avoids (a cycle, a slow or optional package), so that it can be revisited
     known = modules()
     offenders = []
     for name, found in package_imports().items():
+        text = known[name].read_text().split("\n")
+        blank = {i + 1 for i, t in enumerate(text) if not t.strip()}
+        import_lines = {n for imp in found if imp.local for n in range(imp.line, imp.end_line + 1)}
         comments = None
         for imp in found:
             if not imp.local or not (imp.targets or imp.external):
                 continue  # module level, or only the standard library
             comments = comments if comments is not None else commented_lines(known[name])
-            if not comments & set(range(imp.line - 1, imp.end_line + 1)):
+            first = run_start(imp.line, import_lines, blank)
+            if not comments & set(range(first - 1, imp.end_line + 1)):
                 offenders.append(f"{imp.where}  {imp.text}")
     if offenders:
         pytest.fail(
-            f"{len(offenders)} import(s) inside a function without a comment (same line or the line above) "
-            "saying why they are deferred:\n" + "\n".join(offenders),
+            f"{len(offenders)} import(s) inside a function without a comment (same line, or the line above"
+            " it or above its block of imports) saying why they are deferred:\n" + "\n".join(offenders),
             pytrace=False,
         )

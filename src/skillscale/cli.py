@@ -20,6 +20,7 @@ points file, and the tools and studies beside the workflow.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -29,15 +30,12 @@ from pathlib import Path
 # reads this when it is first imported, which may be before skillscale.evaluate.harness is
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+from skillscale import common, plan, study
 from skillscale import config as cfgmod
-from skillscale import study
+from skillscale.data.mixing import shares
 
 
 def cmd_plan(a) -> int:
-    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
-    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
-    from skillscale import common, plan
-
     cfg = study.load_layers(a.config)
     cells, dropped = plan.build(cfg)
     df = plan.to_frame(cells)
@@ -63,14 +61,12 @@ def cmd_plan(a) -> int:
     for d in dropped:
         print(f"dropped {d['cell']}: {d['reason']}")
     if a.estimate:
-        # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
-        from skillscale.tools import costplan
+        from skillscale.tools import costplan  # torch and lm-eval, to calibrate: only for --estimate
 
         threads = a.threads or cfg["resources"]["train_threads"]
         rate = a.flops_per_second
         if rate is None and cfg["train"]["device"] == "cuda":
-            # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
-            import torch
+            import torch  # only to ask whether this machine has CUDA
 
             if not torch.cuda.is_available():  # a GPU study planned on a machine without one
                 rate = cfg["resources"]["flops_per_second"]
@@ -117,14 +113,8 @@ def cmd_plan(a) -> int:
 
 def data_needs(cfg: dict) -> str:
     """Training tokens each configured source must supply (the largest cell's share of it)."""
-    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
-    from skillscale import plan
-
     if cfg["data"]["sources"] is None:
         return "data: the embedded corpora (repeated as the default study does)"
-    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
-    from skillscale.data.mixing import shares
-
     cells, _ = plan.build(cfg)
     need = {}
     for c in cells:
@@ -137,8 +127,7 @@ def data_needs(cfg: dict) -> str:
 
 
 def cmd_analyze(a) -> int:
-    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
-    from skillscale.analysis import report
+    from skillscale.analysis import report  # pandas, scipy, matplotlib: only for analyze
 
     cfg = study.load(a.config)
     try:
@@ -159,8 +148,7 @@ def cmd_analyze(a) -> int:
 
 
 def cmd_export(a) -> int:
-    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
-    from skillscale.tools import export
+    from skillscale.tools import export  # torch and safetensors: only for export
 
     try:
         if a.all:
@@ -178,11 +166,7 @@ def cmd_export(a) -> int:
 def cmd_evaluate_hf(a) -> int:
     import json
 
-    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
-    from skillscale import common
-
-    # deferred: a verb's imports load when it runs: `skillscale --help` and `plan` stay fast
-    from skillscale.evaluate import hf
+    from skillscale.evaluate import hf  # torch, lm-eval and transformers: only for evaluate-hf
 
     data = Path(a.data)
     out = Path(a.out) if a.out else data.parent / "external" / f"{Path(a.model_dir).resolve().name}.json"
@@ -198,40 +182,14 @@ def cmd_evaluate_hf(a) -> int:
     return 0
 
 
-def cmd_fit(a) -> int:
-    from skillscale.tools import fitpoints  # defers pandas and scipy (the fits)
+def _tool(module: str):
+    """The verb that runs `module.run(args)`: the module (and its pandas, scipy or torch) is
+    imported only when the verb is used, so `skillscale --help` and `plan` stay fast."""
 
-    return fitpoints.run(a)
+    def cmd(a) -> int:
+        return importlib.import_module(module).run(a)
 
-
-def cmd_designs(a) -> int:
-    from skillscale.studies import designs  # defers pandas and scipy (the study's analysis)
-
-    return designs.run(a)
-
-
-def cmd_extrapolate(a) -> int:
-    from skillscale.studies import extrapolate  # defers pandas and scipy (the power-law fits)
-
-    return extrapolate.run(a)
-
-
-def cmd_sweepcompare(a) -> int:
-    from skillscale.studies import sweepcompare  # defers pandas
-
-    return sweepcompare.run(a)
-
-
-def cmd_lrsweep(a) -> int:
-    from skillscale.studies import lrsweep  # defers torch (training) and lm_eval (evaluation)
-
-    return lrsweep.run(a)
-
-
-def cmd_speed(a) -> int:
-    from skillscale.tools import speed  # defers torch
-
-    return speed.run(a)
+    return cmd
 
 
 def cmd_sample_corpora(a) -> int:
@@ -291,7 +249,7 @@ def add_fit(sub) -> None:
     p.add_argument("--flops-col", default="flops")
     p.add_argument("--budget-col", default="budget")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.set_defaults(func=cmd_fit)
+    p.set_defaults(func=_tool("skillscale.tools.fitpoints"))
 
 
 def add_studies(sub) -> None:
@@ -307,7 +265,7 @@ def add_studies(sub) -> None:
     p.add_argument("--designs", default="5x1,6x1,7x1,9x1,5x2,6x2,7x2,5x3", help="SIZESxSEEDS, comma-separated")
     p.add_argument("--reps", type=int, default=8, help="simulated studies per design")
     p.add_argument("--cores", type=int, default=_cores(), help="jobs side by side")
-    p.set_defaults(func=cmd_designs)
+    p.set_defaults(func=_tool("skillscale.studies.designs"))
     p = sub.add_parser(
         "extrapolate",
         help="fit on one study's budgets, predict another's larger ones",
@@ -318,7 +276,7 @@ def add_studies(sub) -> None:
     p.add_argument("large", type=Path, help="study folder with larger budgets to predict")
     p.add_argument("--out", type=Path, help="also write the report (Markdown) here")
     p.add_argument("--n-boot", type=int, default=200)
-    p.set_defaults(func=cmd_extrapolate)
+    p.set_defaults(func=_tool("skillscale.studies.extrapolate"))
     p = sub.add_parser(
         "sweepcompare",
         help="compare two sweeps of one grid (WSD vs cosine): compute and N*",
@@ -328,7 +286,7 @@ def add_studies(sub) -> None:
     p.add_argument("a", type=Path, help="study folder of the sweep under test (e.g. WSD)")
     p.add_argument("b", type=Path, help="study folder of the reference sweep (e.g. cosine per cell)")
     p.add_argument("--out", type=Path)
-    p.set_defaults(func=cmd_sweepcompare)
+    p.set_defaults(func=_tool("skillscale.studies.sweepcompare"))
     p = sub.add_parser(
         "lrsweep",
         help="train a budget's smallest and largest size at several learning rates",
@@ -342,7 +300,7 @@ def add_studies(sub) -> None:
     p.add_argument("--budget", type=float, help="budget whose window's ends are swept (default: the middle one)")
     p.add_argument("--code-frac", type=float, default=None, help="default: the middle code fraction")
     p.add_argument("--threads", type=int, default=1)
-    p.set_defaults(func=cmd_lrsweep)
+    p.set_defaults(func=_tool("skillscale.studies.lrsweep"))
 
 
 def add_speed(sub) -> None:
@@ -354,7 +312,7 @@ def add_speed(sub) -> None:
         description=_doc("tools/speed.py"),
         formatter_class=raw,
     )
-    p.set_defaults(func=cmd_speed)
+    p.set_defaults(func=_tool("skillscale.tools.speed"))
     bench = p.add_subparsers(dest="what", required=True)
     t = bench.add_parser("train", help="tokens/s and MFU of our trainer vs HF Llama vs matmul peak")
     t.add_argument("--config", help="default: config/config.yaml; with --device cuda, config/studies/gpu-paper.yaml")

@@ -65,8 +65,6 @@ def load(model_dir: Path, device: str, dtype: str = "float32"):
         raise FileNotFoundError(f"{model_dir}: no config.json; expected a local Hugging Face model folder")
     # deferred: transformers: an optional extra, needed on this path only
     import transformers
-
-    # deferred: transformers: an optional extra, needed on this path only
     from packaging.version import Version
 
     # transformers renamed torch_dtype to dtype in 4.56

@@ -119,8 +119,6 @@ def harness_seconds() -> float:
 
     # deferred: the calibration's imports (torch, lm-eval) only when it measures
     from skillscale.data.tokenizer import ByteTokenizer
-
-    # deferred: the calibration's imports (torch, lm-eval) only when it measures
     from skillscale.evaluate.harness import SkillscaleLM, run_tasks
 
     rows = {

@@ -22,8 +22,6 @@ from skillscale.data import corpora
 def write(out: Path, wiki_docs: int = 1600, code_bytes: int = 900_000) -> dict:
     # deferred: pyarrow: only when writing parquet files
     import pyarrow as pa
-
-    # deferred: pyarrow: only when writing parquet files
     import pyarrow.parquet as pq
 
     out = Path(out)

@@ -297,8 +297,6 @@ def bench_cell_jobs(a, widths=(16, 32, 64)) -> dict:
 
     # deferred: each benchmark's imports load only when it runs
     from skillscale.data.tokenizer import ByteTokenizer
-
-    # deferred: each benchmark's imports load only when it runs
     from skillscale.evaluate.harness import SkillscaleLM, harness_evaluate, run_tasks
 
     cfg = study.load(a.config)
@@ -367,11 +365,8 @@ def _simple_evaluate(lm, eval_dir: Path) -> None:
     """The old path: lm-eval's simple_evaluate, environment report included."""
     # deferred: each benchmark's imports load only when it runs
     from lm_eval import simple_evaluate
-
-    # deferred: each benchmark's imports load only when it runs
     from lm_eval.tasks import TaskManager
 
-    # deferred: each benchmark's imports load only when it runs
     from skillscale.evaluate.harness import METRICS, TASKS_DIR
 
     tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"eval_dir": str(eval_dir)})

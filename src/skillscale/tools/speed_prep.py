@@ -91,8 +91,6 @@ def run_ours(corpus: str, tok_path: str, out: str, threads: int) -> dict:
 
     # deferred: each benchmark's imports load only when it runs
     from skillscale.data import streamed
-
-    # deferred: each benchmark's imports load only when it runs
     from skillscale.data.tokenizer import BPETokenizer
 
     tok = BPETokenizer.load(tok_path)
@@ -124,7 +122,6 @@ def run_naive(corpus: str, tok_path: str, out: str, threads: int) -> dict:
     # deferred: each benchmark's imports load only when it runs
     import numpy as np
 
-    # deferred: each benchmark's imports load only when it runs
     from skillscale.data.tokenizer import BPETokenizer
 
     tok = BPETokenizer.load(tok_path)
