@@ -57,7 +57,7 @@ def test_study(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def sources_study(tmp_path_factory):
-    """config/studies/test-sources.yaml (local corpora in real shapes, samplecorpora.py) with
+    """config/studies/test-sources.yaml (local corpora in real shapes, tools/samplecorpora.py) with
     the benchmark fixtures of config/studies/test-benchmarks.yaml on top, run once for the
     session: test_sources checks its data, test_workflow_benchmarks its benchmark rows (one
     study instead of two, each a few minutes)."""

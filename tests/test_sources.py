@@ -1,6 +1,6 @@
 """Studies on configured sources (data.sources): local corpora in real shapes, end to end.
 
-The corpora (samplecorpora.py): a parquet dataset with a `text` column, a jsonl code dataset
+The corpora (tools/samplecorpora.py): a parquet dataset with a `text` column, a jsonl code dataset
 with `content` and `lang` columns (non-Python rows to be filtered out), a folder of plain
 text files as a fixed 20% background. config/studies/test-sources.yaml runs on them.
 """

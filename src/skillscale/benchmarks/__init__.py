@@ -8,7 +8,7 @@ measures and where its data lies:
         triviaqa: {mirror: /data/trivia_qa/rc.nocontext/validation.parquet}
         humaneval: {skill: code, mirror: /data/openai_humaneval, limit: 100}
 
-Each benchmark is a task YAML in `skillscale/tasks/benchmarks/` (the harness's own prompt,
+Each benchmark is a task YAML in `skillscale/evaluate/tasks/benchmarks/` (the harness's own prompt,
 our gold text and bits-per-byte scoring, see docs/benchmarks.md). Its `dataset_kwargs` say
 which hub dataset, config and split the task reads and which fields it needs; `prepare`
 loads the split from the mirror (a data file in the dataset's own schema, a folder written

@@ -4,7 +4,7 @@
 token ids to logits). Every request — a (context, continuation) pair or a whole document
 — becomes token windows of at most `seq_len` inputs that predict each scored token with
 as much preceding context as fits; windows from all requests are batched together, sorted
-by length to keep padding small. The task YAMLs in `skillscale/tasks/` turn summed
+by length to keep padding small. The task YAMLs in `evaluate/tasks/` turn summed
 log-likelihoods into bits per byte of the scored text, so the numbers do not depend on
 the tokenizer.
 

@@ -1,7 +1,7 @@
 """Model shapes and their exact parameter and FLOP counts, without importing torch.
 
 The plan (and so every Snakefile parse, 5,000-cell grids included) needs only these counts;
-importing torch costs seconds, so they live apart from the module in `model.py`, which
+importing torch costs seconds, so they live apart from the module in `decoder.py`, which
 re-exports them.
 """
 

@@ -1,7 +1,7 @@
 """The device a job trains on: which one, in what precision, and what it can do at best.
 
-Shared by the trainer (train.json records all of it) and the benchmarks (bench.py,
-benchgpu.py), so that an MFU in a cell's record and one in a benchmark mean the same thing:
+Shared by the trainer (train.json records all of it) and the speed benchmarks (tools/speed.py,
+tools/speed_gpu.py), so that an MFU in a cell's record and one in a benchmark mean the same thing:
 the model FLOPs a second achieved over the best FLOP/s of large square matmuls measured on
 that device in the precision trained in.
 """
