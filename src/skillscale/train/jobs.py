@@ -57,11 +57,30 @@ def train_cell(
     trunk_dir: Path | None = None,
     trunk_warmup: int | None = None,
 ) -> dict:
-    tc = cfg["train"]
     manifest = common.read_json(data_dir / "manifest.json", "data manifest")
     shape = cell.shape(cfg)
     peak = peak_lr(cfg, shape)
     resume = resume or out / "resume.pt"
+    branch, warmup, lr = _schedule(cfg, cell, peak, trunk_dir, trunk_warmup)
+    job = Job(cell.cell, shape, cell.code_frac, cell.seed, cell.steps, lr, fingerprint(cfg, manifest, cell.cell), peak)
+    if branch and not _resumable(resume, job.fingerprint):  # start the cooldown at the trunk's state
+        _start_cooldown(cfg, manifest, cell, job, trunk_dir, branch, warmup, resume)
+    res = run(job, cfg, data_dir, resume, threads)
+    world = distributed.world()
+    if world.main:
+        _save_weights(out / "model.safetensors", res["model"])
+    result = _cell_record(cfg, cell, manifest, job, res, branch, warmup, threads, world.size)
+    if world.main:
+        common.write_json(out / "train.json", result)
+        resume.unlink(missing_ok=True)
+    world.barrier()
+    print0(f"[{cell.cell}] done in {fmt_time(res['wall'])}: final loss {result['final_loss']:.4f}")
+    return result
+
+
+def _schedule(cfg: dict, cell: plan.Cell, peak: float, trunk_dir: Path | None, trunk_warmup: int | None):
+    """The cell's branch step (0: cosine), warmup steps and step -> LR."""
+    tc = cfg["train"]
     if tc["schedule"] == "wsd":
         if trunk_dir is None:
             raise ValueError(f"cell {cell.cell}: train.schedule=wsd needs --trunk-dir (the trunk's folder)")
@@ -71,33 +90,53 @@ def train_cell(
     else:
         branch, warmup = 0, plan.warmup_steps(cfg, cell.n_params, cell.steps)
         lr = lambda s: lr_cosine(s, cell.steps, warmup, peak, tc["min_lr_ratio"])
-    job = Job(cell.cell, shape, cell.code_frac, cell.seed, cell.steps, lr, fingerprint(cfg, manifest, cell.cell), peak)
-    if branch and not _resumable(resume, job.fingerprint):  # start the cooldown at the trunk's state
-        start = trunk_dir / f"branch_{cell.cell}.pt"
-        if not start.exists():
-            raise FileNotFoundError(f"{start}: WSD branch state missing; rerun its trunk job (the train_trunk rule)")
-        state = load_state(start, "WSD branch state")
-        if state["fingerprint"] != trunk_fingerprint(cfg, manifest, plan.trunk_id(cell), warmup) | {"branch": branch}:
-            raise ValueError(
-                f"{start}: WSD branch state was written for another config or trunk; "
-                "rerun its trunk job (the train_trunk rule)"
-            )
-        print0(f"[{cell.cell}] cooldown from the trunk's state at step {branch}")
-        if distributed.world().main:
-            resume_from(state, resume, fingerprint=job.fingerprint, wall=0.0)  # wall: this job's own time
-        distributed.world().barrier()
-    res = run(job, cfg, data_dir, resume, threads)
+    return branch, warmup, lr
 
+
+def _start_cooldown(
+    cfg: dict, manifest: dict, cell: plan.Cell, job: Job, trunk_dir: Path, branch: int, warmup: int, resume: Path
+) -> None:
+    """Make the trunk's branch state for this cell the job's resume checkpoint, after checking it."""
+    start = trunk_dir / f"branch_{cell.cell}.pt"
+    if not start.exists():
+        raise FileNotFoundError(f"{start}: WSD branch state missing; rerun its trunk job (the train_trunk rule)")
+    state = load_state(start, "WSD branch state")
+    if state["fingerprint"] != trunk_fingerprint(cfg, manifest, plan.trunk_id(cell), warmup) | {"branch": branch}:
+        raise ValueError(
+            f"{start}: WSD branch state was written for another config or trunk; "
+            "rerun its trunk job (the train_trunk rule)"
+        )
+    print0(f"[{cell.cell}] cooldown from the trunk's state at step {branch}")
+    if distributed.world().main:
+        resume_from(state, resume, fingerprint=job.fingerprint, wall=0.0)  # wall: this job's own time
+    distributed.world().barrier()
+
+
+def _save_weights(path: Path, model) -> None:
+    """The trained weights as safetensors (on CPU, contiguous), written atomically."""
     # deferred: safetensors: only where weights are written or read
     from safetensors.torch import save_file
 
-    world = distributed.world()
-    if world.main:
-        with common.atomic_path(out / "model.safetensors") as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in res["model"].state_dict().items()}, str(tmp))
+    with common.atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+
+
+def _cell_record(
+    cfg: dict,
+    cell: plan.Cell,
+    manifest: dict,
+    job: Job,
+    res: dict,
+    branch: int,
+    warmup: int,
+    threads: int,
+    data_parallel: int,
+) -> dict:
+    """The cell's train.json: what was trained, how, on what, and its loss curve."""
+    tc, shape = cfg["train"], job.shape
     curve, diverged_at = res["curve"], res["diverged_at"]
     steps_here = cell.steps - branch
-    result = {
+    return {
         "cell": cell.__dict__ | {"shape": shape.to_dict()},
         "params": param_counts(shape),
         "tokens": cell.tokens,
@@ -113,7 +152,7 @@ def train_cell(
         if diverged_at is None and res["steps_here"]
         else None,
         "hyper": {
-            "peak_lr": peak,
+            "peak_lr": job.peak,
             "warmup_steps": warmup,
             "batch_size": tc["batch_size"],
             "seq_len": shape.seq_len,
@@ -134,15 +173,9 @@ def train_cell(
             seed=cell.seed,
             device=res["device"],
             threads=threads,
-            data_parallel=world.size,
+            data_parallel=data_parallel,
         ),
     }
-    if world.main:
-        common.write_json(out / "train.json", result)
-        resume.unlink(missing_ok=True)
-    world.barrier()
-    print0(f"[{cell.cell}] done in {fmt_time(res['wall'])}: final loss {result['final_loss']:.4f}")
-    return result
 
 
 def _resumable(path: Path, fp: dict) -> bool:

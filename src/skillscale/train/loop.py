@@ -100,17 +100,7 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
     opt = build_optimizer(model, tc, job.lr(0), device)
     micro, no_sync = cfg["resources"]["micro_batch_rows"], getattr(fwd, "no_sync", None)
 
-    step, curve, wall, diverged_at = 0, [], 0.0, None
-    if resume.exists():
-        state = load_state(resume, "resume checkpoint")
-        if state["fingerprint"] != job.fingerprint:  # stale: left by a job of another config
-            print0(f"[{job.name}] ignoring {resume}: written for another config or job")
-        else:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            step, curve, wall, diverged_at = state["step"], state["curve"], state["wall"], state["diverged_at"]
-            print0(f"[{job.name}] resumed from {resume} at step {step}")
-
+    step, curve, wall, diverged_at = _resume(job, resume, model, opt)
     print0(
         f"[{job.name}] N={param_counts(job.shape)['standard']:,} steps {step}..{job.end} "
         f"peak lr={job.peak:.2e} device={device} threads={threads}"
@@ -160,6 +150,21 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
         "mix": mix,
         "hardware": hardware(job, tc, device, world, math_settings | {"compiled": compiled}, step - first, wall_here),
     }
+
+
+def _resume(job: Job, resume: Path, model, opt) -> tuple[int, list, float, int | None]:
+    """Load the job's resume checkpoint into model and optimizer: its step, curve, wall time and
+    divergence step (step 0 and an empty curve without one, or with one of another job)."""
+    if resume.exists():
+        state = load_state(resume, "resume checkpoint")
+        if state["fingerprint"] != job.fingerprint:  # stale: left by a job of another config
+            print0(f"[{job.name}] ignoring {resume}: written for another config or job")
+        else:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            print0(f"[{job.name}] resumed from {resume} at step {state['step']}")
+            return state["step"], state["curve"], state["wall"], state["diverged_at"]
+    return 0, [], 0.0, None
 
 
 _COMPILED: dict = {}  # (shape, device, world size) -> (model, its DDP wrapper or itself, compiled loss)
