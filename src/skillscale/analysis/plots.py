@@ -318,26 +318,7 @@ def optimum_vs_mix(
             src = optima[optima.budget == b] if kind == "budget" else at_reference
             o = src[src.metric == m].copy()
             o["share"] = skills.own_share(skill, o.code_frac, sources)
-            ok = o[np.isfinite(o.n_opt)].sort_values("share")
-            if "status" in ok.columns:
-                ok = ok[ok.status == "ok"]
-            if len(ok):
-                err = np.vstack([ok.n_opt - ok.n_opt_lo, ok.n_opt_hi - ok.n_opt]).clip(min=0)
-                ax.errorbar(
-                    ok.share, ok.n_opt, yerr=np.nan_to_num(err), marker="o", ms=4, capsize=2, color=colors[m], lw=1
-                )
-            if kind == "budget" and "n_opt_bound" in o.columns:
-                for _, e in o[(o.status == "edge") & np.isfinite(o.n_opt_bound)].iterrows():
-                    ax.scatter(
-                        [e.share],
-                        [e.n_opt_bound],
-                        marker="v" if e.edge_side == "below" else "^",
-                        s=30,
-                        facecolor="white",
-                        edgecolor=colors[m],
-                        linewidth=1.1,
-                        zorder=4,
-                    )
+            _optima_by_share(ax, o, colors[m], edges=kind == "budget")
             ax.text(
                 0.03,
                 0.95,
@@ -363,6 +344,29 @@ def optimum_vs_mix(
     )
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     _save(fig, path)
+
+
+def _optima_by_share(ax, o: pd.DataFrame, color, edges: bool) -> None:
+    """One panel's optima against share: fitted ones with their intervals, and (`edges`) edge
+    optima as triangles at their bound."""
+    ok = o[np.isfinite(o.n_opt)].sort_values("share")
+    if "status" in ok.columns:
+        ok = ok[ok.status == "ok"]
+    if len(ok):
+        err = np.vstack([ok.n_opt - ok.n_opt_lo, ok.n_opt_hi - ok.n_opt]).clip(min=0)
+        ax.errorbar(ok.share, ok.n_opt, yerr=np.nan_to_num(err), marker="o", ms=4, capsize=2, color=color, lw=1)
+    if edges and "n_opt_bound" in o.columns:
+        for _, e in o[(o.status == "edge") & np.isfinite(o.n_opt_bound)].iterrows():
+            ax.scatter(
+                [e.share],
+                [e.n_opt_bound],
+                marker="v" if e.edge_side == "below" else "^",
+                s=30,
+                facecolor="white",
+                edgecolor=color,
+                linewidth=1.1,
+                zorder=4,
+            )
 
 
 def _slope_text(slopes, metric, kind, budget) -> str:

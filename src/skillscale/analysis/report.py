@@ -217,12 +217,11 @@ def _notes(extra: dict, missing: list, diverged: list, provenance: str = "") -> 
     return notes
 
 
-def analyze(cfg: dict, study_dir: Path, allow_missing: bool = False, cells: pd.DataFrame | None = None) -> dict:
-    """Write cells.csv, every table, summary.md and every figure; return them.
-
-    `cells` (tidy, like cells.csv) skips collecting cells from the study folder.
-    """
-    study_dir = Path(study_dir)
+def _cells_to_analyse(
+    cfg: dict, study_dir: Path, allow_missing: bool, cells: pd.DataFrame | None
+) -> tuple[pd.DataFrame, list]:
+    """The cells to analyse (collected from the study folder, or the given table, checked) and
+    the planned cells still missing."""
     if cells is None:
         cells, missing = aggregate.collect(cfg, study_dir)
         if missing and not allow_missing:
@@ -245,6 +244,16 @@ def analyze(cfg: dict, study_dir: Path, allow_missing: bool = False, cells: pd.D
     if cells.empty:
         raise IncompleteStudy(f"{study_dir}: no finished cells to analyse")
     cells["diverged"] = cells["diverged"].astype(bool)
+    return cells, missing
+
+
+def analyze(cfg: dict, study_dir: Path, allow_missing: bool = False, cells: pd.DataFrame | None = None) -> dict:
+    """Write cells.csv, every table, summary.md and every figure; return them.
+
+    `cells` (tidy, like cells.csv) skips collecting cells from the study folder.
+    """
+    study_dir = Path(study_dir)
+    cells, missing = _cells_to_analyse(cfg, study_dir, allow_missing, cells)
     with common.atomic_path(study_dir / "cells.csv") as tmp:
         cells.to_csv(tmp, index=False)
 
