@@ -212,55 +212,64 @@ def ape_residuals(
                 sk = _no_values(len(counts), f"{base}, metric={m}")
             else:
                 sk = _optimum(x, g[m], counts, f"{base}, metric={m}", window)
-            if sk.status.startswith("failed"):
-                status = sk.status
-            elif ape.status.startswith("failed"):
-                status = ape.status
-            elif sk.edge or ape.edge:
-                which = [
-                    f"{n} optimum {o.describe_edge()}" for n, o in (("skill", sk), ("validation mix", ape)) if o.edge
-                ]
-                status = f"edge: {' and '.join(which)}"
-            else:
-                status = "ok"
-            r = sk.log_n - ape.log_n  # NaN unless both are interior
-            dr = sk.draws - ape.draws
-            lo, hi = fit.interval(dr, ci, r) if status == "ok" else (np.nan, np.nan)
-            hungry = ("capacity" if lo > 0 else "data" if hi < 0 else "undetermined") if status == "ok" else ""
-            row.update(
-                n_opt_skill=np.exp(sk.log_n),
-                n_opt_ape=np.exp(ape.log_n),
-                residual=r,
-                residual_lo=lo,
-                residual_hi=hi,
-                boot_frac=_frac(dr),
-                edge_skill=sk.edge,
-                edge_ape=ape.edge,
-                hungry=hungry,
-                status=status,
-            )
+            row.update(_residual(sk, ape, ci))
             rows.append(row)
-    cols = [
-        "code_frac",
-        "budget",
-        "metric",
-        "skill",
-        "w",
-        "in_aggregate",
-        "n_opt_skill",
-        "n_opt_ape",
-        "residual",
-        "residual_lo",
-        "residual_hi",
-        "boot_frac",
-        "edge_skill",
-        "edge_ape",
-        "hungry",
-        "n_cells",
-        "excluded_cells",
-        "status",
-    ]
-    return _finish(rows, cols, excluded)
+    return _finish(rows, _APE_COLUMNS, excluded)
+
+
+_APE_COLUMNS = [  # ape_residuals' columns, in order
+    "code_frac",
+    "budget",
+    "metric",
+    "skill",
+    "w",
+    "in_aggregate",
+    "n_opt_skill",
+    "n_opt_ape",
+    "residual",
+    "residual_lo",
+    "residual_hi",
+    "boot_frac",
+    "edge_skill",
+    "edge_ape",
+    "hungry",
+    "n_cells",
+    "excluded_cells",
+    "status",
+]
+
+
+def _pair_status(sk: fit.Optimum, ape: fit.Optimum) -> str:
+    """'ok' when both optima are interior, else the first failure or the edge(s) named."""
+    if sk.status.startswith("failed"):
+        return sk.status
+    if ape.status.startswith("failed"):
+        return ape.status
+    if sk.edge or ape.edge:
+        which = [f"{n} optimum {o.describe_edge()}" for n, o in (("skill", sk), ("validation mix", ape)) if o.edge]
+        return f"edge: {' and '.join(which)}"
+    return "ok"
+
+
+def _residual(sk: fit.Optimum, ape: fit.Optimum, ci: float) -> dict:
+    """The residual columns of one row: ln N*(skill) - ln N*(mix), its paired interval and verdict."""
+    status = _pair_status(sk, ape)
+    r = sk.log_n - ape.log_n  # NaN unless both are interior
+    dr = sk.draws - ape.draws
+    lo, hi = fit.interval(dr, ci, r) if status == "ok" else (np.nan, np.nan)
+    hungry = ("capacity" if lo > 0 else "data" if hi < 0 else "undetermined") if status == "ok" else ""
+    return dict(
+        n_opt_skill=np.exp(sk.log_n),
+        n_opt_ape=np.exp(ape.log_n),
+        residual=r,
+        residual_lo=lo,
+        residual_hi=hi,
+        boot_frac=_frac(dr),
+        edge_skill=sk.edge,
+        edge_ape=ape.edge,
+        hungry=hungry,
+        status=status,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -374,42 +383,46 @@ def datamix_slopes(
                 edge_excluded=exclude_edge,
                 excluded_cells=",".join(exg.get((b,), [])),
             )
-            xs = np.array([f for f, u in zip(frac, use) if u])
-            if len(np.unique(xs)) < 2:
-                why = "; ".join(p["opt"].status for p in ps if p["opt"].status != "ok") or "only one data fraction"
-                row.update(
-                    slope=np.nan,
-                    slope_lo=np.nan,
-                    slope_hi=np.nan,
-                    intercept=np.nan,
-                    status=f"failed: {label}: {len(np.unique(xs))} data fraction(s) with an interior"
-                    f" optimum; a slope needs >= 2 ({why})",
-                )
-            else:
-                sel = [p["opt"] for p, u in zip(ps, use) if u]
-                s, i, (lo, hi), _, _, _ = _line_with_draws(
-                    xs, [o.log_n for o in sel], [o.draws for o in sel], n_boot, rng, ci
-                )
-                row.update(slope=s, slope_lo=lo, slope_hi=hi, intercept=i, status="ok")
+            row.update(_slope_over_fractions(label, ps, frac, use, n_boot, rng, ci))
             rows.append(row)
-    cols = [
-        "metric",
-        "skill",
-        "budget",
-        "slope",
-        "slope_lo",
-        "slope_hi",
-        "intercept",
-        "n_fractions",
-        "n_edge",
-        "n_failed",
-        "fractions",
-        "n_opt_by_fraction",
-        "edge_excluded",
-        "excluded_cells",
-        "status",
-    ]
-    return _finish(rows, cols, excluded)
+    return _finish(rows, _SLOPE_COLUMNS, excluded)
+
+
+_SLOPE_COLUMNS = [  # datamix_slopes' columns, in order
+    "metric",
+    "skill",
+    "budget",
+    "slope",
+    "slope_lo",
+    "slope_hi",
+    "intercept",
+    "n_fractions",
+    "n_edge",
+    "n_failed",
+    "fractions",
+    "n_opt_by_fraction",
+    "edge_excluded",
+    "excluded_cells",
+    "status",
+]
+
+
+def _slope_over_fractions(label: str, ps: list[dict], frac: list[float], use: list[bool], n_boot, rng, ci) -> dict:
+    """The slope columns of one budget's row: ln N* on the own-data fraction over the `use`d optima."""
+    xs = np.array([f for f, u in zip(frac, use) if u])
+    if len(np.unique(xs)) < 2:
+        why = "; ".join(p["opt"].status for p in ps if p["opt"].status != "ok") or "only one data fraction"
+        return dict(
+            slope=np.nan,
+            slope_lo=np.nan,
+            slope_hi=np.nan,
+            intercept=np.nan,
+            status=f"failed: {label}: {len(np.unique(xs))} data fraction(s) with an interior"
+            f" optimum; a slope needs >= 2 ({why})",
+        )
+    sel = [p["opt"] for p, u in zip(ps, use) if u]
+    s, i, (lo, hi), _, _, _ = _line_with_draws(xs, [o.log_n for o in sel], [o.draws for o in sel], n_boot, rng, ci)
+    return dict(slope=s, slope_lo=lo, slope_hi=hi, intercept=i, status="ok")
 
 
 # --------------------------------------------------------------------------------------
@@ -462,64 +475,69 @@ def validation_composition(
         k, c = g[knowledge_metric].to_numpy(float), g[code_metric].to_numpy(float)
         counts = _counts(len(g), n_boot, rng)
         opts = [_optimum(x, w * k + (1 - w) * c, counts, f"{base}, validation mix w={w:g}", window) for w in ws]
-        for w, o in zip(ws, opts):
-            lo, hi = fit.interval(o.draws, ci, o.log_n) if o.status == "ok" else (np.nan, np.nan)
-            curve.append(
-                dict(
-                    code_frac=cf,
-                    budget=b,
-                    w=w,
-                    n_opt=np.exp(o.log_n),
-                    n_opt_lo=np.exp(lo),
-                    n_opt_hi=np.exp(hi),
-                    n_opt_bound=o.bound,
-                    edge_side=o.side,
-                    loss_opt=o.loss,
-                    edge=o.edge,
-                    excluded_cells=ex,
-                    status=o.status,
-                )
-            )
+        curve += [_curve_row(cf, b, w, o, ci, ex) for w, o in zip(ws, opts)]
         summary.append(_composition_row(cf, b, ws, opts, len(counts), ci, base, ex))
-    ccols = [
-        "code_frac",
-        "budget",
-        "w",
-        "n_opt",
-        "n_opt_lo",
-        "n_opt_hi",
-        "n_opt_bound",
-        "edge_side",
-        "loss_opt",
-        "edge",
-        "excluded_cells",
-        "status",
-    ]
-    scols = [
-        "code_frac",
-        "budget",
-        "w_lo",
-        "w_hi",
-        "contrast",
-        "contrast_lo",
-        "contrast_hi",
-        "contrast_z",
-        "n_opt_min",
-        "n_opt_max",
-        "w_at_min",
-        "w_at_max",
-        "rel_change",
-        "rel_change_lo",
-        "rel_change_hi",
-        "n_w",
-        "n_w_ok",
-        "excluded_cells",
-        "status",
-    ]
-    return ValidationComposition(_finish(curve, ccols, excluded), _finish(summary, scols, excluded))
+    return ValidationComposition(_finish(curve, _CURVE_COLUMNS, excluded), _finish(summary, _SUMMARY_COLUMNS, excluded))
+
+
+_CURVE_COLUMNS = [  # ValidationComposition.curve's columns, in order
+    "code_frac",
+    "budget",
+    "w",
+    "n_opt",
+    "n_opt_lo",
+    "n_opt_hi",
+    "n_opt_bound",
+    "edge_side",
+    "loss_opt",
+    "edge",
+    "excluded_cells",
+    "status",
+]
+_SUMMARY_COLUMNS = [  # ValidationComposition.summary's columns, in order
+    "code_frac",
+    "budget",
+    "w_lo",
+    "w_hi",
+    "contrast",
+    "contrast_lo",
+    "contrast_hi",
+    "contrast_z",
+    "n_opt_min",
+    "n_opt_max",
+    "w_at_min",
+    "w_at_max",
+    "rel_change",
+    "rel_change_lo",
+    "rel_change_hi",
+    "n_w",
+    "n_w_ok",
+    "excluded_cells",
+    "status",
+]
+
+
+def _curve_row(cf, b, w: float, o: fit.Optimum, ci: float, ex: str) -> dict:
+    """One curve row: the N* (with interval, or edge bound) that the mix with weight w picks."""
+    lo, hi = fit.interval(o.draws, ci, o.log_n) if o.status == "ok" else (np.nan, np.nan)
+    return dict(
+        code_frac=cf,
+        budget=b,
+        w=w,
+        n_opt=np.exp(o.log_n),
+        n_opt_lo=np.exp(lo),
+        n_opt_hi=np.exp(hi),
+        n_opt_bound=o.bound,
+        edge_side=o.side,
+        loss_opt=o.loss,
+        edge=o.edge,
+        excluded_cells=ex,
+        status=o.status,
+    )
 
 
 def _composition_row(cf, b, ws, opts, n_boot, ci, base, ex) -> dict:
+    """One summary row: the contrast between the end weights and the spread of N* over all weights."""
     good = [i for i, o in enumerate(opts) if o.status == "ok"]
     row = dict(
         code_frac=cf,

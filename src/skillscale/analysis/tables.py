@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -39,34 +40,14 @@ def datamix_at_reference(
     """
     line_draws = scaling.attrs.get("line_draws", {})
     rng = np.random.default_rng(seed)
-    lc = float(np.log(c_ref))
     rows, points, slope_draws = [], [], {}
     for (m, skill), g in scaling.groupby(["metric", "skill"], sort=True):
         if skill not in skills.SLOPE_SKILLS:  # a fixed-share role's data does not move with the mix
             continue
         label = fit.group_label({"metric": m, "C_ref": c_ref})
         ok = g[g["status"] == "ok"].sort_values("code_frac")
-        xs, ys, ds, spread = [], [], [], False
-        for _, r in ok.iterrows():
-            y = r["a"] * lc + r["b"]
-            A, B = line_draws.get((r["code_frac"], r["metric"], r["skill"]), (None, None))
-            spread |= A is not None and len(A) > 1
-            d = A * lc + B if A is not None and len(A) else np.array([y])
-            xs.append(float(skills.own_share(skill, r["code_frac"], sources)))
-            ys.append(y)
-            ds.append(d[np.isfinite(d)] if np.isfinite(d).any() else np.array([y]))
-            lo, hi = fit.interval(d, ci, y)
-            points.append(
-                dict(
-                    code_frac=r["code_frac"],
-                    metric=m,
-                    skill=skill,
-                    budget=c_ref,
-                    n_opt=np.exp(y),
-                    n_opt_lo=np.exp(lo),
-                    n_opt_hi=np.exp(hi),
-                )
-            )
+        xs, ys, ds, spread, pts = _optima_at_reference(ok, m, skill, c_ref, line_draws, sources, ci)
+        points += pts
         row = dict(
             metric=m,
             skill=skill,
@@ -91,15 +72,55 @@ def datamix_at_reference(
                 f" a slope needs >= 2 ({why})",
             )
         else:
-            s, i = fit.fit_line(np.array(xs), np.array(ys))
-            lo = hi = np.nan
-            A = None
-            if n_boot > 0 and spread:  # else no code fraction has bootstrap draws: no interval
-                A, _ = fit.line_draws(np.array(xs), ds, n_boot, rng)
-                lo, hi = fit.interval(A, ci, s)
+            s, i, lo, hi, A = _slope_at_reference(xs, ys, ds, spread, n_boot, rng, ci)
             slope_draws[(m, skill)] = (s, A)
             row.update(slope=s, slope_lo=lo, slope_hi=hi, intercept=i, status="ok")
         rows.append(row)
+    rows += _slope_differences(slope_draws, c_ref, ci)
+    return pd.DataFrame(rows), pd.DataFrame(points)
+
+
+def _optima_at_reference(ok: pd.DataFrame, m, skill, c_ref: float, line_draws: dict, sources, ci: float):
+    """ln N*(C_ref) per code fraction from its power law: own shares, values, finite draws, any spread, points."""
+    lc = float(np.log(c_ref))
+    xs, ys, ds, spread, points = [], [], [], False, []
+    for _, r in ok.iterrows():
+        y = r["a"] * lc + r["b"]
+        A, B = line_draws.get((r["code_frac"], r["metric"], r["skill"]), (None, None))
+        spread |= A is not None and len(A) > 1
+        d = A * lc + B if A is not None and len(A) else np.array([y])
+        xs.append(float(skills.own_share(skill, r["code_frac"], sources)))
+        ys.append(y)
+        ds.append(d[np.isfinite(d)] if np.isfinite(d).any() else np.array([y]))
+        lo, hi = fit.interval(d, ci, y)
+        points.append(
+            dict(
+                code_frac=r["code_frac"],
+                metric=m,
+                skill=skill,
+                budget=c_ref,
+                n_opt=np.exp(y),
+                n_opt_lo=np.exp(lo),
+                n_opt_hi=np.exp(hi),
+            )
+        )
+    return xs, ys, ds, spread, points
+
+
+def _slope_at_reference(xs, ys, ds, spread: bool, n_boot: int, rng, ci: float):
+    """Slope, intercept, slope interval and slope draws (None without spread) of ln N*(C_ref) on the fraction."""
+    s, i = fit.fit_line(np.array(xs), np.array(ys))
+    lo = hi = np.nan
+    A = None
+    if n_boot > 0 and spread:  # else no code fraction has bootstrap draws: no interval
+        A, _ = fit.line_draws(np.array(xs), ds, n_boot, rng)
+        lo, hi = fit.interval(A, ci, s)
+    return s, i, lo, hi, A
+
+
+def _slope_differences(slope_draws: dict, c_ref: float, ci: float) -> list[dict]:
+    """Rows 'knowledge - code': every knowledge metric's slope at C_ref minus every code metric's."""
+    rows = []
     for (mk, sk), (s_k, A_k) in slope_draws.items():
         if sk != "knowledge":
             continue
@@ -119,7 +140,7 @@ def datamix_at_reference(
                     status="ok",
                 )
             )
-    return pd.DataFrame(rows), pd.DataFrame(points)
+    return rows
 
 
 def _parametric_fit(args):
@@ -149,12 +170,7 @@ def parametric_table(usable: pd.DataFrame, n_boot: int, ci: float, c_top: float)
         for (kd, g), nb in zip(groups, n_budgets)
         if nb >= 3
     ]
-    workers = min(_cores(), len(tasks))
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            fits = iter(list(pool.map(_parametric_fit, tasks)))
-    else:
-        fits = iter([_parametric_fit(t) for t in tasks])
+    fits = _fit_all(tasks)
     rows = []
     for (kd, g), nb in zip(groups, n_budgets):
         label = fit.group_label(kd)
@@ -165,65 +181,78 @@ def parametric_table(usable: pd.DataFrame, n_boot: int, ci: float, c_top: float)
             f = next(fits)
             if isinstance(f, str):
                 raise fit.FitError(f)
-            d = f.to_dict()
-            row.update(
-                {
-                    k: d.get(k, np.nan)
-                    for k in (
-                        "E",
-                        "E_lo",
-                        "E_hi",
-                        "alpha",
-                        "alpha_lo",
-                        "alpha_hi",
-                        "beta",
-                        "beta_lo",
-                        "beta_hi",
-                        "a_opt",
-                        "a_opt_lo",
-                        "a_opt_hi",
-                        "objective",
-                        "converged",
-                    )
-                }
-            )
-            row["n_opt_top"] = float(f.n_opt(c_top))
-            notes = []
-            if not f.converged:
-                notes.append("L-BFGS-B did not report convergence")
-            if f.E < 1e-3:
-                # E -> 0 is the boundary of E >= 0: the fit found no irreducible loss, and
-                # the bootstrap of a parameter pinned at its bound has no width to report.
-                notes.append("E at its lower bound 0: no irreducible loss identified; exponents absorb it")
-                row["E_lo"] = row["E_hi"] = np.nan
-            if max(f.alpha, f.beta) > 1.5 or min(f.alpha, f.beta) < 0.05:
-                notes.append("an exponent at an implausible value: the grid does not pin the surface down")
-            row.update(note="; ".join(notes), status="ok" if not notes else "flagged: " + "; ".join(notes))
+            row.update(_parametric_columns(f, c_top))
         except fit.FitError as e:
             row.update(status=f"failed: {e}", note="")
         rows.append(row)
-    cols = GROUP + [
-        "n_points",
-        "E",
-        "E_lo",
-        "E_hi",
-        "alpha",
-        "alpha_lo",
-        "alpha_hi",
-        "beta",
-        "beta_lo",
-        "beta_hi",
-        "a_opt",
-        "a_opt_lo",
-        "a_opt_hi",
-        "budget_top",
-        "n_opt_top",
-        "objective",
-        "converged",
-        "note",
-        "status",
-    ]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=_PARAMETRIC_COLUMNS)
+
+
+def _fit_all(tasks: list) -> Iterator:
+    """_parametric_fit of every task, in order: in a process pool when more than one core is ours."""
+    workers = min(_cores(), len(tasks))
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            return iter(list(pool.map(_parametric_fit, tasks)))
+    return iter([_parametric_fit(t) for t in tasks])
+
+
+_PARAMETRIC_FIELDS = (  # the fit's values a row of the parametric table reports
+    "E",
+    "E_lo",
+    "E_hi",
+    "alpha",
+    "alpha_lo",
+    "alpha_hi",
+    "beta",
+    "beta_lo",
+    "beta_hi",
+    "a_opt",
+    "a_opt_lo",
+    "a_opt_hi",
+    "objective",
+    "converged",
+)
+_PARAMETRIC_COLUMNS = GROUP + [  # parametric_table's columns, in order
+    "n_points",
+    "E",
+    "E_lo",
+    "E_hi",
+    "alpha",
+    "alpha_lo",
+    "alpha_hi",
+    "beta",
+    "beta_lo",
+    "beta_hi",
+    "a_opt",
+    "a_opt_lo",
+    "a_opt_hi",
+    "budget_top",
+    "n_opt_top",
+    "objective",
+    "converged",
+    "note",
+    "status",
+]
+
+
+def _parametric_columns(f, c_top: float) -> dict:
+    """One fitted group's columns: the fit's values, N* at c_top, and notes flagging a fit not to trust."""
+    d = f.to_dict()
+    row = {k: d.get(k, np.nan) for k in _PARAMETRIC_FIELDS}
+    row["n_opt_top"] = float(f.n_opt(c_top))
+    notes = []
+    if not f.converged:
+        notes.append("L-BFGS-B did not report convergence")
+    if f.E < 1e-3:
+        # E -> 0 is the boundary of E >= 0: the fit found no irreducible loss, and
+        # the bootstrap of a parameter pinned at its bound has no width to report.
+        notes.append("E at its lower bound 0: no irreducible loss identified; exponents absorb it")
+        row["E_lo"] = row["E_hi"] = np.nan
+    if max(f.alpha, f.beta) > 1.5 or min(f.alpha, f.beta) < 0.05:
+        notes.append("an exponent at an implausible value: the grid does not pin the surface down")
+    row.update(note="; ".join(notes), status="ok" if not notes else "flagged: " + "; ".join(notes))
+    return row
 
 
 def _failed_table(name: str, e: Exception) -> pd.DataFrame:

@@ -105,6 +105,28 @@ def power_law_fit(
     a, b = fit_line(lc, ly, wk)
     resid = ly - (a * lc + b)
     rms = float(np.sqrt(np.mean(resid**2)))
+    A, B, method = _line_bootstrap(lc, ly, wk, log_draws, ok, n_boot, seed)
+    good = np.isfinite(A)
+    a_lo, a_hi = interval(A[good], ci, a)
+    b_lo, b_hi = interval(B[good], ci, b)
+    return PowerLaw(
+        a=a,
+        a_lo=a_lo,
+        a_hi=a_hi,
+        b=b,
+        b_lo=b_lo,
+        b_hi=b_hi,
+        n_budgets=n_b,
+        ci=ci,
+        ci_method=method,
+        boot_frac=float(good.mean()) if n_boot > 0 else np.nan,
+        residual_rms=rms,
+        draws=(A[good], B[good]) if n_boot > 0 and good.any() else None,
+    )
+
+
+def _line_bootstrap(lc, ly, wk, log_draws, ok, n_boot: int, seed: int):
+    """Replicates (A, B) of the line's slope and intercept (NaN where skipped) and the ci_method that made them."""
     rng = np.random.default_rng(seed)
     A = np.full(n_boot, np.nan)
     B = np.full(n_boot, np.nan)
@@ -127,23 +149,7 @@ def power_law_fit(
             if len(np.unique(lc[j])) < 2:
                 continue
             A[i], B[i] = fit_line(lc[j], ly[j], None if wk is None else wk[j])
-    good = np.isfinite(A)
-    a_lo, a_hi = interval(A[good], ci, a)
-    b_lo, b_hi = interval(B[good], ci, b)
-    return PowerLaw(
-        a=a,
-        a_lo=a_lo,
-        a_hi=a_hi,
-        b=b,
-        b_lo=b_lo,
-        b_hi=b_hi,
-        n_budgets=n_b,
-        ci=ci,
-        ci_method=method,
-        boot_frac=float(good.mean()) if n_boot > 0 else np.nan,
-        residual_rms=rms,
-        draws=(A[good], B[good]) if n_boot > 0 and good.any() else None,
-    )
+    return A, B, method
 
 
 class IsoflopScaling(NamedTuple):
@@ -198,22 +204,7 @@ def isoflop_scaling(
             budgets=",".join(f"{b:g}" for b in g.loc[use, "budget"]),
         )
         try:
-            idx = list(g.index[use])
-            dr = [draws[i] for i in idx] if n_boot > 0 else None
-            w = None
-            if weighted and dr is not None:
-                sd = np.array([np.std(d) if d.size > 1 else np.nan for d in dr])
-                w = 1.0 / np.maximum(sd, 1e-6) ** 2
-            pl = power_law_fit(
-                g.loc[use, "budget"].to_numpy(),
-                vertex[idx],
-                n_boot=n_boot,
-                seed=seed,
-                ci=ci,
-                log_draws=dr,
-                weights=w,
-                label=group_label(kd) or "all points",
-            )
+            pl = _group_power_law(g, use, draws, vertex, kd, n_boot, seed, ci, weighted)
             row.update(
                 a=pl.a,
                 a_lo=pl.a_lo,
@@ -245,3 +236,23 @@ def isoflop_scaling(
     # and for predictions at a reference compute with intervals.
     scaling.attrs["line_draws"] = line_draws
     return IsoflopScaling(optima, scaling)
+
+
+def _group_power_law(g, use, draws, vertex, kd: dict, n_boot: int, seed: int, ci: float, weighted: bool) -> PowerLaw:
+    """power_law_fit through one group's `use`d optima, with their cell draws (and 1/var weights if `weighted`)."""
+    idx = list(g.index[use])
+    dr = [draws[i] for i in idx] if n_boot > 0 else None
+    w = None
+    if weighted and dr is not None:
+        sd = np.array([np.std(d) if d.size > 1 else np.nan for d in dr])
+        w = 1.0 / np.maximum(sd, 1e-6) ** 2
+    return power_law_fit(
+        g.loc[use, "budget"].to_numpy(),
+        vertex[idx],
+        n_boot=n_boot,
+        seed=seed,
+        ci=ci,
+        log_draws=dr,
+        weights=w,
+        label=group_label(kd) or "all points",
+    )
