@@ -314,15 +314,10 @@ def pooled(held: dict[str, list], weights: dict[str, float], n_bytes: int) -> li
     return out
 
 
-def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
-    t0 = time.time()
-    dc, srcs = cfg["data"], cfg["data"]["sources"]
-    tok, tok_info = tokenizer_for(cfg, out)
-    tok_sha = sha256_file(out / "tokenizer.json")
-    log.info("tokenizer: vocab %d (%s)", tok.vocab_size, tok_info)
-
+def _prepare_each(cfg: dict, tok: BPETokenizer, tok_sha: str, out: Path) -> tuple[dict, dict, dict, dict]:
+    """Every source in turn (prepare_source): its shards' manifest entry, held-out rows, function pool, rows read."""
     shards, held, fn_pool, read = {}, {}, {}, {}
-    for name, spec in srcs.items():
+    for name, spec in cfg["data"]["sources"].items():
         t = time.time()
         r = prepare_source(name, spec, cfg, tok, tok_sha, out)
         idx = r["index"]
@@ -346,8 +341,11 @@ def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
             len(idx["files"]),
             idx["n_tokens"] / max(1e-9, time.time() - t),
         )
+    return shards, held, fn_pool, read
 
-    # a cell that would repeat a source past max_epochs is refused now, before any training
+
+def _refuse_repeats(cfg: dict, shards: dict) -> None:
+    """A cell that would repeat a source past max_epochs is refused now, before any training."""
     width = cfg["model"]["seq_len"] + 1
     n_seqs = {k: sum(f["n_tokens"] // width for f in v["files"]) for k, v in shards.items()}
     cells, _ = plan.build(cfg)
@@ -359,7 +357,10 @@ def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
             + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
         )
 
-    ev = dc["eval"]
+
+def _eval_sets(dc: dict, held: dict, fn_pool: dict) -> tuple[dict, dict]:
+    """The validation sets (rows by name) and their metric entries: per source, per role's mix, code functions."""
+    srcs, ev = dc["sources"], dc["eval"]
     eval_sets, metrics = {}, {}
     for name in srcs:
         eval_sets[f"text_{name}"] = held[name]
@@ -374,6 +375,19 @@ def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
     if fns:
         eval_sets["code_fn"] = fns
         metrics["code_fn"] = {"file": "code_fn.jsonl", "skill": "code", "kind": "code_fn"}
+    return eval_sets, metrics
+
+
+def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
+    """The configured sources' data folder: tokenizer, every source's shards, validation sets, manifest last."""
+    t0 = time.time()
+    dc, srcs = cfg["data"], cfg["data"]["sources"]
+    tok, tok_info = tokenizer_for(cfg, out)
+    tok_sha = sha256_file(out / "tokenizer.json")
+    log.info("tokenizer: vocab %d (%s)", tok.vocab_size, tok_info)
+    shards, held, fn_pool, read = _prepare_each(cfg, tok, tok_sha, out)
+    _refuse_repeats(cfg, shards)
+    eval_sets, metrics = _eval_sets(dc, held, fn_pool)
     evals = {k: common.write_jsonl(out / "eval" / f"{k}.jsonl", v) for k, v in eval_sets.items()}
 
     manifest = {
