@@ -82,6 +82,66 @@ def legacy_hash(dc: dict) -> str:
     return digest(legacy_view(dc))
 
 
+def _train_tokenizer(dc: dict, know: list[corpora.Doc], code: list[corpora.Doc], out: Path) -> BPETokenizer:
+    """The study's tokenizer, trained on a fixed sample of training documents and saved as tokenizer.json."""
+    tok = BPETokenizer.train(
+        tokenizer_sample(know, code, dc["tokenizer"]["sample_bytes"], dc["seed"]),
+        dc["tokenizer"]["vocab_size"],
+    )
+    with common.atomic_path(out / "tokenizer.json") as tmp:
+        tok.save(tmp)
+    log.info("tokenizer: vocab %d", tok.vocab_size)
+    return tok
+
+
+def _write_shards(
+    out: Path,
+    tok: BPETokenizer,
+    wiki_train: list[corpora.Doc],
+    fact_docs: list[corpora.Doc],
+    code_train: list[corpora.Doc],
+    kc: dict,
+    seed: int,
+) -> tuple[list[corpora.Doc], dict]:
+    """The knowledge and code shards with their metadata files; the knowledge documents, facts repeated."""
+    # Facts are repeated so they make up `facts_share` of the knowledge stream: capacity can
+    # only bind if each fact is seen many times (DESIGN.md, "Measured at tiny scale").
+    fact_tokens = sum(len(x) + 1 for x in tok.encode_batch([d.text for d in fact_docs]))
+    wiki_tokens = sum(len(x) + 1 for x in tok.encode_batch([d.text for d in wiki_train]))
+    share = kc["facts_share"]
+    repeats = max(1, math.ceil(share * wiki_tokens / ((1 - share) * fact_tokens))) if share > 0 else 0
+    know_docs = wiki_train + [corpora.Doc(f"{d.id}#r{r}", d.text) for r in range(repeats) for d in fact_docs]
+    shards = {
+        "knowledge": write_shard(out / "shards" / "knowledge.bin", know_docs, tok, seed),
+        "code": write_shard(out / "shards" / "code.bin", code_train, tok, seed),
+    }
+    shards["knowledge"].update(
+        fact_repeats=repeats,
+        fact_docs=len(fact_docs),
+        fact_token_share=repeats * fact_tokens / shards["knowledge"]["n_tokens"],
+    )
+    for name, meta in shards.items():
+        common.write_json(out / "shards" / f"{name}.json", meta)
+    return know_docs, shards
+
+
+def _eval_sets(ev: dict, facts, wiki_held: list[corpora.Doc], code_held: list[corpora.Doc], seed: int) -> dict:
+    """The four held-out evaluation sets; an empty one is refused."""
+    eval_sets = {
+        "knowledge_qa": corpora.knowledge_qa_items(facts, ev["knowledge_qa_items"], seed),
+        "code_fn": corpora.code_fn_items(code_held, ev["code_fn_items"], seed),
+        "knowledge_text": corpora.text_sample(wiki_held, ev["text_bytes"], seed),
+        "code_text": corpora.text_sample(code_held, ev["text_bytes"], seed),
+    }
+    for name, rows in eval_sets.items():
+        if not rows:
+            raise corpora.DataError(
+                f"eval set {name} is empty: too few held-out documents; raise data.heldout_fraction,"
+                " data.code.max_bytes or data.knowledge.n_facts"
+            )
+    return eval_sets
+
+
 def prepare_embedded(cfg: dict, out: Path) -> dict:
     """The embedded corpora's data folder (data.sources null): two shards and four eval sets."""
     t0 = time.time()
@@ -110,46 +170,9 @@ def prepare_embedded(cfg: dict, out: Path) -> dict:
         len(code_held),
     )
 
-    tok = BPETokenizer.train(
-        tokenizer_sample(wiki_train + fact_docs, code_train, dc["tokenizer"]["sample_bytes"], seed),
-        dc["tokenizer"]["vocab_size"],
-    )
-    with common.atomic_path(out / "tokenizer.json") as tmp:
-        tok.save(tmp)
-    log.info("tokenizer: vocab %d", tok.vocab_size)
-
-    # Facts are repeated so they make up `facts_share` of the knowledge stream: capacity can
-    # only bind if each fact is seen many times (DESIGN.md, "Measured at tiny scale").
-    fact_tokens = sum(len(x) + 1 for x in tok.encode_batch([d.text for d in fact_docs]))
-    wiki_tokens = sum(len(x) + 1 for x in tok.encode_batch([d.text for d in wiki_train]))
-    share = kc["facts_share"]
-    repeats = max(1, math.ceil(share * wiki_tokens / ((1 - share) * fact_tokens))) if share > 0 else 0
-    know_docs = wiki_train + [corpora.Doc(f"{d.id}#r{r}", d.text) for r in range(repeats) for d in fact_docs]
-    shards = {
-        "knowledge": write_shard(out / "shards" / "knowledge.bin", know_docs, tok, seed),
-        "code": write_shard(out / "shards" / "code.bin", code_train, tok, seed),
-    }
-    shards["knowledge"].update(
-        fact_repeats=repeats,
-        fact_docs=len(fact_docs),
-        fact_token_share=repeats * fact_tokens / shards["knowledge"]["n_tokens"],
-    )
-    for name, meta in shards.items():
-        common.write_json(out / "shards" / f"{name}.json", meta)
-
-    ev = dc["eval"]
-    eval_sets = {
-        "knowledge_qa": corpora.knowledge_qa_items(facts, ev["knowledge_qa_items"], seed),
-        "code_fn": corpora.code_fn_items(code_held, ev["code_fn_items"], seed),
-        "knowledge_text": corpora.text_sample(wiki_held, ev["text_bytes"], seed),
-        "code_text": corpora.text_sample(code_held, ev["text_bytes"], seed),
-    }
-    for name, rows in eval_sets.items():
-        if not rows:
-            raise corpora.DataError(
-                f"eval set {name} is empty: too few held-out documents; raise data.heldout_fraction,"
-                " data.code.max_bytes or data.knowledge.n_facts"
-            )
+    tok = _train_tokenizer(dc, wiki_train + fact_docs, code_train, out)
+    know_docs, shards = _write_shards(out, tok, wiki_train, fact_docs, code_train, kc, seed)
+    eval_sets = _eval_sets(dc["eval"], facts, wiki_held, code_held, seed)
     check_no_leakage(know_docs + code_train, eval_sets, facts)
     evals = {k: common.write_jsonl(out / "eval" / f"{k}.jsonl", v) for k, v in eval_sets.items()}
 

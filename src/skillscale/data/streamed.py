@@ -118,19 +118,25 @@ def tokenizer_for(cfg: dict, out: Path) -> tuple[BPETokenizer, dict]:
     return tok, {"trained_on_bytes": sum(len(t.encode()) for t in texts), "sample": sample}
 
 
-def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha: str, out: Path) -> dict:
-    dc = cfg["data"]
-    frac, seed = dc["heldout_fraction"], dc["seed"]
-    fp = digest(
+def _fingerprint(spec: dict, dc: dict, tok_sha: str) -> str:
+    """What a source's shard files depend on: a resume is taken only where it matches."""
+    return digest(
         {
             "spec": spec,
-            "seed": seed,
-            "heldout_fraction": frac,
+            "seed": dc["seed"],
+            "heldout_fraction": dc["heldout_fraction"],
             "tokenizer": tok_sha,
             "shard_tokens": dc["shard_tokens"],
             "text_bytes": dc["eval"]["text_bytes"],
         }
     )
+
+
+def _open_writer(
+    name: str, spec: dict, dc: dict, tok: BPETokenizer, tok_sha: str, out: Path
+) -> tuple[ShardWriter, dict, bool]:
+    """The source's shard writer and held-out state, resumed from a killed run where the fingerprint matches."""
+    fp = _fingerprint(spec, dc, tok_sha)
     w = ShardWriter(out / "shards" / name, dtype_for(tok.vocab_size), tok.eos_id, dc["shard_tokens"], fp)
     extra = w.state["extra"] or {"held": [], "held_bytes": 0, "fn_pool": [], "fn_bytes": 0, "rows_filtered": 0}
     train_done = bool(extra.get("train_done"))
@@ -142,42 +148,56 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
             len(w.state["files"]),
             " (training pass done: only the held-out pass is read again)" if train_done else "",
         )
-    separate = bool(spec.get("heldout_split") or spec.get("heldout_files"))
-    texts, pending, n_rows, done = [], 0, w.resumed_rows, False
-    max_docs, max_tok = spec.get("max_documents"), spec.get("max_tokens")
-    want_fn = spec["role"] == "code"
-    # a chunk holds fewer tokens than a shard file (a byte-level token is >= 1 byte), so files
-    # close at chunk ends (where progress can be recorded) with between 1x and 2x shard_tokens
-    chunk_bytes = min(CHUNK_BYTES, dc["shard_tokens"])
-    n_taken = w.n_docs  # training documents read so far (the writer lags by the chunk in flight)
+    return w, extra, train_done
 
-    def keep_heldout(row):
-        if extra["held_bytes"] < dc["eval"]["text_bytes"]:
-            text = row.text[:HELD_CUT]
-            extra["held"].append({"id": row.id, "text": text})
-            extra["held_bytes"] += len(text.encode())
-        if want_fn and extra["fn_bytes"] < FN_POOL_BYTES:
-            extra["fn_pool"].append({"id": row.id, "text": row.text})
-            extra["fn_bytes"] += len(row.text.encode())
 
-    # encode_batch runs in a worker thread (it releases the GIL and fans out over the
-    # tokenizer's thread pool) while this one reads and splits the next chunk's rows
-    pool = ThreadPoolExecutor(1)
-    inflight = []  # at most one chunk: (future ids, texts, their bytes, rows consumed, held-out so far)
+def _snapshot(extra: dict) -> dict:
+    """The held-out state with its lists copied, for a progress record that later rows must not change."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in extra.items()}
 
-    def complete():
-        nonlocal done
-        if not inflight:
+
+def _keep_heldout(extra: dict, row, text_bytes: int, want_fn: bool) -> None:
+    """One held-out row into the validation text (up to text_bytes) and, for a code source, the function pool."""
+    if extra["held_bytes"] < text_bytes:
+        text = row.text[:HELD_CUT]
+        extra["held"].append({"id": row.id, "text": text})
+        extra["held_bytes"] += len(text.encode())
+    if want_fn and extra["fn_bytes"] < FN_POOL_BYTES:
+        extra["fn_pool"].append({"id": row.id, "text": row.text})
+        extra["fn_bytes"] += len(row.text.encode())
+
+
+class _ChunkEncoder:
+    """The training pass's chunks into the shard writer, whole documents up to max_tokens.
+
+    encode_batch runs in a worker thread (it releases the GIL and fans out over the
+    tokenizer's thread pool) while the reader reads and splits the next chunk's rows."""
+
+    def __init__(self, w: ShardWriter, tok: BPETokenizer, extra: dict, max_tok: int | None):
+        self.w, self.tok, self.extra, self.max_tok = w, tok, extra, max_tok
+        self.texts, self.pending, self.done = [], 0, False  # the chunk being read; done: a cap was reached
+        self.pool = ThreadPoolExecutor(1)
+        self.inflight = []  # at most one chunk: (future ids, texts, their bytes, rows consumed, held-out so far)
+
+    def add(self, text: str) -> None:
+        """One training document into the chunk being read."""
+        self.texts.append(text)
+        self.pending += len(text.encode())
+
+    def complete(self) -> None:
+        """The chunk in flight, once encoded, into the writer (cut at max_tokens)."""
+        if not self.inflight:
             return
-        fut, chunk, nbytes, rows_done, snapshot = inflight.pop()
+        fut, chunk, nbytes, rows_done, snapshot = self.inflight.pop()
         ids = fut.result()
-        if done and max_tok is not None and w.n_tokens >= max_tok:
+        w, max_tok = self.w, self.max_tok
+        if self.done and max_tok is not None and w.n_tokens >= max_tok:
             return  # the cap was reached by the chunk before
         if max_tok is not None:  # whole documents up to the cap
             room, keep = max_tok - w.n_tokens, 0
             for x in ids:
                 if room <= 0:
-                    done = True
+                    self.done = True
                     break
                 room -= len(x) + 1
                 keep += 1
@@ -187,54 +207,80 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
             nbytes = sum(len(t.encode()) for t in chunk)
         w.add(ids, nbytes, rows_done, snapshot)
 
-    def flush(rows_done):
-        nonlocal texts, pending
-        fut = pool.submit(tok.encode_batch, texts)
-        complete()
+    def flush(self, rows_done: int) -> None:
+        """The chunk read so far off to the worker thread; the one before it into the writer."""
+        fut = self.pool.submit(self.tok.encode_batch, self.texts)
+        self.complete()
         # what a resume from after this chunk must know: the held-out rows read so far
-        snapshot = {k: list(v) if isinstance(v, list) else v for k, v in extra.items()}
-        inflight.append((fut, texts, pending, rows_done, snapshot))
-        texts, pending = [], 0
+        self.inflight.append((fut, self.texts, self.pending, rows_done, _snapshot(self.extra)))
+        self.texts, self.pending = [], 0
 
+
+def _training_pass(
+    name: str, spec: dict, dc: dict, tok: BPETokenizer, w: ShardWriter, extra: dict, want_fn: bool
+) -> int:
+    """The rows after the resume point: training documents into shard files, held-out ones kept; the rows read."""
+    max_docs = spec.get("max_documents")
+    # a chunk holds fewer tokens than a shard file (a byte-level token is >= 1 byte), so files
+    # close at chunk ends (where progress can be recorded) with between 1x and 2x shard_tokens
+    chunk_bytes = min(CHUNK_BYTES, dc["shard_tokens"])
+    n_rows = w.resumed_rows
+    n_taken = w.n_docs  # training documents read so far (the writer lags by the chunk in flight)
+    enc = _ChunkEncoder(w, tok, extra, spec.get("max_tokens"))
+    for n_rows, row in sources.rows(name, spec, dc["heldout_fraction"], dc["seed"], skip=w.resumed_rows):
+        if row is None:
+            extra["rows_filtered"] += 1
+            continue
+        if row.heldout:
+            _keep_heldout(extra, row, dc["eval"]["text_bytes"], want_fn)
+            continue
+        enc.add(row.text)
+        n_taken += 1
+        if max_docs is not None and n_taken >= max_docs:
+            enc.done = True
+        if enc.pending >= chunk_bytes or len(enc.texts) >= CHUNK_DOCS or enc.done:
+            enc.flush(n_rows)
+        if enc.done:
+            break
+    if enc.texts:
+        enc.flush(n_rows)
+    enc.complete()
+    enc.pool.shutdown()
+    return n_rows
+
+
+def _heldout_pass(
+    name: str, spec: dict, dc: dict, w: ShardWriter, extra: dict, n_rows: int, train_done: bool, want_fn: bool
+) -> None:
+    """A separate held-out split or files: read after the training pass, as far as the validation sets need."""
+    # the training pass is recorded as finished (its last shard file closed), so that a run
+    # killed in the held-out pass resumes here and reads only that pass again: it stops
+    # once data.eval.text_bytes of held-out text (and a code source's functions) are kept
+    if not train_done:
+        w.checkpoint(n_rows, _snapshot(extra) | {"train_done": True})
+    for _, row in sources.rows(name, spec, dc["heldout_fraction"], dc["seed"], heldout_part=True):
+        if row is not None:
+            _keep_heldout(extra, row, dc["eval"]["text_bytes"], want_fn)
+        if extra["held_bytes"] >= dc["eval"]["text_bytes"] and (not want_fn or extra["fn_bytes"] >= FN_POOL_BYTES):
+            break
+
+
+def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha: str, out: Path) -> dict:
+    """One source's shard files (resumable) and held-out rows, in one pass (two with a separate held-out split)."""
+    dc = cfg["data"]
+    frac = dc["heldout_fraction"]
+    w, extra, train_done = _open_writer(name, spec, dc, tok, tok_sha, out)
+    want_fn = spec["role"] == "code"
+    n_rows = w.resumed_rows
     if not train_done:  # (a run killed in the held-out pass resumes after the training pass)
-        for n_rows, row in sources.rows(name, spec, frac, seed, skip=w.resumed_rows):
-            if row is None:
-                extra["rows_filtered"] += 1
-                continue
-            if row.heldout:
-                keep_heldout(row)
-                continue
-            texts.append(row.text)
-            pending += len(row.text.encode())
-            n_taken += 1
-            if max_docs is not None and n_taken >= max_docs:
-                done = True
-            if pending >= chunk_bytes or len(texts) >= CHUNK_DOCS or done:
-                flush(n_rows)
-            if done:
-                break
-        if texts:
-            flush(n_rows)
-        complete()
-    pool.shutdown()
+        n_rows = _training_pass(name, spec, dc, tok, w, extra, want_fn)
     if w.n_docs == 0:
         raise DataError(
             f"{sources.key(name)}: no training document after {n_rows:,} rows"
             f" ({extra['rows_filtered']:,} filtered out by filters/min_chars/empty text); tried " + describe(spec)
         )
-    if separate:
-        # the training pass is recorded as finished (its last shard file closed), so that a run
-        # killed in the held-out pass resumes here and reads only that pass again: it stops
-        # once data.eval.text_bytes of held-out text (and a code source's functions) are kept
-        if not train_done:
-            w.checkpoint(
-                n_rows, {k: list(v) if isinstance(v, list) else v for k, v in extra.items()} | {"train_done": True}
-            )
-        for _, row in sources.rows(name, spec, frac, seed, heldout_part=True):
-            if row is not None:
-                keep_heldout(row)
-            if extra["held_bytes"] >= dc["eval"]["text_bytes"] and (not want_fn or extra["fn_bytes"] >= FN_POOL_BYTES):
-                break
+    if spec.get("heldout_split") or spec.get("heldout_files"):
+        _heldout_pass(name, spec, dc, w, extra, n_rows, train_done, want_fn)
     if not extra["held"]:
         raise DataError(
             f"{sources.key(name)}: no document was held out of {w.n_docs:,} training ones"
@@ -268,15 +314,10 @@ def pooled(held: dict[str, list], weights: dict[str, float], n_bytes: int) -> li
     return out
 
 
-def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
-    t0 = time.time()
-    dc, srcs = cfg["data"], cfg["data"]["sources"]
-    tok, tok_info = tokenizer_for(cfg, out)
-    tok_sha = sha256_file(out / "tokenizer.json")
-    log.info("tokenizer: vocab %d (%s)", tok.vocab_size, tok_info)
-
+def _prepare_each(cfg: dict, tok: BPETokenizer, tok_sha: str, out: Path) -> tuple[dict, dict, dict, dict]:
+    """Every source in turn (prepare_source): its shards' manifest entry, held-out rows, function pool, rows read."""
     shards, held, fn_pool, read = {}, {}, {}, {}
-    for name, spec in srcs.items():
+    for name, spec in cfg["data"]["sources"].items():
         t = time.time()
         r = prepare_source(name, spec, cfg, tok, tok_sha, out)
         idx = r["index"]
@@ -300,8 +341,11 @@ def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
             len(idx["files"]),
             idx["n_tokens"] / max(1e-9, time.time() - t),
         )
+    return shards, held, fn_pool, read
 
-    # a cell that would repeat a source past max_epochs is refused now, before any training
+
+def _refuse_repeats(cfg: dict, shards: dict) -> None:
+    """A cell that would repeat a source past max_epochs is refused now, before any training."""
     width = cfg["model"]["seq_len"] + 1
     n_seqs = {k: sum(f["n_tokens"] // width for f in v["files"]) for k, v in shards.items()}
     cells, _ = plan.build(cfg)
@@ -313,7 +357,10 @@ def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
             + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
         )
 
-    ev = dc["eval"]
+
+def _eval_sets(dc: dict, held: dict, fn_pool: dict) -> tuple[dict, dict]:
+    """The validation sets (rows by name) and their metric entries: per source, per role's mix, code functions."""
+    srcs, ev = dc["sources"], dc["eval"]
     eval_sets, metrics = {}, {}
     for name in srcs:
         eval_sets[f"text_{name}"] = held[name]
@@ -328,6 +375,19 @@ def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
     if fns:
         eval_sets["code_fn"] = fns
         metrics["code_fn"] = {"file": "code_fn.jsonl", "skill": "code", "kind": "code_fn"}
+    return eval_sets, metrics
+
+
+def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
+    """The configured sources' data folder: tokenizer, every source's shards, validation sets, manifest last."""
+    t0 = time.time()
+    dc, srcs = cfg["data"], cfg["data"]["sources"]
+    tok, tok_info = tokenizer_for(cfg, out)
+    tok_sha = sha256_file(out / "tokenizer.json")
+    log.info("tokenizer: vocab %d (%s)", tok.vocab_size, tok_info)
+    shards, held, fn_pool, read = _prepare_each(cfg, tok, tok_sha, out)
+    _refuse_repeats(cfg, shards)
+    eval_sets, metrics = _eval_sets(dc, held, fn_pool)
     evals = {k: common.write_jsonl(out / "eval" / f"{k}.jsonl", v) for k, v in eval_sets.items()}
 
     manifest = {

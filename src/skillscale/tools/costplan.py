@@ -137,17 +137,10 @@ def harness_seconds() -> float:
         return time.perf_counter() - t0
 
 
-def estimate(
-    cfg: dict, threads: int, jobs: int | None = None, flops_per_second: float | None = None
-) -> tuple[pd.DataFrame, dict]:
-    """One row per piece of work of the plan (each cell's training, a cooldown under WSD, and
-    its evaluation; the trunks under WSD) with estimated seconds: calibrated on this
-    machine, or at a stated throughput (flops_per_second; a forward pass is a third of a
-    training step's FLOPs)."""
-    cells, _ = plan.build(cfg)
+def _rates(cfg: dict, cells, threads: int, jobs: int, flops_per_second: float | None) -> tuple[dict, dict, float]:
+    """Training and evaluation tokens/s per size, stated or measured here, and the side-by-side slowdown applied."""
     rates = stated_rates(cfg, cells, flops_per_second) if flops_per_second else {}
     eval_rates = {k: 3 * v for k, v in rates.items()}
-    jobs = jobs or max(1, (os.cpu_count() or 1) // threads)
     slowdown = 1.0
     if not flops_per_second:
         for c in cells:
@@ -159,9 +152,13 @@ def estimate(
             slowdown = side_by_side_slowdown(cfg, mid.shape(cfg), threads, jobs)
             rates = {k: v / slowdown for k, v in rates.items()}
             eval_rates = {k: v / slowdown for k, v in eval_rates.items()}
+    return rates, eval_rates, slowdown
+
+
+def _work_rows(cfg: dict, cells, rates: dict, eval_rates: dict, harness: float, n_eval_tokens: float) -> list[dict]:
+    """The plan's pieces of work with their FLOPs and seconds: each cell's training and evaluation, then the trunks."""
     tokens_per_step = cfg["train"]["batch_size"] * cfg["model"]["seq_len"]
     wsd = cfg["train"]["schedule"] == "wsd"
-    harness, n_eval_tokens = harness_seconds(), eval_tokens(cfg)
     rows = []
     for c in cells:
         steps = plan.cooldown_steps(cfg, c.steps) if wsd else c.steps
@@ -210,7 +207,21 @@ def estimate(
                     "seconds": r.steps * tokens_per_step / rates[r.size],
                 }
             )
-    df = pd.DataFrame(rows)
+    return rows
+
+
+def estimate(
+    cfg: dict, threads: int, jobs: int | None = None, flops_per_second: float | None = None
+) -> tuple[pd.DataFrame, dict]:
+    """One row per piece of work of the plan (each cell's training, a cooldown under WSD, and
+    its evaluation; the trunks under WSD) with estimated seconds: calibrated on this
+    machine, or at a stated throughput (flops_per_second; a forward pass is a third of a
+    training step's FLOPs)."""
+    cells, _ = plan.build(cfg)
+    jobs = jobs or max(1, (os.cpu_count() or 1) // threads)
+    rates, eval_rates, slowdown = _rates(cfg, cells, threads, jobs, flops_per_second)
+    harness, n_eval_tokens = harness_seconds(), eval_tokens(cfg)
+    df = pd.DataFrame(_work_rows(cfg, cells, rates, eval_rates, harness, n_eval_tokens))
     startup = job_startup_seconds()
     units = job_units(cfg, cells, df.groupby("process").seconds.sum() + startup, on_gpu=bool(flops_per_second))
     summary = {
