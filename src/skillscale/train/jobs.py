@@ -63,7 +63,11 @@ def train_cell(
     resume = resume or out / "resume.pt"
     branch, warmup, lr = _schedule(cfg, cell, peak, trunk_dir, trunk_warmup)
     job = Job(cell.cell, shape, cell.code_frac, cell.seed, cell.steps, lr, fingerprint(cfg, manifest, cell.cell), peak)
-    if branch and not _resumable(resume, job.fingerprint):  # start the cooldown at the trunk's state
+    from_branch = branch and not _resumable(resume, job.fingerprint)  # start the cooldown at the trunk's state
+    # every rank decides before rank 0 writes the resume checkpoint: a slower rank that looked
+    # after the write would skip the branch (and its barrier), and the ranks would deadlock
+    distributed.world().barrier()
+    if from_branch:
         _start_cooldown(cfg, manifest, cell, job, trunk_dir, branch, warmup, resume)
     res = run(job, cfg, data_dir, resume, threads)
     world = distributed.world()
