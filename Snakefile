@@ -43,6 +43,8 @@ TRUNK_JOB_FLOPS = {k: S.job_flops(k) for k in RUN}
 # study trained before the rename, read where it is so that none of its jobs reruns)
 TRUNKS = f"{R}/{S.trunks_dir}"
 TRUNK_RECORD = study.trunk_record_name(S.trunks_dir)
+for moved in study.move_renamed_tables(R):
+    print(moved, file=sys.stderr)
 if WSD and S.trunks_dir == study.LEGACY_TRUNKS:
     print(
         f"{TRUNKS}/: trunk jobs of a study trained before 'stable' was renamed 'trunk'; read where they are",

@@ -147,7 +147,7 @@ EXPECTED_COLUMNS = {
     },
     "parametric": {"code_frac", "metric", "E", "alpha", "beta", "a_opt", "a_opt_lo", "a_opt_hi", "n_opt_top", "status"},
     "claims": {"claim", "part", "rule", "n_groups", "n_for", "n_against", "verdict"},
-    "precision": {"statistic", "n", "median", "min", "max", "excluding_0", "status"},
+    "certainty": {"statistic", "n", "median", "min", "max", "excluding_0", "status"},
 }
 
 

@@ -20,6 +20,21 @@ from skillscale.data.corpora import QUESTIONS
 # (skillscale 0.1, commit d331592 and earlier) have stable/<run>/stable.json: such a folder
 # is read where it is, so that their jobs keep their outputs and nothing reruns.
 TRUNKS, LEGACY_TRUNKS = "trunks", "stable"
+# Tables renamed since then (old name -> new), moved once where found: analyze's other
+# outputs and its inputs are unchanged, so an analysed study still plans nothing.
+RENAMED_TABLES = {"precision": "certainty"}
+
+
+def move_renamed_tables(root: str | Path) -> list[str]:
+    """Give a results folder's tables their current names; one message per file moved."""
+    tables, moved = Path(root) / "tables", []
+    for old, new in RENAMED_TABLES.items():
+        for ext in ("csv", "md", "tex"):
+            src, dst = tables / f"{old}.{ext}", tables / f"{new}.{ext}"
+            if src.exists() and not dst.exists():
+                src.rename(dst)  # keeps its mtime: the table is as new as before
+                moved.append(f"{src} -> {dst.name} (renamed table)")
+    return moved
 
 
 def validate(cfg: dict | None, source: str = "config") -> dict:

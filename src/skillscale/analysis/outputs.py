@@ -18,7 +18,7 @@ TABLES = {
     "heldout_prediction": "Held-out budget: fit on all budgets but the largest, predict the largest",
     "parametric": "Approach 3: L(N, D) = E + A/N^alpha + B/D^beta per code fraction x skill metric",
     "claims": "Verdict per claim and part: groups whose interval is for / against the claim (docs/claims.md)",
-    "precision": (
+    "certainty": (
         "How sure the answers are: N* interval ratio, exponent interval width, claim-2 differences excluding 0"
     ),
 }

@@ -255,8 +255,8 @@ def parametric(t: dict, extra: dict) -> list[str]:
     return L + [""]
 
 
-def precision(t: dict, extra: dict) -> list[str]:
-    p = t["precision"]
+def certainty(t: dict, extra: dict) -> list[str]:
+    p = t["certainty"]
     L = ["## How sure the answers are", ""]
     if "statistic" not in p.columns:
         return L + [f"Not available: {p['status'].iloc[0]}", ""]
@@ -268,10 +268,10 @@ def precision(t: dict, extra: dict) -> list[str]:
             if r.n
             else f"- {r.statistic}: {r.status}"
         )
-    return L + ["", "(see precision.csv)", ""]
+    return L + ["", "(see certainty.csv)", ""]
 
 
-SECTIONS = (top_budget, claim1, claim2, claim3, heldout, parametric, precision)
+SECTIONS = (top_budget, claim1, claim2, claim3, heldout, parametric, certainty)
 
 
 def markdown(tables: dict, extra: dict, info: dict) -> str:

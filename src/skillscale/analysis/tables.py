@@ -260,7 +260,7 @@ def _failed_table(name: str, e: Exception) -> pd.DataFrame:
     return pd.DataFrame([{"status": f"failed: {name}: {type(e).__name__}: {e}"}])
 
 
-def precision_table(t: dict) -> pd.DataFrame:
+def certainty_table(t: dict) -> pd.DataFrame:
     """How sure the study's answers are, one row per statistic, read from the other tables:
     the N* interval ratio hi/lo of every interior optimum, the interval width a_hi - a_lo of
     every power-law exponent, and the knowledge-minus-code slope differences at the
@@ -393,5 +393,5 @@ def build_tables(cells: pd.DataFrame, cfg: dict) -> dict:
         "parametric", lambda: parametric_table(usable, min(n_boot, PARAMETRIC_MAX_BOOT), ci, c_top)
     )
     t["claims"] = section("claims", lambda: claims.verdicts(t))
-    t["precision"] = section("precision", lambda: precision_table(t))
+    t["certainty"] = section("certainty", lambda: certainty_table(t))
     return {"tables": t, "extra": extra}

@@ -5,7 +5,7 @@
 A design is `sizes_per_budget x seeds` on the study's own budgets, code fractions and
 ladder. For each one this simulates cells and runs them through the study's analysis (the
 IsoFLOP optima, power laws and claim-2 slopes of `tables.build_tables`), reporting the
-median over replicates of the precision table's statistics, next to the design's wall time
+median over replicates of the certainty table's statistics, next to the design's wall time
 on this study's machine:
 
 - truth: per (code fraction, metric, budget), the parabola in ln N through the study's cells;
@@ -18,7 +18,7 @@ on this study's machine:
   `--cores` jobs side by side, plus the data and analysis jobs as the study logged them.
 
 The first row, the study's own design simulated, is its check: it should read as the
-study's measured tables/precision.csv, which is printed under it.
+study's measured tables/certainty.csv, which is printed under it.
 """
 
 from __future__ import annotations
@@ -139,12 +139,12 @@ def simulate(cells, truth: dict, sd: dict, rho: dict, skills: dict, rng) -> pd.D
     return pd.DataFrame(rows)
 
 
-def precision(cells: pd.DataFrame, cfg: dict) -> dict:
-    """The precision table's three statistics (and interior optima) of `cells`: the study's
+def certainty(cells: pd.DataFrame, cfg: dict) -> dict:
+    """The certainty table's three statistics (and interior optima) of `cells`: the study's
     own IsoFLOP, power-law and datamix-slope fits, without the tables nobody reads here."""
     sc = tables.isoflop_tables(cells.rename(columns={"value": "loss"}), cfg["fit"])
     slopes, _ = tables.datamix_table(cells, sc.scaling, cfg, tables.reference_compute(cells["budget"].unique()))
-    p = tables.precision_table({"optima": sc.optima, "scaling": sc.scaling, "datamix_slopes": slopes})
+    p = tables.certainty_table({"optima": sc.optima, "scaling": sc.scaling, "datamix_slopes": slopes})
     p = p.set_index("statistic")
     return {
         "n_opt_ratio": p.loc["n_opt_interval_ratio", "median"],
@@ -194,7 +194,7 @@ def compare(
         dc = design_config(cfg, sizes, seeds)
         planned, _ = plan.build(dc)
         rng = np.random.default_rng(seed)
-        st = pd.DataFrame([precision(simulate(planned, truth, sd, rho, skills, rng), dc) for _ in range(reps)])
+        st = pd.DataFrame([certainty(simulate(planned, truth, sd, rho, skills, rng), dc) for _ in range(reps)])
         rows.append(
             {
                 "design": f"{sizes} sizes x {seeds} seed{'s' if seeds > 1 else ''}",
@@ -253,7 +253,7 @@ def run(a) -> int:
     )
     print(f"{a.reps} simulated studies per design, medians; minutes on {a.cores} cores at this study's rates\n")
     print(out.round(3).to_string(index=False))
-    measured = a.study / "tables" / "precision.csv"
+    measured = a.study / "tables" / "certainty.csv"
     if measured.exists():
         m = pd.read_csv(measured)
         print(
