@@ -371,7 +371,7 @@ def test_a_preparation_failing_in_the_heldout_pass_resumes_there_and_matches_an_
     whole = data.prepare(cfg, tmp_path / "whole")
     # the held-out file breaks after the training pass has been read: the preparation fails there
     held.write_text('{"id": 1, "text": "fine"}\n{not json\n' + good)
-    with pytest.raises(ValueError):  # pyarrow's ArrowInvalid: a JSON parse error
+    with pytest.raises(DataError, match=r"data.sources.wiki: \S+wiki.jsonl, line 2 \(byte 26\): not valid JSON"):
         data.prepare(cfg, tmp_path / "failed")
     assert not (tmp_path / "failed" / "manifest.json").exists()
     with pytest.raises(FileNotFoundError, match="index.json"):  # nothing training would trust
