@@ -41,18 +41,19 @@ class Bad:
 
     reason: str
     file: str
-    where: str  # "line 3 (byte 120)", "byte 128", "row 7", or "" for the whole file
-    detail: str
+    where: str  # "line 3 (byte 120)", "byte 128", "row index 7", or "" for the whole file
+    detail: str  # what was found; "{key}" stands for the source's key (data.sources.<name>)
 
     def message(self, name: str) -> str:
         at = f"{self.file}, {self.where}" if self.where else self.file
         return (
-            f"data.sources.{name}: {at}: {self.detail}; set data.sources.{name}.on_bad: skip"
-            " (or data.on_bad: skip for every source) to skip such rows and files and count them in the manifest"
+            f"data.sources.{name}: {at}: {self.detail.replace('{key}', f'data.sources.{name}')};"
+            f" set data.sources.{name}.on_bad: skip (or data.on_bad: skip for every source)"
+            " to skip such rows and files and count them in the manifest"
         )
 
-    def example(self) -> dict:
-        return asdict(self)
+    def example(self, name: str) -> dict:
+        return asdict(self) | {"detail": self.detail.replace("{key}", f"data.sources.{name}")}
 
 
 def policy(spec: dict) -> str:
@@ -64,12 +65,12 @@ def empty_report() -> dict:
     return {"skipped": 0, "counts": {}, "examples": []}
 
 
-def record(report: dict, bad: Bad) -> None:
+def record(report: dict, bad: Bad, name: str) -> None:
     """Count one skipped item into a source's report (kept in the resumable progress record)."""
     report["skipped"] += 1
     report["counts"][bad.reason] = report["counts"].get(bad.reason, 0) + 1
     if len(report["examples"]) < N_EXAMPLES:
-        report["examples"].append(bad.example())
+        report["examples"].append(bad.example(name))
 
 
 def refuse_recorded(name: str, spec: dict, report: dict) -> None:

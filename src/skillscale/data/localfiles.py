@@ -11,7 +11,8 @@ non-blank JSON line, a parquet row, a text file, or a file that is bad as a whol
 unreadable, wrong column type), whether the item is good or bad, so a resumed run counts
 exactly as a fresh one did.
 
-Items: `(row, file, unit, position)` for a row, with row a dict of fields, or `badrows.Bad`.
+Items: `(row, file, where)` for a row, with row a dict of fields and where e.g. "line 3
+(byte 120)", or `badrows.Bad`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def _decode(data: bytes, enc: str, file: str, where: str, base: int) -> str | Ba
     """The text of `data` (starting at byte `base` of the file), or why it is bad."""
     ascii_nul = _ascii_compatible(enc)
     if ascii_nul and (i := data.find(b"\x00")) >= 0:
-        return Bad("nul_byte", file, where or f"byte {base + i}", f"NUL byte at byte {base + i} (a binary file?)")
+        return Bad("nul_byte", file, where or f"byte {base + i}", "a NUL byte (a binary file?)")
     try:
         text = data.decode(enc)
     except UnicodeDecodeError as e:
@@ -50,17 +51,17 @@ def _decode(data: bytes, enc: str, file: str, where: str, base: int) -> str | Ba
             "undecodable",
             file,
             where or f"byte {at}",
-            f"byte 0x{data[e.start]:02x} at byte {at} does not decode as {enc}"
-            " (set the source's encoding if its files have another)",
+            f"byte 0x{data[e.start]:02x} does not decode as {enc} (set {{key}}.encoding if the files have another)",
         )
     if not ascii_nul and (i := text.find("\x00")) >= 0:
         at = base + len(text[:i].encode(enc))
-        return Bad("nul_byte", file, where or f"byte {at}", f"NUL character at byte {at} (a binary file?)")
+        return Bad("nul_byte", file, where or f"byte {at}", "a NUL character (a binary file?)")
     return text
 
 
 def _too_long(file: str, where: str, n: int, limit: int) -> Bad:
-    return Bad("too_long", file, where, f"{n:,} bytes, over max_row_bytes={limit:,} (a data dump or minified file?)")
+    why = f"{n:,} bytes, over {{key}}.max_row_bytes={limit:,} (a data dump or minified file?)"
+    return Bad("too_long", file, where, why)
 
 
 def _lines(f, limit: int) -> Iterator[tuple[int, int, bytes | int]]:
@@ -110,7 +111,7 @@ def _json_rows(file: str, enc: str, limit: int, skip: int):
             if not isinstance(row, dict):
                 yield Bad("not_an_object", file, where, f"a JSON {type(row).__name__}, not an object of fields")
                 continue
-            yield row, file, "line", no
+            yield row, file, where
     if n == 0:
         return (yield from _past([Bad("empty_file", file, "", "an empty file (no JSON line)")], skip))
     return n
@@ -131,7 +132,7 @@ def _json_array(file: str, data: bytes, enc: str) -> Iterator:
         yield Bad("empty_file", file, "", "an empty JSON array")
     for i, row in enumerate(rows):
         if isinstance(row, dict):
-            yield row, file, "element", i
+            yield row, file, f"element {i}"
         else:
             yield Bad("not_an_object", file, f"element {i}", f"a JSON {type(row).__name__}, not an object of fields")
 
@@ -150,7 +151,7 @@ def _text_file(file: str, enc: str, limit: int) -> Iterator:
     if isinstance(text, Bad):
         yield text
         return
-    yield {"text": text.replace("\r\n", "\n").replace("\r", "\n")}, file, "", 0
+    yield {"text": text.replace("\r\n", "\n").replace("\r", "\n")}, file, ""
 
 
 def _parquet_rows(file: str, spec: dict, fields: list[str] | None, skip: int):
@@ -171,7 +172,7 @@ def _parquet_rows(file: str, spec: dict, fields: list[str] | None, skip: int):
     if not spec.get("template") and tf in schema.names:
         t = schema.field(tf).type
         if not (pa.types.is_string(t) or pa.types.is_large_string(t) or str(t) == "string_view"):
-            bad = Bad("column_type", file, "", f"column {tf!r} is {t}, not a string (text_field)")
+            bad = Bad("column_type", file, "", f"column {tf!r} ({{key}}.text_field) is {t}, not a string")
             return (yield from _past([bad], skip))
     cols = [c for c in fields if c in schema.names] if fields is not None else None
     n = 0
@@ -184,7 +185,7 @@ def _parquet_rows(file: str, spec: dict, fields: list[str] | None, skip: int):
             data = batch.slice(first).to_pydict()
             keys = list(data)
             for i, vals in enumerate(zip(*data.values())):
-                yield dict(zip(keys, vals)), file, "row index", n + first + i
+                yield dict(zip(keys, vals)), file, f"row index {n + first + i}"
             n += batch.num_rows
     except Exception as e:  # a torn page: the rest of the file is one bad item
         bad = Bad("unreadable", file, f"row index {n}", f"stops reading: {type(e).__name__}: {e}")

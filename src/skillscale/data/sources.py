@@ -183,7 +183,7 @@ def _check_fields(name: str, spec: dict, columns: list[str]) -> None:
 
 
 def _hub_items(name: str, spec: dict, heldout: bool, fields: list[str] | None, skip: int) -> Iterator:
-    """A hub source's rows from row `skip` on, as (row, where, "row", row number): read as Arrow
+    """A hub source's rows from row `skip` on, as (row, the datasets call, "row N"): read as Arrow
     batches, only the fields the documents need become Python objects (a real corpus has
     many more: url, date, scores...); rows before `skip` are sliced off unconverted. A
     failure inside `datasets` (a file it cannot read) stops here, naming the source, the
@@ -212,7 +212,7 @@ def _hub_items(name: str, spec: dict, heldout: bool, fields: list[str] | None, s
         cols = {f: table.column(f).to_pylist() for f in names}
         for vals in zip(*cols.values()) if cols else [()] * table.num_rows:
             n += 1
-            yield dict(zip(names, vals)), where, "row", n
+            yield dict(zip(names, vals)), where, f"row {n}"
 
 
 def _first_checked(name: str, spec: dict, its: Iterator) -> Iterator:
@@ -241,22 +241,23 @@ def _row_text(row: dict, spec: dict, roots: list[str] | None) -> str | tuple[str
     if tmpl:
         for f in roots or []:
             if f not in row:
-                return "text_missing", f"no field {f!r} (template)"
+                return "text_missing", f"no field {f!r} ({{key}}.template)"
             if row[f] is None:
-                return "text_null", f"field {f!r} is null (template)"
+                return "text_null", f"field {f!r} ({{key}}.template) is null"
         try:
             return tmpl.format_map(row)
         except (KeyError, IndexError, AttributeError, ValueError, TypeError) as e:
-            return "template", f"the template does not format this row: {type(e).__name__}: {e}"
+            return "template", f"{{key}}.template does not format this row: {type(e).__name__}: {e}"
     tf = spec.get("text_field", "text")
     v = row.get(tf, MISSING)
     if isinstance(v, str):
         return v
     if v is MISSING:
-        return "text_missing", f"no field {tf!r} (text_field)"
+        return "text_missing", f"no field {tf!r} ({{key}}.text_field)"
     if v is None:
-        return "text_null", f"field {tf!r} (text_field) is null"
-    return "text_not_string", f"field {tf!r} (text_field) is a {type(v).__name__} ({str(v)[:40]!r}), not a string"
+        return "text_null", f"field {tf!r} ({{key}}.text_field) is null"
+    what = f"{str(v)[:40]!r} of type {type(v).__name__}"
+    return "text_not_string", f"field {tf!r} ({{key}}.text_field) is {what}, not a string"
 
 
 def _documents(name: str, spec: dict, its: Iterator) -> Iterator[tuple[str, str] | Bad | None]:
@@ -268,15 +269,14 @@ def _documents(name: str, spec: dict, its: Iterator) -> Iterator[tuple[str, str]
     stop = badrows.policy(spec) == "error"
     for it in _first_checked(name, spec, its):
         if not isinstance(it, Bad):
-            row, file, unit, pos = it
+            row, file, where = it
             text = _row_text(row, spec, roots)
-            where = f"{unit} {pos}" if unit else ""
             if not isinstance(text, str):
                 it = Bad(text[0], file, where, text[1])
             elif (i := text.find("\x00")) >= 0:
                 it = Bad("nul_byte", file, where, f"NUL character at character {i} of the text (a binary file?)")
             elif len(text) * 4 > limit and (n := len(text.encode())) > limit:
-                it = Bad("too_long", file, where, f"a text of {n:,} bytes, over max_row_bytes={limit:,}")
+                it = Bad("too_long", file, where, f"a text of {n:,} bytes, over {{key}}.max_row_bytes={limit:,}")
         if isinstance(it, Bad):
             if stop:
                 raise DataError(it.message(name))

@@ -241,7 +241,7 @@ def _training_pass(
             extra["rows_filtered"] += 1
             continue
         if isinstance(row, Bad):
-            badrows.record(extra["bad"], row)
+            badrows.record(extra["bad"], row, name)
             continue
         if row.heldout:
             _keep_heldout(extra, row, dc["eval"]["text_bytes"], want_fn)
@@ -272,7 +272,7 @@ def _heldout_pass(
         w.checkpoint(n_rows, _snapshot(extra) | {"train_done": True})
     for _, row in sources.rows(name, spec, dc["heldout_fraction"], dc["seed"], heldout_part=True):
         if isinstance(row, Bad):
-            badrows.record(extra["bad"], row)
+            badrows.record(extra["bad"], row, name)
         elif row is not None:
             _keep_heldout(extra, row, dc["eval"]["text_bytes"], want_fn)
         if extra["held_bytes"] >= dc["eval"]["text_bytes"] and (not want_fn or extra["fn_bytes"] >= FN_POOL_BYTES):
