@@ -129,6 +129,25 @@ def test_provenance_names_every_source_file_and_shard(study):
     assert len(know) and all(set(str(f).split(",")) <= {"0.6", "0.2"} for f in know.fractions)
 
 
+@pytest.mark.workflow
+def test_claim1_counts_only_metrics_independent_of_the_ape(study):
+    """knowledge_text pools text_wiki, code_text is text_stdlib (the one code source): claim 1
+    counts neither, only code_fn and the benchmarks, and the summary says which and why."""
+    _, r = study
+    ape = pd.read_csv(r / "tables" / "ape_residuals.csv")
+    use = ape.groupby("metric")[["in_aggregate", "claim1_counts", "claim1_note"]].first()
+    parts = ["knowledge_text", "code_text", "text_wiki", "text_stdlib"]
+    assert use.in_aggregate[parts].all() and not use.claim1_counts[parts].any()
+    counted = set(use.index[use.claim1_counts])
+    assert counted and all(m == "code_fn" or m.startswith("bench:") for m in counted), counted
+    assert "pooled into code_text" in use.claim1_note["text_stdlib"]
+    rules = pd.read_csv(r / "tables" / "claims.csv").query("claim.str.startswith('1') and part != 'all'").rule
+    listed = {m for rule in rules for m in rule.rsplit("(", 1)[1].rstrip(")").split(", ")} - {"none"}
+    assert listed == counted & set(ape[ape.skill.isin(["knowledge", "code"])].metric)
+    summary = (r / "tables" / "summary.md").read_text()
+    assert "Metrics claim 1 counts: " in summary and "- text_stdlib: not counted: pooled into code_text" in summary
+
+
 # -- bad input: refused before any training, naming the key ----------------------------------
 def base_cfg(tmp_path: Path, **sources_over) -> dict:
     samplecorpora.write(tmp_path / "corpora", wiki_docs=400, code_bytes=200_000)
