@@ -52,7 +52,8 @@ def claim1_use(
     for m in sorted(metrics):
         if skills.get(m) not in SKILLS and m not in parts:
             out[m] = (False, False, f"not counted: its skill ({skills.get(m)}) is neither knowledge nor code")
-        elif m in parts:
+            continue
+        if m in parts:
             out[m] = (True, False, f"not counted: {parts[m]}")
             continue
         twin = next((p for p in sorted(parts) if p in vals and m in vals and _same(vals[m], vals[p])), None)

@@ -164,7 +164,10 @@ def _claim1_metrics(a: pd.DataFrame) -> list[str]:
         return []
     notes = a.dropna(subset=["metric"]).groupby("metric")["claim1_note"].first()
     used = [m for m, n in notes.items() if str(n).startswith("counted")]
-    out = [f"Metrics claim 1 counts: {', '.join(used) or 'none'} (each independent of the APE, counted once)."]
+    out = [
+        f"Metrics claim 1 counts: {', '.join(used) or 'none'} (each independent of the APE, counted once;"
+        " a group counts where both its optimum and the APE's are interior)."
+    ]
     out += [f"- {m}: {n}" for m, n in notes.items() if m not in used]
     return out + [""]
 

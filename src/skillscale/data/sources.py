@@ -274,7 +274,7 @@ def _documents(name: str, spec: dict, its: Iterator) -> Iterator[tuple[str, str]
             if not isinstance(text, str):
                 it = Bad(text[0], file, where, text[1])
             elif (i := text.find("\x00")) >= 0:
-                it = Bad("nul_byte", file, where, f"NUL character at character {i} of the text (a binary file?)")
+                it = Bad("nul_byte", file, where, f"a NUL character at character {i} of the text (a binary file?)")
             elif len(text) * 4 > limit and (n := len(text.encode())) > limit:
                 it = Bad("too_long", file, where, f"a text of {n:,} bytes, over {{key}}.max_row_bytes={limit:,}")
         if isinstance(it, Bad):

@@ -124,10 +124,11 @@ def _fingerprint(spec: dict, dc: dict, tok_sha: str) -> str:
     """What a source's shard files depend on: a resume is taken only where it matches.
 
     Not on_bad: the files written before a preparation stopped at a bad item under `error`
-    are what `skip` writes too (nothing bad came before), so switching to skip resumes."""
+    are what `skip` writes too (nothing bad came before), so switching to skip resumes; nor
+    aggregate, which decides only which validation set a source's held-out text joins."""
     return digest(
         {
-            "spec": {k: v for k, v in spec.items() if k != "on_bad"},
+            "spec": {k: v for k, v in spec.items() if k not in ("on_bad", "aggregate")},
             "seed": dc["seed"],
             "heldout_fraction": dc["heldout_fraction"],
             "tokenizer": tok_sha,
@@ -291,7 +292,8 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
     if w.n_docs == 0:
         raise DataError(
             f"{sources.key(name)}: no training document after {n_rows:,} rows"
-            f" ({extra['rows_filtered']:,} filtered out by filters/min_chars/empty text); tried " + describe(spec)
+            f" ({extra['rows_filtered']:,} filtered out by filters/min_chars/empty text,"
+            f" {extra['bad']['skipped']:,} bad items skipped); tried " + describe(spec)
         )
     if spec.get("heldout_split") or spec.get("heldout_files"):
         _heldout_pass(name, spec, dc, w, extra, n_rows, train_done, want_fn)
