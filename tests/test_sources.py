@@ -222,6 +222,19 @@ def test_hub_source_while_offline_is_refused(tmp_path, monkeypatch):
     refused(tmp_path, raw, "data.sources.fineweb", "HuggingFaceFW/fineweb-edu", "HF_HUB_OFFLINE")
 
 
+def test_a_source_with_aggregate_false_is_scored_but_not_pooled(tmp_path):
+    raw = base_cfg(tmp_path)
+    raw["data"]["sources"]["manual"] = dict(raw["data"]["sources"]["wiki"], aggregate=False)
+    m = data.prepare(studymod.validate(raw), tmp_path / "pooled")
+    ev = tmp_path / "pooled" / "eval"
+    assert m["metrics"]["text_manual"]["skill"] == "knowledge" and (ev / "text_manual.jsonl").read_text()
+    # knowledge_text pools wiki alone (its file equals text_wiki's), not manual's held-out text
+    assert (ev / "knowledge_text.jsonl").read_text() == (ev / "text_wiki.jsonl").read_text()
+    refused(tmp_path, base_cfg(tmp_path, stdlib={"aggregate": False}), "every code source (stdlib) has aggregate")
+    refused(tmp_path, base_cfg(tmp_path, web={"aggregate": False}), "data.sources.web.aggregate")
+    refused(tmp_path, base_cfg(tmp_path, web={"encoding": "klingon"}), "data.sources.web.encoding", "'klingon'")
+
+
 def test_shares_that_do_not_add_up_and_a_role_without_source_are_refused(tmp_path):
     refused(tmp_path, base_cfg(tmp_path, web={"share": 0.5}), "mix.code_fractions", "exceed 1")
     refused(tmp_path, base_cfg(tmp_path, stdlib=None), "no source has role: code")
