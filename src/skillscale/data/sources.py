@@ -3,15 +3,20 @@
 A source is one of
   kind: hf        a Hugging Face dataset: datasets.load_dataset(path, name, split=..., revision=...,
                   data_files=..., streaming=...)
-  kind: files     local jsonl / parquet / text globs through the same loaders
-                  (datasets.load_dataset('json' | 'parquet' | 'text', data_files=...); text files are
-                  one document per file)
+  kind: files     local jsonl / parquet / text globs, read by localfiles (not datasets' builders,
+                  so that a bad file or row is found where it is); text files are one document
+                  per file
   kind: embedded  one of the packaged corpora (corpus: wiki | stdlib), as plain documents
 
 Rows become documents by `text_field` or `template` (str.format over the row's fields), are
 kept by `filters` (field -> allowed values) and `min_chars`, and are held out by a hash of
 their id (`id_field`, or the text itself) exactly as the embedded corpora are, or taken
 from `heldout_split` / `heldout_files`. Nothing is read into a list: the rows stream.
+
+A row whose text field is missing, null or not a string, holds a NUL or is over
+max_row_bytes, and a file that is bad as a whole (localfiles), is bad input: under the
+source's `on_bad` rule it stops the preparation with one message or is skipped and counted
+(badrows).
 """
 
 from __future__ import annotations
