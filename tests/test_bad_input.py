@@ -190,3 +190,20 @@ def test_a_hub_source_names_bad_rows_and_a_file_datasets_cannot_read(tmp_path):
     (folder / "train.jsonl").write_text('{"text": "fine"}\n{broken\n')
     with pytest.raises(DataError, match=r"data.sources.h: datasets.load_dataset\(.*\) stopped after 0 rows"):
         rows_of(spec | {"on_bad": "skip"}, "h")
+
+
+def test_a_resumed_preparation_under_error_refuses_what_an_earlier_skip_run_skipped(corpora, tmp_path):
+    root, dirty, _ = corpora
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps({"id": i, "text": f"held-out document {i} " * 20}) + "\n" for i in range(50)))
+    cfg = cfg_for(root, {"wiki": dirty["wiki"], "stdlib": [], "web": []}, on_bad="skip", small=True)
+    cfg["data"]["sources"]["wiki"]["heldout_files"] = str(held)
+    held.rename(tmp_path / "away.jsonl")  # gone after validation: the held-out pass fails, training pass recorded
+    with pytest.raises(DataError, match="heldout_files"):
+        data.prepare(cfg, tmp_path / "data")
+    (tmp_path / "away.jsonl").rename(held)
+    cfg["data"]["on_bad"] = "error"  # resumed after the training pass, which skipped the bad parquet file
+    with pytest.raises(DataError, match=r"numbers.parquet: .*string \(an earlier run of this preparation skipped it"):
+        data.prepare(cfg, tmp_path / "data")
+    cfg["data"]["on_bad"] = "skip"
+    assert data.prepare(cfg, tmp_path / "data")["sources"]["wiki"]["bad"]["counts"] == {"column_type": 1}

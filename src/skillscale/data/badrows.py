@@ -44,10 +44,10 @@ class Bad:
     where: str  # "line 3 (byte 120)", "byte 128", "row index 7", or "" for the whole file
     detail: str  # what was found; "{key}" stands for the source's key (data.sources.<name>)
 
-    def message(self, name: str) -> str:
+    def message(self, name: str, note: str = "") -> str:
         at = f"{self.file}, {self.where}" if self.where else self.file
         return (
-            f"data.sources.{name}: {at}: {self.detail.replace('{key}', f'data.sources.{name}')};"
+            f"data.sources.{name}: {at}: {self.detail.replace('{key}', f'data.sources.{name}')}{note};"
             f" set data.sources.{name}.on_bad: skip (or data.on_bad: skip for every source)"
             " to skip such rows and files and count them in the manifest"
         )
@@ -76,11 +76,8 @@ def record(report: dict, bad: Bad, name: str) -> None:
 def refuse_recorded(name: str, spec: dict, report: dict) -> None:
     """A resumed preparation under `error` whose earlier run skipped items: stop as `error` would have."""
     if policy(spec) == "error" and report.get("skipped"):
-        ex = report["examples"][0]
-        raise DataError(
-            Bad(**ex).message(name)
-            + f" (an earlier run of this preparation skipped {report['skipped']} bad items under on_bad: skip)"
-        )
+        note = f" (an earlier run of this preparation skipped it and {report['skipped'] - 1} more under on_bad: skip)"
+        raise DataError(Bad(**report["examples"][0]).message(name, note))
 
 
 def summary(report: dict) -> str:
