@@ -208,12 +208,18 @@ def items(spec: dict, files: list[str], fmt: str, fields: list[str] | None, skip
     where the format allows: a text file is one item without being read)."""
     enc, limit = spec.get("encoding") or "utf-8", spec.get("max_row_bytes") or MAX_ROW_BYTES
     for file in files:
-        if fmt == "text":
+        try:
+            if fmt == "text":
+                if skip:
+                    skip -= 1
+                    continue
+                yield from _text_file(file, enc, limit)
+            elif fmt == "parquet":
+                skip = max(0, skip - (yield from _parquet_rows(file, spec, fields, skip)))
+            else:
+                skip = max(0, skip - (yield from _json_rows(file, enc, limit, skip)))
+        except OSError as e:  # gone or unreadable since the glob (permissions, a broken disk): one bad item
             if skip:
                 skip -= 1
                 continue
-            yield from _text_file(file, enc, limit)
-        elif fmt == "parquet":
-            skip = max(0, skip - (yield from _parquet_rows(file, spec, fields, skip)))
-        else:
-            skip = max(0, skip - (yield from _json_rows(file, enc, limit, skip)))
+            yield Bad("unreadable", file, "", f"cannot be read: {type(e).__name__}: {e}")
