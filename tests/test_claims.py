@@ -65,7 +65,7 @@ def make_cells(metrics, sizes=7, spread=1.6, noise=0.002, seed=0):
     return pd.DataFrame(rows)
 
 
-def judge(cells, n_boot=60):
+def judge(cells, n_boot=60, sources=None, ape=None):
     """The three tables the claims read, built as `skillscale analyze` builds them."""
     kw = dict(n_boot=n_boot, seed=0, ci=0.9)
     usable = cells.rename(columns={"value": "loss"})
@@ -75,7 +75,7 @@ def judge(cells, n_boot=60):
     per.insert(2, "basis", "budget")
     ref, _ = tables.datamix_at_reference(sc.scaling, c_ref, n_boot, 0.9)
     t = dict(
-        ape_residuals=skills.ape_residuals(cells, w=tables.APE_W, **kw),
+        ape_residuals=skills.ape_residuals(cells, w=tables.APE_W, sources=sources, **kw) if ape is None else ape,
         datamix_slopes=pd.concat([per, ref], ignore_index=True),
         validation_composition_summary=skills.validation_composition(cells, ws=(0, 0.5, 1), **kw).summary,
     )
@@ -104,6 +104,40 @@ def test_claim1_ignores_the_aggregate_components():
     # components, opposite by construction) would "support" the claim, and they do not count.
     v = judge(make_cells(world(knowledge_qa=dict(offset=0.0), code_fn=dict(offset=0.0))))
     assert v[("1", "all")] != claims.SUPPORTED
+
+
+def test_claim1_counts_no_pooled_source_text_and_no_metric_twice():
+    # Configured sources: knowledge_text pools text_wiki and text_news, code_text is the one
+    # code source's text (text_stdlib, the same values under another name); text_manual has
+    # aggregate: false. The benchmarks sit on the APE's optimum, so only the pooled text
+    # would "support" the claim; bench:copy repeats code_fn in every cell.
+    w = world(knowledge_qa=dict(offset=0.0), code_fn=dict(offset=0.0))
+    w |= {"text_wiki": TRUE["knowledge_text"], "text_news": TRUE["knowledge_text"], "text_manual": w["knowledge_qa"]}
+    cells = make_cells(w)
+    twin = {"text_stdlib": "code_text", "bench:copy": "code_fn"}
+    cells = pd.concat([cells] + [cells[cells.metric == m].assign(metric=t) for t, m in twin.items()])
+    srcs = {
+        "wiki": {"role": "knowledge"},
+        "news": {"role": "knowledge", "aggregate": True},
+        "manual": {"role": "knowledge", "aggregate": False},
+        "stdlib": {"role": "code"},
+    }
+    ape = skills.ape_residuals(cells, w=tables.APE_W, sources=srcs, n_boot=60, seed=0, ci=0.9)
+    use = ape.groupby("metric")[["in_aggregate", "claim1_counts", "claim1_note"]].first()
+    # of two metrics equal in every cell, the first by name counts
+    assert sorted(use.index[use.claim1_counts]) == ["bench:copy", "knowledge_qa", "text_manual"]
+    assert use.in_aggregate[["knowledge_text", "code_text", "text_wiki", "text_news", "text_stdlib"]].all()
+    assert "pooled into knowledge_text" in use.claim1_note["text_wiki"]
+    assert "identical to bench:copy" in use.claim1_note["code_fn"] and not use.in_aggregate["code_fn"]
+    know, code = claims.claim1(ape)
+    assert know.rule.endswith("(knowledge_qa, text_manual)") and code.rule.endswith("(bench:copy)")
+    assert (know.n_groups, code.n_groups) == (24, 12)  # 12 code fraction x budget groups per metric
+    # the pooled texts, counted as before, would have carried the knowledge part
+    old = claims.claim1(ape.assign(claim1_counts=~ape.metric.isin(["knowledge_text", "code_text"])))[0]
+    assert old.n_for > 3 * know.n_for and know.verdict != claims.SUPPORTED
+    # without the config, a metric equal to an APE part in every cell is still that part
+    bare = skills.ape_residuals(cells, w=tables.APE_W, n_boot=10, seed=0, ci=0.9).groupby("metric").first()
+    assert bare.in_aggregate["text_stdlib"] and "identical to code_text" in bare.claim1_note["text_stdlib"]
 
 
 def test_claim2_shrinking_optima_are_contradicted():

@@ -129,6 +129,26 @@ def test_provenance_names_every_source_file_and_shard(study):
     assert len(know) and all(set(str(f).split(",")) <= {"0.6", "0.2"} for f in know.fractions)
 
 
+@pytest.mark.workflow
+def test_claim1_counts_only_metrics_independent_of_the_ape(study):
+    """knowledge_text pools text_wiki, code_text is text_stdlib (the one code source): claim 1
+    counts neither, only code_fn and the benchmarks, and the summary says which and why."""
+    _, r = study
+    ape = pd.read_csv(r / "tables" / "ape_residuals.csv")
+    use = ape.groupby("metric")[["in_aggregate", "claim1_counts", "claim1_note"]].first()
+    parts = ["knowledge_text", "code_text", "text_wiki", "text_stdlib"]
+    assert use.in_aggregate[parts].all() and not use.claim1_counts[parts].any()
+    counted = set(use.index[use.claim1_counts])
+    assert counted and all(m == "code_fn" or m.startswith("bench:") for m in counted), counted
+    assert "pooled into code_text" in use.claim1_note["text_stdlib"]
+    assert not use.claim1_counts["text_web"] and "neither knowledge nor code" in use.claim1_note["text_web"]
+    rules = pd.read_csv(r / "tables" / "claims.csv").query("claim.str.startswith('1') and part != 'all'").rule
+    listed = {m for rule in rules for m in rule.rsplit("(", 1)[1].rstrip(")").split(", ")} - {"none"}
+    assert listed == counted & set(ape[ape.status == "ok"].metric)  # (the rule lists those with interior optima)
+    summary = (r / "tables" / "summary.md").read_text()
+    assert "Metrics claim 1 counts: " in summary and "- text_stdlib: not counted: pooled into code_text" in summary
+
+
 # -- bad input: refused before any training, naming the key ----------------------------------
 def base_cfg(tmp_path: Path, **sources_over) -> dict:
     samplecorpora.write(tmp_path / "corpora", wiki_docs=400, code_bytes=200_000)
@@ -200,6 +220,19 @@ def test_hub_source_while_offline_is_refused(tmp_path, monkeypatch):
         fineweb={"role": "knowledge", "kind": "hf", "path": "HuggingFaceFW/fineweb-edu", "name": "sample-10BT"},
     )
     refused(tmp_path, raw, "data.sources.fineweb", "HuggingFaceFW/fineweb-edu", "HF_HUB_OFFLINE")
+
+
+def test_a_source_with_aggregate_false_is_scored_but_not_pooled(tmp_path):
+    raw = base_cfg(tmp_path)
+    raw["data"]["sources"]["manual"] = dict(raw["data"]["sources"]["wiki"], aggregate=False)
+    m = data.prepare(studymod.validate(raw), tmp_path / "pooled")
+    ev = tmp_path / "pooled" / "eval"
+    assert m["metrics"]["text_manual"]["skill"] == "knowledge" and (ev / "text_manual.jsonl").read_text()
+    # knowledge_text pools wiki alone (its file equals text_wiki's), not manual's held-out text
+    assert (ev / "knowledge_text.jsonl").read_text() == (ev / "text_wiki.jsonl").read_text()
+    refused(tmp_path, base_cfg(tmp_path, stdlib={"aggregate": False}), "every code source (stdlib) has aggregate")
+    refused(tmp_path, base_cfg(tmp_path, web={"aggregate": False}), "data.sources.web.aggregate")
+    refused(tmp_path, base_cfg(tmp_path, web={"encoding": "klingon"}), "data.sources.web.encoding", "'klingon'")
 
 
 def test_shares_that_do_not_add_up_and_a_role_without_source_are_refused(tmp_path):
@@ -371,7 +404,7 @@ def test_a_preparation_failing_in_the_heldout_pass_resumes_there_and_matches_an_
     whole = data.prepare(cfg, tmp_path / "whole")
     # the held-out file breaks after the training pass has been read: the preparation fails there
     held.write_text('{"id": 1, "text": "fine"}\n{not json\n' + good)
-    with pytest.raises(ValueError):  # pyarrow's ArrowInvalid: a JSON parse error
+    with pytest.raises(DataError, match=r"data.sources.wiki: \S+wiki.jsonl, line 2 \(byte 26\): not valid JSON"):
         data.prepare(cfg, tmp_path / "failed")
     assert not (tmp_path / "failed" / "manifest.json").exists()
     with pytest.raises(FileNotFoundError, match="index.json"):  # nothing training would trust

@@ -145,7 +145,9 @@ def claim1(ape: pd.DataFrame) -> list[Part]:
     if "residual" not in ape.columns:
         return [Part(CLAIM1, s, "no APE table", 0, 0, 0, 0, UNDECIDED) for s in ("knowledge", "code")]
     a = _ok(ape)
-    if "in_aggregate" in a.columns:
+    if "claim1_counts" in a.columns:  # independent of the APE, each once (apeparts.claim1_use)
+        a = a[a["claim1_counts"].astype(str).str.lower().isin(["true", "1"])]
+    elif "in_aggregate" in a.columns:  # a table written before claim1_counts existed
         a = a[~a["in_aggregate"].astype(str).str.lower().isin(["true", "1"])]
     out = []
     for skill, side, word in (("knowledge", 1, "> 0"), ("code", -1, "< 0")):

@@ -62,6 +62,7 @@ class IncompleteStudy(RuntimeError):
 # Long free-text columns stay in the CSV and Markdown; the LaTeX table is for a paper.
 TEX_DROP = {
     "note",
+    "claim1_note",
     "excluded_cells",
     "n_opt_by_fraction",
     "fractions",

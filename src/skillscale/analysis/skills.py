@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from skillscale.analysis import fit
+from skillscale.analysis import apeparts, fit
 from skillscale.data.mixing import shares
 
 CELL_COLUMNS = (
@@ -169,6 +169,7 @@ def ape_residuals(
     seed: int = 0,
     ci: float = 0.9,
     window: float | None = None,
+    sources: dict | None = None,
 ) -> pd.DataFrame:
     """ln N*(skill metric) - ln N*(validation mix w), per code_frac x budget x metric.
 
@@ -176,9 +177,12 @@ def ape_residuals(
     mix, the quantity a practitioner would pick N* by. Positive residual: the skill wants a
     bigger model than the aggregate picks (capacity-hungry); negative: data-hungry. The
     interval is a paired bootstrap over cells (both optima refitted on the same resample).
-    `in_aggregate` marks the two metrics the mix is built from: their residuals oppose
-    each other by construction (the mix's optimum lies between theirs), so they are no
-    evidence about the skills and claim 1 leaves them out. `hungry` is "capacity" / "data"
+    `in_aggregate` marks the metrics the mix is built from (the two text metrics, and on
+    configured `sources` every source's text pooled into them, or any metric equal to one of
+    them in every cell): their residuals oppose each other by construction (the mix's
+    optimum lies between theirs), so they are no evidence about the skills and claim 1
+    leaves them out; `claim1_counts` and `claim1_note` say which metrics it counts and why
+    (apeparts.claim1_use: metrics identical in every cell count once). `hungry` is "capacity" / "data"
     when the interval excludes 0, else "undetermined". A row with an edge optimum (either
     side) has status "edge: ..." and no residual (an edge vertex is no estimate).
     `metrics` defaults to every metric of the cells.
@@ -190,6 +194,8 @@ def ape_residuals(
     mix = validation_mix(usable, w, knowledge_metric, code_metric)
     wide = _wide(usable)
     wide = wide.merge(mix[["cell", "value"]].rename(columns={"value": MIX}), on="cell", how="left")
+    parts = apeparts.components(sources, knowledge_metric, code_metric)
+    use = apeparts.claim1_use(wide, metrics, parts, {m: _skill_of(m, skills) for m in metrics})
     rng = np.random.default_rng(seed)
     rows = []
     for (cf, b), g in wide.groupby(["code_frac", "budget"], sort=True):
@@ -204,7 +210,9 @@ def ape_residuals(
                 metric=m,
                 skill=_skill_of(m, skills),
                 w=w,
-                in_aggregate=m in (knowledge_metric, code_metric),
+                in_aggregate=use[m][0],
+                claim1_counts=use[m][1],
+                claim1_note=use[m][2],
                 n_cells=len(g),
                 excluded_cells=",".join(exg.get((cf, b), [])),
             )
@@ -224,6 +232,8 @@ _APE_COLUMNS = [  # ape_residuals' columns, in order
     "skill",
     "w",
     "in_aggregate",
+    "claim1_counts",
+    "claim1_note",
     "n_opt_skill",
     "n_opt_ape",
     "residual",

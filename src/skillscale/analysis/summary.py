@@ -132,22 +132,44 @@ def claim1(t: dict, extra: dict) -> list[str]:
         "",
         "Residual = ln N*(skill) - ln N*(APE); > 0 capacity-hungry, < 0 data-hungry. Claimed: > 0 for knowledge"
         " metrics, < 0 for code metrics. Only metrics that are not components of the APE count: the APE is"
-        " built from knowledge_text and code_text, so their residuals have opposite signs by construction.",
+        " built from knowledge_text and code_text (on configured sources, the pooled held-out text of every"
+        " knowledge and code source without aggregate: false), so their residuals have opposite signs by"
+        " construction.",
         "",
     ]
     L += _verdict_lines(t["claims"], claimsmod.CLAIM1)
+    L += _claim1_metrics(a)
     ok = _ok(a)
     if "residual" in ok.columns:
         for m, g in ok.groupby("metric"):
             agg = bool(g["in_aggregate"].iloc[0]) if "in_aggregate" in g.columns else False
+            counted = _truth(g["claim1_counts"].iloc[0]) if "claim1_counts" in g.columns else not agg
             L.append(
-                f"- {m} ({g.skill.iloc[0]}{', APE component: not counted' if agg else ''}):"
+                f"- {m} ({g.skill.iloc[0]}{'' if counted else ', not counted'}):"
                 f" {len(g)} interior groups, interval above 0 in {int((g.residual_lo > 0).sum())},"
                 f" below 0 in {int((g.residual_hi < 0).sum())}; median {g.residual.median():+.3f}"
                 f" (N* x{np.exp(g.residual.median()):.2f} of the APE optimum)."
             )
     L.append(f"\nRows: {status_counts(a)} (see ape_residuals.csv).")
     return L + [""]
+
+
+def _truth(v) -> bool:
+    return str(v).strip().lower() in ("true", "1")
+
+
+def _claim1_metrics(a: pd.DataFrame) -> list[str]:
+    """Which metrics claim 1 counted and why, and why the others were left out."""
+    if "claim1_note" not in a.columns:
+        return []
+    notes = a.dropna(subset=["metric"]).groupby("metric")["claim1_note"].first()
+    used = [m for m, n in notes.items() if str(n).startswith("counted")]
+    out = [
+        f"Metrics claim 1 counts: {', '.join(used) or 'none'} (each independent of the APE, counted once;"
+        " a group counts where both its optimum and the APE's are interior)."
+    ]
+    out += [f"- {m}: {n}" for m, n in notes.items() if m not in used]
+    return out + [""]
 
 
 def claim2(t: dict, extra: dict) -> list[str]:

@@ -369,7 +369,8 @@ def build_tables(cells: pd.DataFrame, cfg: dict) -> dict:
         except Exception as e:  # one analysis failing must not lose the others
             return _failed_table(name, e)
 
-    t["ape_residuals"] = section("ape_residuals", lambda: skills.ape_residuals(cells, w=APE_W, **kw))
+    srcs = cfg["data"].get("sources")
+    t["ape_residuals"] = section("ape_residuals", lambda: skills.ape_residuals(cells, w=APE_W, sources=srcs, **kw))
 
     def slopes():
         table, extra["optimum_at_reference"] = datamix_table(cells, sc.scaling, cfg, c_ref)

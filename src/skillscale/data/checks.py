@@ -4,6 +4,7 @@ a pretrained tokenizer that loads, and cells that would repeat a source past max
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 from skillscale import plan
@@ -39,6 +40,23 @@ def config_problems(cfg: dict) -> list[str]:
                         out.append(str(e))
         if s["kind"] != "hf" and s.get("heldout_split"):
             out.append(f"{key(name)}.heldout_split: only for kind: hf (files take heldout_files)")
+        if s.get("encoding"):
+            try:
+                codecs.lookup(s["encoding"])
+            except LookupError:
+                out.append(f"{key(name)}.encoding: {s['encoding']!r} is not a Python codec (e.g. utf-8, latin-1)")
+        if s.get("aggregate") is False and s["role"] not in ("knowledge", "code"):
+            out.append(
+                f"{key(name)}.aggregate: only knowledge and code sources are pooled into the APE"
+                f" (role {s['role']!r}'s text is never pooled)"
+            )
+    for role in ("knowledge", "code"):
+        of_role = [k for k, s in srcs.items() if s["role"] == role]
+        if of_role and not [k for k in of_role if srcs[k].get("aggregate", True)]:
+            out.append(
+                f"data.sources: every {role} source ({', '.join(of_role)}) has aggregate: false, leaving"
+                f" {role}_text (the APE's {role} part) without text; pool at least one"
+            )
     fixed = sum(s["share"] for s in srcs.values() if s.get("share"))
     fracs = cfg["mix"]["code_fractions"]
     roles = {s["role"] for s in srcs.values() if not s.get("share")}

@@ -3,15 +3,20 @@
 A source is one of
   kind: hf        a Hugging Face dataset: datasets.load_dataset(path, name, split=..., revision=...,
                   data_files=..., streaming=...)
-  kind: files     local jsonl / parquet / text globs through the same loaders
-                  (datasets.load_dataset('json' | 'parquet' | 'text', data_files=...); text files are
-                  one document per file)
+  kind: files     local jsonl / parquet / text globs, read by localfiles (not datasets' builders,
+                  so that a bad file or row is found where it is); text files are one document
+                  per file
   kind: embedded  one of the packaged corpora (corpus: wiki | stdlib), as plain documents
 
 Rows become documents by `text_field` or `template` (str.format over the row's fields), are
 kept by `filters` (field -> allowed values) and `min_chars`, and are held out by a hash of
 their id (`id_field`, or the text itself) exactly as the embedded corpora are, or taken
 from `heldout_split` / `heldout_files`. Nothing is read into a list: the rows stream.
+
+A row whose text field is missing, null or not a string, holds a NUL or is over
+max_row_bytes, and a file that is bad as a whole (localfiles), is bad input: under the
+source's `on_bad` rule it stops the preparation with one message or is skipped and counted
+(badrows).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from skillscale.data import corpora
+from skillscale.data import badrows, corpora, localfiles
+from skillscale.data.badrows import Bad
 from skillscale.data.corpora import DataError, is_heldout
 from skillscale.data.datastore import sha256_file
 
@@ -94,34 +100,13 @@ def _without_torch():
 
 
 def _load(name: str, spec: dict, heldout: bool = False):
-    """The datasets IterableDataset (or Dataset) of a source's training or held-out part."""
+    """The datasets IterableDataset (or Dataset) of a hub source's training or held-out split."""
     # deferred: datasets (and pyarrow) take seconds to import: only when a source is read
     import datasets
 
     datasets.disable_progress_bars()
-    if spec["kind"] == "files":
-        files = resolve_files(
-            name, spec["heldout_files"] if heldout else spec["files"], "heldout_files" if heldout else "files"
-        )
-        fmt = file_format(name, spec, files)
-        kw = {"sample_by": "document"} if fmt == "text" else {}
-        tried = f"datasets.load_dataset({fmt!r}, data_files={files[:3]}{'...' if len(files) > 3 else ''})"
-        try:
-            with _without_torch():
-                return datasets.load_dataset(fmt, data_files=files, split="train", streaming=True, **kw)
-        except Exception as e:
-            raise DataError(f"{key(name)}: {tried} failed: {type(e).__name__}: {e}") from None
-    # a Hugging Face dataset
-    split = spec["heldout_split"] if heldout else spec["split"]
-    args = dict(
-        path=spec["path"],
-        name=spec.get("name"),
-        split=split,
-        revision=spec.get("revision"),
-        data_files=spec.get("data_files"),
-        streaming=spec["streaming"],
-    )
-    tried = "datasets.load_dataset(" + ", ".join(f"{k}={v!r}" for k, v in args.items() if v is not None) + ")"
+    args = _hub_args(spec, heldout)
+    tried = _tried(args)
     try:
         with _without_torch():
             return datasets.load_dataset(**{k: v for k, v in args.items() if v is not None})
@@ -130,6 +115,21 @@ def _load(name: str, spec: dict, heldout: bool = False):
         off = offline()
         hint = f" ({off} is set: only datasets already in the cache load offline)" if off else ""
         raise DataError(f"{key(name)}: {tried} failed{hint}: {why}") from None
+
+
+def _tried(args: dict) -> str:
+    return "datasets.load_dataset(" + ", ".join(f"{k}={v!r}" for k, v in args.items() if v is not None) + ")"
+
+
+def _hub_args(spec: dict, heldout: bool) -> dict:
+    return dict(
+        path=spec["path"],
+        name=spec.get("name"),
+        split=spec["heldout_split"] if heldout else spec["split"],
+        revision=spec.get("revision"),
+        data_files=spec.get("data_files"),
+        streaming=spec["streaming"],
+    )
 
 
 def _embedded_docs(name: str, spec: dict):
@@ -142,22 +142,26 @@ def _embedded_docs(name: str, spec: dict):
 
 # rows per Arrow batch read from datasets: few enough that a batch of large documents (code
 # files, one-file-per-document text) stays small; the per-batch cost is negligible at 128
-BATCH_ROWS = 128
+BATCH_ROWS = localfiles.BATCH_ROWS
+MAX_ROW_BYTES = localfiles.MAX_ROW_BYTES
+
+
+def _text_fields(spec: dict) -> list[str] | None:
+    """The fields a document's text is made of (text_field, or the template's); None: a
+    template with positional fields, which str.format reports on the whole row."""
+    if not spec.get("template"):
+        return [spec.get("text_field", "text")]
+    roots = [
+        re.match(r"[^.\[!:]*", f).group() for _, f, _, _ in string.Formatter().parse(spec["template"]) if f is not None
+    ]
+    return None if any(r == "" or r.isdigit() for r in roots) else list(dict.fromkeys(roots))
 
 
 def _fields(spec: dict) -> list[str] | None:
     """The row fields a source's documents need (text or template, id, filters); None: all."""
-    if spec.get("template"):
-        roots = [
-            re.match(r"[^.\[!:]*", f).group()
-            for _, f, _, _ in string.Formatter().parse(spec["template"])
-            if f is not None
-        ]
-        if any(r == "" or r.isdigit() for r in roots):
-            return None  # positional fields: let str.format report them on the whole row
-        text = roots
-    else:
-        text = [spec.get("text_field", "text")]
+    text = _text_fields(spec)
+    if text is None:
+        return None
     out = text + [spec["id_field"]] * bool(spec.get("id_field")) + list(spec.get("filters") or {})
     return list(dict.fromkeys(out))
 
@@ -183,47 +187,112 @@ def _check_fields(name: str, spec: dict, columns: list[str]) -> None:
             raise DataError(f"{key(name)}.filters.{f}: not a field of the rows (fields: {cols})")
 
 
-def _text(v) -> str:
-    return v if isinstance(v, str) else ("" if v is None else str(v))
-
-
-def _documents(name: str, spec: dict, ds, skip: int) -> Iterator[tuple[str, str] | None]:
-    """(id, text) of every row from row `skip` on, or None for a row filtered out.
-
-    The stream is read as Arrow batches and only the fields the documents need become
-    Python objects (a real corpus has many more: url, date, scores...); rows before `skip`
-    are sliced off their batch unconverted."""
-    fields = _fields(spec)
-    tmpl, text_field, id_field = spec.get("template"), spec.get("text_field", "text"), spec.get("id_field")
-    filters, min_chars = _filters(spec), spec.get("min_chars") or 0
+def _hub_items(name: str, spec: dict, heldout: bool, fields: list[str] | None, skip: int) -> Iterator:
+    """A hub source's rows from row `skip` on, as (row, the datasets call, "row N"): read as Arrow
+    batches, only the fields the documents need become Python objects (a real corpus has
+    many more: url, date, scores...); rows before `skip` are sliced off unconverted. A
+    failure inside `datasets` (a file it cannot read) stops here, naming the source, the
+    call and the rows read: on_bad cannot skip what `datasets` does not hand over."""
+    ds, where = _load(name, spec, heldout), _tried(_hub_args(spec, heldout))
     with _without_torch():
-        ds = ds.with_format("arrow")
-    checked = False
-    for table in ds.iter(batch_size=BATCH_ROWS):
+        batches = iter(ds.with_format("arrow").iter(batch_size=BATCH_ROWS))
+    n = 0
+    while True:
+        try:
+            table = next(batches)
+        except StopIteration:
+            return
+        except Exception as e:
+            raise DataError(
+                f"{key(name)}: {where} stopped after {n:,} rows: {type(e).__name__}: {e}"
+                " (on_bad cannot skip a file datasets fails to read; local files read as kind: files"
+                " name the file and line, and on_bad: skip passes them)"
+            ) from None
         if skip >= table.num_rows:
-            skip -= table.num_rows
+            skip, n = skip - table.num_rows, n + table.num_rows
             continue
         if skip:
-            table, skip = table.slice(skip), 0
-        if not checked:
-            _check_fields(name, spec, table.column_names)
-            checked = True
-        cols = {f: table.column(f).to_pylist() for f in (fields if fields is not None else table.column_names)}
-        if tmpl:
-            keys = list(cols)
-            texts = [tmpl.format_map(dict(zip(keys, vals))) for vals in zip(*cols.values())]
-        else:
-            texts = cols[text_field]
-        ids = cols[id_field] if id_field else None
-        for i, text in enumerate(texts):
-            text = _text(text)
-            if not text or len(text) < min_chars or any(cols[f][i] not in ok for f, ok in filters.items()):
-                yield None
-                continue
-            if ids is not None:
-                yield f"{name}:{ids[i]}", text
-            else:  # no id: the text itself (duplicates then fall on the same side of the split)
-                yield f"{name}:" + hashlib.sha1(text.encode("utf-8", "replace")).hexdigest(), text
+            table, n, skip = table.slice(skip), n + skip, 0
+        names = table.column_names if fields is None else [f for f in fields if f in table.column_names]
+        cols = {f: table.column(f).to_pylist() for f in names}
+        for vals in zip(*cols.values()) if cols else [()] * table.num_rows:
+            n += 1
+            yield dict(zip(names, vals)), where, f"row {n}"
+
+
+def _first_checked(name: str, spec: dict, its: Iterator) -> Iterator:
+    """The items, once the fields of the first BATCH_ROWS rows have been checked against the
+    settings (a field no row has is a wrong setting, refused; one some rows lack is a bad row)."""
+    head, seen, n = [], set(), 0
+    for it in its:
+        head.append(it)
+        if not isinstance(it, Bad):
+            seen.update(it[0])
+            n += 1
+            if n >= BATCH_ROWS:
+                break
+    if n:
+        _check_fields(name, spec, list(seen))
+    yield from head
+    yield from its
+
+
+MISSING = object()
+
+
+def _row_text(row: dict, spec: dict, roots: list[str] | None) -> str | tuple[str, str]:
+    """A row's document text, or (reason, what is wrong) for a bad row."""
+    tmpl = spec.get("template")
+    if tmpl:
+        for f in roots or []:
+            if f not in row:
+                return "text_missing", f"no field {f!r} ({{key}}.template)"
+            if row[f] is None:
+                return "text_null", f"field {f!r} ({{key}}.template) is null"
+        try:
+            return tmpl.format_map(row)
+        except (KeyError, IndexError, AttributeError, ValueError, TypeError) as e:
+            return "template", f"{{key}}.template does not format this row: {type(e).__name__}: {e}"
+    tf = spec.get("text_field", "text")
+    v = row.get(tf, MISSING)
+    if isinstance(v, str):
+        return v
+    if v is MISSING:
+        return "text_missing", f"no field {tf!r} ({{key}}.text_field)"
+    if v is None:
+        return "text_null", f"field {tf!r} ({{key}}.text_field) is null"
+    what = f"{str(v)[:40]!r} of type {type(v).__name__}"
+    return "text_not_string", f"field {tf!r} ({{key}}.text_field) is {what}, not a string"
+
+
+def _documents(name: str, spec: dict, its: Iterator) -> Iterator[tuple[str, str] | Bad | None]:
+    """(id, text) of every item, None for a row filtered out, Bad for a bad one under
+    on_bad: skip (under error the first bad one stops here, badrows.Bad.message)."""
+    roots = _text_fields(spec)
+    id_field, limit = spec.get("id_field"), spec.get("max_row_bytes") or MAX_ROW_BYTES
+    filters, min_chars = _filters(spec), spec.get("min_chars") or 0
+    stop = badrows.policy(spec) == "error"
+    for it in _first_checked(name, spec, its):
+        if not isinstance(it, Bad):
+            row, file, where = it
+            text = _row_text(row, spec, roots)
+            if not isinstance(text, str):
+                it = Bad(text[0], file, where, text[1])
+            elif (i := text.find("\x00")) >= 0:
+                it = Bad("nul_byte", file, where, f"a NUL character at character {i} of the text (a binary file?)")
+            elif len(text) * 4 > limit and (n := len(text.encode())) > limit:
+                it = Bad("too_long", file, where, f"a text of {n:,} bytes, over {{key}}.max_row_bytes={limit:,}")
+        if isinstance(it, Bad):
+            if stop:
+                raise DataError(it.message(name))
+            yield it
+            continue
+        if not text or len(text) < min_chars or any(row.get(f) not in ok for f, ok in filters.items()):
+            yield None
+        elif id_field:
+            yield f"{name}:{row.get(id_field)}", text
+        else:  # no id: the text itself (duplicates then fall on the same side of the split)
+            yield f"{name}:" + hashlib.sha1(text.encode("utf-8", "replace")).hexdigest(), text
 
 
 def _filters(spec: dict) -> dict[str, list]:
@@ -240,10 +309,19 @@ def _embedded_documents(name: str, spec: dict, skip: int) -> Iterator[tuple[str,
         yield (d.id, d.text) if ok else None
 
 
+def _items(name: str, spec: dict, heldout: bool, skip: int) -> Iterator:
+    if spec["kind"] == "hf":
+        return _hub_items(name, spec, heldout, _fields(spec), skip)
+    part = "heldout_files" if heldout else "files"
+    files = resolve_files(name, spec[part], part)
+    return localfiles.items(spec, files, file_format(name, spec, files), _fields(spec), skip)
+
+
 def rows(
     name: str, spec: dict, fraction: float, seed: int, skip: int = 0, heldout_part: bool = False
-) -> Iterator[tuple[int, Row | None]]:
-    """(rows consumed so far, document or None when filtered out), from row `skip` on.
+) -> Iterator[tuple[int, Row | Bad | None]]:
+    """(items consumed so far, document, None when filtered out, or Bad under on_bad: skip),
+    from item `skip` on (an item: a row, or a file that is bad as a whole; localfiles).
 
     With a named held-out split, `heldout_part` streams that split (every row held out);
     otherwise held-out documents are interleaved with training ones by their id's hash."""
@@ -251,12 +329,12 @@ def rows(
     if spec["kind"] == "embedded":
         docs = _embedded_documents(name, spec, skip)
     else:
-        docs = _documents(name, spec, _load(name, spec, heldout=heldout_part), skip)
+        docs = _documents(name, spec, _items(name, spec, heldout_part, skip))
     n = skip
     for doc in docs:
         n += 1
-        if doc is None:
-            yield n, None
+        if doc is None or isinstance(doc, Bad):
+            yield n, doc
             continue
         did, text = doc
         held = True if heldout_part else (False if separate else is_heldout(did, fraction, seed))

@@ -17,6 +17,7 @@ whatever the corpus size. Writes into the data folder:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import heapq
 import logging
@@ -27,7 +28,8 @@ from pathlib import Path
 
 from skillscale import common, plan
 from skillscale.config import digest
-from skillscale.data import checks, sources
+from skillscale.data import badrows, checks, sources
+from skillscale.data.badrows import Bad
 from skillscale.data.corpora import DataError, Doc, code_fn_items
 from skillscale.data.datastore import ShardWriter, dtype_for, sha256_file
 from skillscale.data.tokenizer import BPETokenizer
@@ -62,7 +64,7 @@ def tokenizer_sample(name: str, spec: dict, quota: int, fraction: float, seed: i
     cut = max(16384, quota // 32)
     heap, held, scanned, n_rows, over, whole = [], 0, 0, 0, None, True  # heap: (-key, bytes, text)
     for n_rows, row in sources.rows(name, spec, fraction, seed):  # noqa: B007 (the count, read after the loop)
-        if row is None or row.heldout:
+        if not isinstance(row, sources.Row) or row.heldout:  # filtered, bad (counted by the training pass) or held out
             continue
         if scanned >= SAMPLE_SCAN * quota:
             whole = False
@@ -119,10 +121,14 @@ def tokenizer_for(cfg: dict, out: Path) -> tuple[BPETokenizer, dict]:
 
 
 def _fingerprint(spec: dict, dc: dict, tok_sha: str) -> str:
-    """What a source's shard files depend on: a resume is taken only where it matches."""
+    """What a source's shard files depend on: a resume is taken only where it matches.
+
+    Not on_bad: the files written before a preparation stopped at a bad item under `error`
+    are what `skip` writes too (nothing bad came before), so switching to skip resumes; nor
+    aggregate, which decides only which validation set a source's held-out text joins."""
     return digest(
         {
-            "spec": spec,
+            "spec": {k: v for k, v in spec.items() if k not in ("on_bad", "aggregate")},
             "seed": dc["seed"],
             "heldout_fraction": dc["heldout_fraction"],
             "tokenizer": tok_sha,
@@ -139,6 +145,8 @@ def _open_writer(
     fp = _fingerprint(spec, dc, tok_sha)
     w = ShardWriter(out / "shards" / name, dtype_for(tok.vocab_size), tok.eos_id, dc["shard_tokens"], fp)
     extra = w.state["extra"] or {"held": [], "held_bytes": 0, "fn_pool": [], "fn_bytes": 0, "rows_filtered": 0}
+    extra.setdefault("bad", badrows.empty_report())
+    badrows.refuse_recorded(name, spec, extra["bad"])
     train_done = bool(extra.get("train_done"))
     if w.resumed_rows:
         log.info(
@@ -153,7 +161,9 @@ def _open_writer(
 
 def _snapshot(extra: dict) -> dict:
     """The held-out state with its lists copied, for a progress record that later rows must not change."""
-    return {k: list(v) if isinstance(v, list) else v for k, v in extra.items()}
+    return {
+        k: list(v) if isinstance(v, list) else copy.deepcopy(v) if isinstance(v, dict) else v for k, v in extra.items()
+    }
 
 
 def _keep_heldout(extra: dict, row, text_bytes: int, want_fn: bool) -> None:
@@ -231,6 +241,9 @@ def _training_pass(
         if row is None:
             extra["rows_filtered"] += 1
             continue
+        if isinstance(row, Bad):
+            badrows.record(extra["bad"], row, name)
+            continue
         if row.heldout:
             _keep_heldout(extra, row, dc["eval"]["text_bytes"], want_fn)
             continue
@@ -259,7 +272,9 @@ def _heldout_pass(
     if not train_done:
         w.checkpoint(n_rows, _snapshot(extra) | {"train_done": True})
     for _, row in sources.rows(name, spec, dc["heldout_fraction"], dc["seed"], heldout_part=True):
-        if row is not None:
+        if isinstance(row, Bad):
+            badrows.record(extra["bad"], row, name)
+        elif row is not None:
             _keep_heldout(extra, row, dc["eval"]["text_bytes"], want_fn)
         if extra["held_bytes"] >= dc["eval"]["text_bytes"] and (not want_fn or extra["fn_bytes"] >= FN_POOL_BYTES):
             break
@@ -277,7 +292,8 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
     if w.n_docs == 0:
         raise DataError(
             f"{sources.key(name)}: no training document after {n_rows:,} rows"
-            f" ({extra['rows_filtered']:,} filtered out by filters/min_chars/empty text); tried " + describe(spec)
+            f" ({extra['rows_filtered']:,} filtered out by filters/min_chars/empty text,"
+            f" {extra['bad']['skipped']:,} bad items skipped); tried " + describe(spec)
         )
     if spec.get("heldout_split") or spec.get("heldout_files"):
         _heldout_pass(name, spec, dc, w, extra, n_rows, train_done, want_fn)
@@ -293,6 +309,7 @@ def prepare_source(name: str, spec: dict, cfg: dict, tok: BPETokenizer, tok_sha:
         "fn_pool": extra["fn_pool"],
         "rows_read": n_rows,
         "rows_filtered": extra["rows_filtered"],
+        "bad": {"on_bad": badrows.policy(spec), **extra["bad"]},
     }
 
 
@@ -332,7 +349,9 @@ def _prepare_each(cfg: dict, tok: BPETokenizer, tok_sha: str, out: Path) -> tupl
             "sha256": digest([f["sha256"] for f in idx["files"]]),
         }
         held[name], fn_pool[name] = r["held"], r["fn_pool"]
-        read[name] = {"rows_read": r["rows_read"], "rows_filtered": r["rows_filtered"]}
+        read[name] = {"rows_read": r["rows_read"], "rows_filtered": r["rows_filtered"], "bad": r["bad"]}
+        if r["bad"]["skipped"]:
+            log.info("%s: %s (on_bad: skip; examples in the manifest)", name, badrows.summary(r["bad"]))
         log.info(
             "%s: %d docs, %d tokens in %d files, %.0f tokens/s",
             name,
@@ -365,8 +384,8 @@ def _eval_sets(dc: dict, held: dict, fn_pool: dict) -> tuple[dict, dict]:
     for name in srcs:
         eval_sets[f"text_{name}"] = held[name]
         metrics[f"text_{name}"] = {"file": f"text_{name}.jsonl", "skill": srcs[name]["role"], "kind": "text"}
-    for role in ("knowledge", "code"):
-        weights = {k: s["weight"] for k, s in srcs.items() if s["role"] == role}
+    for role in ("knowledge", "code"):  # the APE's parts: every source of the role but those with aggregate: false
+        weights = {k: s["weight"] for k, s in srcs.items() if s["role"] == role and s.get("aggregate", True)}
         if weights:
             eval_sets[f"{role}_text"] = pooled(held, weights, ev["text_bytes"])
             metrics[f"{role}_text"] = {"file": f"{role}_text.jsonl", "skill": role, "kind": "text"}
@@ -382,6 +401,9 @@ def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
     """The configured sources' data folder: tokenizer, every source's shards, validation sets, manifest last."""
     t0 = time.time()
     dc, srcs = cfg["data"], cfg["data"]["sources"]
+    # every source's rule for bad input: its own on_bad, else data.on_bad (the manifest keeps the config as given)
+    ruled = {k: s | {"on_bad": s.get("on_bad") or dc["on_bad"]} for k, s in srcs.items()}
+    cfg = cfg | {"data": dc | {"sources": ruled}}
     tok, tok_info = tokenizer_for(cfg, out)
     tok_sha = sha256_file(out / "tokenizer.json")
     log.info("tokenizer: vocab %d (%s)", tok.vocab_size, tok_info)
