@@ -448,3 +448,17 @@ def test_the_preparation_benchmark_times_both_contenders_on_a_small_corpus(tmp_p
     for r in (ours, naive):
         assert r["startup_seconds"] > 0 and r["work_seconds"] > 0 and r["seconds"] >= r["work_seconds"]
         assert r["tokens_per_s"] == pytest.approx(r["tokens"] / r["work_seconds"], rel=0.05) and r["peak_rss_mb"] > 0
+
+
+def test_keys_added_at_their_defaults_leave_the_data_hash_and_rule_params_unchanged(tmp_path):
+    """A configured-source study trained before on_bad/encoding/max_row_bytes/aggregate existed
+    keeps its data hash, so adding the keys reruns none of its jobs; setting one does change it."""
+    spelled = {"on_bad": None, "encoding": "utf-8", "max_row_bytes": 16 << 20, "aggregate": True}
+    plain = studymod.validate(base_cfg(tmp_path))["data"]
+    explicit = studymod.validate(base_cfg(tmp_path, wiki=spelled))["data"]
+    assert config.digest(data.rule_params(plain)) == config.digest(data.rule_params(explicit))
+    # the view is the data section as given before these keys: none of them appears at its default
+    assert not any(k in s for s in data.rule_params(plain)["sources"].values() for k in spelled)
+    assert "on_bad" not in data.rule_params(plain)
+    skipping = studymod.validate(base_cfg(tmp_path, wiki={"on_bad": "skip"}))["data"]
+    assert config.digest(data.rule_params(skipping)) != config.digest(data.rule_params(plain))

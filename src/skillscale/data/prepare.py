@@ -16,7 +16,7 @@ from skillscale import study
 from skillscale.config import ConfigError
 from skillscale.data.corpora import DataError
 from skillscale.data.embedded import legacy_view, prepare_embedded
-from skillscale.data.streamed import prepare_sources
+from skillscale.data.streamed import hashed_view, prepare_sources
 
 log = logging.getLogger("skillscale.data")
 
@@ -30,7 +30,7 @@ def prepare(cfg: dict, out: Path, threads: int = 1) -> dict:
 
 def rule_params(dc: dict) -> dict:
     """The data section as the prepare_data rule's params (Snakemake reruns a job whose params changed)."""
-    return legacy_view(dc) if dc["sources"] is None else dc
+    return legacy_view(dc) if dc["sources"] is None else hashed_view(dc)
 
 
 def main(argv=None) -> int:

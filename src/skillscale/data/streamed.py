@@ -36,6 +36,21 @@ from skillscale.data.tokenizer import BPETokenizer
 
 log = logging.getLogger("skillscale.data.streamed")
 
+# per-source keys added after configured-source studies had results: left out of the data hash
+# and of the prepare rule's params while at their defaults, so that adding them retrains nothing
+ADDED_SOURCE_KEYS = {"on_bad": None, "encoding": "utf-8", "max_row_bytes": 16 << 20, "aggregate": True}
+
+
+def hashed_view(dc: dict) -> dict:
+    """The data section as hashed (and as the prepare rule's params): added keys at their defaults left out."""
+    view = {k: v for k, v in dc.items() if not (k == "on_bad" and v == "error")}
+    view["sources"] = {
+        name: {k: v for k, v in s.items() if not (k in ADDED_SOURCE_KEYS and v == ADDED_SOURCE_KEYS[k])}
+        for name, s in dc["sources"].items()
+    }
+    return view
+
+
 CHUNK_BYTES = 4 << 20  # text per encode_batch call: enough to keep every thread busy
 CHUNK_DOCS = 4096
 HELD_CUT = 4000  # held-out documents are cut so one cannot fill a validation set
@@ -415,7 +430,7 @@ def prepare_sources(cfg: dict, out: Path, threads: int = 1) -> dict:
     manifest = {
         "layout": "sources",
         "data_config": dc,
-        "data_config_hash": digest(dc),
+        "data_config_hash": digest(hashed_view(dc)),
         "tokenizer": {
             "vocab_size": tok.vocab_size,
             "sha256": tok_sha,
