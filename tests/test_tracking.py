@@ -13,10 +13,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util import tensor_util
 from wandb.proto import wandb_internal_pb2
 
-from conftest import REPO, one_cell_study
+from conftest import REPO
+from skillscale import benchmarks, plan, study
 from skillscale import config as cfgmod
-from skillscale import plan, study
 from skillscale.config import ConfigError
+from skillscale.data.prepare import prepare
+from test_benchmarks import FIXTURES
+
+BENCH = ["arc_easy", "triviaqa"]
 
 
 def wandb_records(path):
@@ -69,18 +73,29 @@ def tensorboard_scalars(run_dir) -> dict:
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
-    """One WSD trunk job of the test study (trunk, two cooldowns, their evaluations) run by the
-    workflow's own command with W&B (offline) and TensorBoard on."""
+    """One WSD trunk job of the test study (trunk, two cooldowns, their evaluations with two
+    benchmarks) run by the workflow's own command with W&B (offline) and TensorBoard on. It
+    is also the offline-node recipe (docs/cluster.md): data and benchmarks prepared here,
+    then the job with HF_HUB_OFFLINE=1, an empty HF cache and every HTTP(S) request sent to
+    a closed port, so that it fails if anything on the training path reaches for the network."""
     d = tmp_path_factory.mktemp("tracking")
-    one_cell_study(d)
     wandb = {"mode": "offline", "project": "skillscale-tests"}
-    logging = {"wandb": wandb, "tensorboard": {"dir": str(d / "tb")}}
-    cfg = study.load(d / "config.yaml", {"train": {"schedule": "wsd"}, "logging": logging})
-    (d / "tracked.yaml").write_text(cfgmod.dump(cfg))
+    over = {
+        "train": {"checkpoint_seconds": 0, "log_every": 5},
+        "eval": {"benchmarks": {b: {"mirror": str(FIXTURES / f"{b}.jsonl")} for b in BENCH}},
+        "logging": {"wandb": wandb, "tensorboard": {"dir": str(d / "tb")}},
+    }
+    cfg = study.load(REPO / "config" / "studies" / "test.yaml", over)
+    (d / "config.yaml").write_text(cfgmod.dump(cfg))
+    prepare(cfg, d / "data")
+    benchmarks.copy_documents(cfg, d / "data" / "benchmarks")
     trunk = min((t for t in plan.trunks(cfg, plan.build(cfg)[0]) if len(t.branches) > 1), key=lambda t: t.flops)
     out = d / "results" / "trunks" / trunk.run
+    closed = "http://127.0.0.1:9"  # the discard port: nothing listens, a request fails at once
     env = os.environ | {"WANDB_MODE": "offline", "WANDB_DIR": str(d / "wb"), "WANDB_SILENT": "true"}
-    cmd = ["--config", d / "tracked.yaml", "--trunk", trunk.run, "--data", d / "data", "--out", out, "--threads", "1"]
+    env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(d / "hf-empty"), "NO_PROXY": ""}
+    env |= dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"), closed)
+    cmd = ["--config", d / "config.yaml", "--trunk", trunk.run, "--data", d / "data", "--out", out, "--threads", "1"]
     cmd = [sys.executable, "-m", "skillscale.train", *map(str, cmd)]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
@@ -128,6 +143,14 @@ def test_tensorboard_event_files_hold_each_jobs_curve_and_scores(tracked):
     for cid, bpb in tracked["scores"].items():
         tags = tensorboard_scalars(tracked["dir"] / "tb" / cid)
         assert {t.split("/", 2)[2]: v[0][1] for t, v in tags.items() if t.startswith("eval/")} == bpb
+
+
+def test_a_trunk_job_trains_and_scores_offline_from_data_prepared_before(tracked):
+    # the fixture's job ran with the hub switched off and no network: it trained every cell
+    # and scored them on the study's metrics and both benchmarks from data/ alone
+    for bpb in tracked["scores"].values():
+        assert {f"bench:{b}" for b in BENCH} <= set(bpb)
+        assert all(v == v and v > 0 for v in bpb.values())  # numbers, not NaN
 
 
 def test_tracking_leaves_the_records_as_they_are(tracked):
