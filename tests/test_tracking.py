@@ -170,6 +170,15 @@ def test_logging_is_off_by_default_and_imports_neither_package():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_tracking_settings_change_no_tables_provenance():
+    # tables print the study config's hash; logging makes no number, so it is left out of it
+    # (the hash a config had before the key existed: 74fdac7f39a2 for the test study at a5597a0)
+    off = study.load(REPO / "config" / "studies" / "test.yaml")
+    on = study.load(REPO / "config" / "studies" / "test.yaml", {"logging": {"tensorboard": {}}})
+    assert cfgmod.study_digest(on) == cfgmod.study_digest(off)
+    assert cfgmod.study_digest(off) == cfgmod.digest({k: v for k, v in off.items() if k != "logging"})
+
+
 @pytest.mark.parametrize("key", ["wandb", "tensorboard"])
 def test_a_tracker_whose_package_is_missing_is_refused_naming_key_and_install(key, monkeypatch):
     monkeypatch.setitem(sys.modules, key, None)  # Python's own way to make a package unimportable

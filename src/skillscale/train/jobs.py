@@ -319,39 +319,40 @@ def train_trunk_job(cfg: dict, trunk: plan.Trunk, data_dir: Path, out: Path, thr
     failed = []
     for cid, _ in trunk.branches:
         cache = out / "cells" / cid
+        track = tracking.OFF  # a cell kept from an earlier run opens no new run: it was logged then
         try:
-            # a cell kept from an earlier run opens no new run: its curve and scores were logged then
-            kept = _kept(cache / "train.json", _cell_fp(cfg, data_dir, cid, trunk.warmup))
-            with tracking.OFF if kept else tracking.open_run(cfg, cid, "cell", cells[cid].__dict__, root) as track:
-                if kept:
-                    rec = common.read_json(cache / "train.json", "cached training record")
-                    print0(f"[{cid}] cooldown kept from an earlier run (same settings)")
-                else:
-                    rec = train_cell(
-                        cfg, cells[cid], data_dir, cache, threads, trunk_dir=out, trunk_warmup=trunk.warmup, track=track
-                    )
-                efp = eval_fingerprint(cfg, rec["fingerprint"])
-                if not distributed.world().main:
-                    pass  # rank 0 scores the model the ranks trained together
-                elif _kept(cache / "eval.json", efp):
-                    print(f"[{cid}] evaluation kept from an earlier run (same settings)", flush=True)
-                else:
-                    r = harness.evaluate_cell(
-                        cache,
-                        data_dir,
-                        cfg["eval"]["batch_size"],
-                        threads,
-                        benchmarks=sorted(cfg["eval"]["benchmarks"]),
-                        fingerprint=efp,
-                    )
-                    track.evaluation(cells[cid].steps, r)
-                    print(
-                        f"[{cid}] " + " ".join(f"{m}={v:.3f}" for m, v in r["bits_per_byte"].items()) + " bits/byte",
-                        flush=True,
-                    )
+            if _kept(cache / "train.json", _cell_fp(cfg, data_dir, cid, trunk.warmup)):
+                rec = common.read_json(cache / "train.json", "cached training record")
+                print0(f"[{cid}] cooldown kept from an earlier run (same settings)")
+            else:
+                track = tracking.open_run(cfg, cid, "cell", cells[cid].__dict__, root)
+                rec = train_cell(
+                    cfg, cells[cid], data_dir, cache, threads, trunk_dir=out, trunk_warmup=trunk.warmup, track=track
+                )
+            efp = eval_fingerprint(cfg, rec["fingerprint"])
+            if not distributed.world().main:
+                pass  # rank 0 scores the model the ranks trained together
+            elif _kept(cache / "eval.json", efp):
+                print(f"[{cid}] evaluation kept from an earlier run (same settings)", flush=True)
+            else:
+                r = harness.evaluate_cell(
+                    cache,
+                    data_dir,
+                    cfg["eval"]["batch_size"],
+                    threads,
+                    benchmarks=sorted(cfg["eval"]["benchmarks"]),
+                    fingerprint=efp,
+                )
+                track.evaluation(cells[cid].steps, r)
+                print(
+                    f"[{cid}] " + " ".join(f"{m}={v:.3f}" for m, v in r["bits_per_byte"].items()) + " bits/byte",
+                    flush=True,
+                )
         except (KeyError, ValueError, FileNotFoundError, RuntimeError) as e:  # the other cells still run
             print(f"[{cid}] failed: {e}", file=sys.stderr, flush=True)
             failed.append(cid)
+        finally:
+            track.close(failed=cid in failed)
         distributed.world().barrier()
     if failed:
         raise RuntimeError(

@@ -60,16 +60,16 @@ class Tracker:
         for s in self.sinks:
             s.log(step, metrics)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         for s in self.sinks:
-            s.close()
+            s.close(failed)
         self.sinks = []
 
     def __enter__(self) -> Tracker:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(failed=exc_type is not None)  # a job that raised ends its run as failed
 
 
 OFF = Tracker()  # logging off: what every job gets unless a run is opened for it
@@ -123,8 +123,8 @@ class _WandB:
     def log(self, step: int, metrics: dict) -> None:
         self.run.log(metrics, step=step)
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, failed: bool) -> None:
+        self.run.finish(exit_code=1 if failed else 0)
 
 
 class _TensorBoard:
@@ -140,5 +140,5 @@ class _TensorBoard:
             # double precision: the event file holds the loss train.json holds, not a float32 of it
             self.writer.add_scalar(tag, v, step, new_style=True, double_precision=True)
 
-    def close(self) -> None:
+    def close(self, failed: bool) -> None:
         self.writer.close()
