@@ -63,7 +63,9 @@ EOF
 }
 if [ -n "$wheelhouse" ]; then
     echo "gpu-check: installing what is missing from $wheelhouse (no index)"
+    t0=$SECONDS
     python -m pip install --quiet --no-index --find-links "$wheelhouse" -r "$wheelhouse/requirements.txt" || exit 2
+    echo "gpu-check: installed in $((SECONDS - t0)) s"
 fi
 lacking=$(missing) || exit 2
 if [ -n "$lacking" ]; then
