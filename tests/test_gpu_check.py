@@ -15,7 +15,9 @@ import sys
 import torch
 
 from conftest import REPO
-from skillscale.tools import gpu_check
+from skillscale import study
+from skillscale.model.decoder import param_counts
+from skillscale.tools import gpu_check, speed_gpu
 
 SCRIPT = REPO / "tools" / "gpu-check.sh"
 
@@ -47,8 +49,8 @@ def test_the_summary_gathers_every_phases_figures(tmp_path):
     pack = {"members": 8, "alone_tokens_per_s": 1e5, "packed_tokens_per_s": 5e5, "speedup": 5.0, "steps": 300}
     bench = {"device": {"name": "GPU"}, "peak_bf16_flops": 7.9e14, "sweep": sweep, "pack": pack}
     (tmp_path / "bench.json").write_text(json.dumps(bench))
-    for study, bpb in (("study-cuda", 2.02), ("study-cpu", 2.0)):
-        root = tmp_path / study / "results" / "test"
+    for name, bpb in (("study-cuda", 2.02), ("study-cpu", 2.0)):
+        root = tmp_path / name / "results" / "test"
         for cell in ("a", "b"):
             (root / "cells" / cell).mkdir(parents=True)
             (root / "cells" / cell / "eval.json").write_text(json.dumps({"bits_per_byte": {"code": bpb}}))
@@ -70,3 +72,12 @@ def test_the_summary_gathers_every_phases_figures(tmp_path):
     assert "MFU  20.0%" in table and "= 5.00x" in table and "-> ok" in table
     (tmp_path / "phases.tsv").write_text("bench\t137\t210.0\n")  # a phase killed at its time limit
     assert not gpu_check.summary(tmp_path)["ok"]
+
+
+def test_the_bench_can_time_fewer_sizes_spread_over_the_sweep():
+    cfg = study.load(REPO / "config" / "studies" / "gpu-paper.yaml")
+    n = lambda shapes: [param_counts(s)["standard"] for s in shapes]
+    every = n(speed_gpu.sweep_shapes(cfg))
+    assert every == sorted(every) and every[-1] >= 1e8 > every[-2]
+    assert n(speed_gpu.sweep_shapes(cfg, sizes=3)) == [every[0], every[len(every) // 2 - 1], every[-1]]
+    assert n(speed_gpu.sweep_shapes(cfg, sizes=len(every) + 3)) == every

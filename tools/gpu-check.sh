@@ -13,17 +13,18 @@
 #    CPU (the bench says it skipped its CUDA part); its figures mean nothing, its plumbing is
 #    what it checks.
 # 3. In under 8 minutes, each phase under its own time limit (a failed phase is recorded,
-#    the next still runs): `skillscale speed gpu` (MFU at each size, packed small cells vs
-#    one per GPU) -> bench.json; the test study end to end through snakemake with
+#    the next still runs): the test study end to end through snakemake with
 #    train.device: cuda, beside the same study on the CPU -> study-cuda/, study-cpu/; an
-#    export parity check of a CUDA-trained cell in fp32 and bf16 -> parity.json.
+#    export parity check of a CUDA-trained cell in fp32 and bf16 -> parity.json;
+#    `skillscale speed gpu` (MFU at 3 sizes up to 110M parameters, packed small cells vs
+#    one per GPU) -> bench.json.
 # 4. OUT/summary.json: the figures of all phases (skillscale.tools.gpu_check), printed as a
 #    table too. Exit 0 when every phase passed.
 #
 # Settings: the phases' time limits GPU_CHECK_BENCH_S (210 s), GPU_CHECK_STUDY_S (180 s),
 # GPU_CHECK_PARITY_S (45 s): 7 min 15 s at most, plus the install and the summary;
-# GPU_CHECK_BENCH_ARGS ("--steps 10 --warmup-steps 3"); the studies' snakemake --cores
-# GPU_CHECK_CORES (8, the CUDA study) and GPU_CHECK_CPU_CORES (4, the CPU one).
+# GPU_CHECK_BENCH_ARGS ("--sizes 3 --steps 10 --warmup-steps 3 --pack-steps 150"); the
+# studies' snakemake --cores GPU_CHECK_CORES (8, the CUDA study) and GPU_CHECK_CPU_CORES (4).
 set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -115,8 +116,6 @@ export -f study
 export repo out
 
 cd "$repo" || exit 2
-phase bench "${GPU_CHECK_BENCH_S:-210}" \
-    "python -m skillscale speed gpu --json ${GPU_CHECK_BENCH_ARGS:---steps 10 --warmup-steps 3} >'$out/bench.json'"
 # the same study on CPUs only (its evaluation too), beside the CUDA one, for the comparison
 CUDA_VISIBLE_DEVICES='' phase study-cpu "${GPU_CHECK_STUDY_S:-180}" "study '$out/study-cpu' cpu ${GPU_CHECK_CPU_CORES:-4}" &
 phase study-cuda "${GPU_CHECK_STUDY_S:-180}" "study '$out/study-cuda' $device ${GPU_CHECK_CORES:-8}"
@@ -125,6 +124,9 @@ wait
 cell=$(find "$out/study-cuda/results/test/cells" -name model.safetensors -printf '%s %h\n' 2>/dev/null | sort -n | tail -1)
 cell=${cell#* }
 phase parity "${GPU_CHECK_PARITY_S:-45}" "python -m skillscale.tools.gpu_check parity '$cell' '$out/parity.json' --device $device"
+# last, with what is left of the 8 minutes: each shape compiles afresh, so 3 of the 6
+phase bench "${GPU_CHECK_BENCH_S:-210}" "python -m skillscale speed gpu --json \
+    ${GPU_CHECK_BENCH_ARGS:---sizes 3 --steps 10 --warmup-steps 3 --pack-steps 150} >'$out/bench.json'"
 
 # -- 4. the summary -------------------------------------------------------------------------
 python -m skillscale.tools.gpu_check summary "$out"
