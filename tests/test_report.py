@@ -298,7 +298,7 @@ def test_bad_groups_get_a_status_naming_them(cfg, tmp_path, monkeypatch):
     assert f"diverged cells, excluded from fits (1): {bad}" in md
     assert f"- diverged: {bad}" in (tmp_path / "tables" / "summary.md").read_text()
     assert f"% diverged cells, excluded from fits (1): {bad}" in (tmp_path / "tables" / "optima.tex").read_text()
-    assert f"provenance: study config {config.digest(cfg)}" in md
+    assert f"provenance: study config {config.study_digest(cfg)}" in md
     assert "Not available (1 failed)" in (tmp_path / "tables" / "summary.md").read_text()
     for name in report.TABLES:
         check_tex((tmp_path / "tables" / f"{name}.tex").read_text())

@@ -324,6 +324,7 @@ def add_speed(sub) -> None:
         " parameters, packed small cells vs one per GPU); skipped with a message without CUDA",
     )
     t.add_argument("--pack", type=int, default=8, help="--device cuda: small-cell jobs side by side")
+    t.add_argument("--sizes", type=int, help="--device cuda: time only this many shapes of the sweep, spread evenly")
     t.add_argument("--pack-steps", type=int, default=300, help="--device cuda: steps of each small-cell job")
     t.add_argument("--d-model", type=int)
     t.add_argument("--n-layers", type=int)
@@ -383,6 +384,7 @@ def add_speed(sub) -> None:
     )
     c.add_argument("--config", help="default: config/studies/gpu-paper.yaml")
     c.add_argument("--pack", type=int, default=8, help="small-cell jobs side by side")
+    c.add_argument("--sizes", type=int, help="time only this many shapes of the sweep, spread evenly (default: all)")
     c.add_argument("--pack-steps", type=int, default=300, help="steps of each small-cell job")
     c.add_argument("--steps", type=int, default=20, help="timed steps per run")
     c.add_argument("--warmup-steps", type=int, default=5)

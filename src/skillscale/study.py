@@ -15,6 +15,7 @@ from skillscale import benchmarks, common, config, plan
 from skillscale.config import ConfigError
 from skillscale.data import checks
 from skillscale.data.corpora import QUESTIONS
+from skillscale.train import tracking
 
 # Folder of WSD trunk jobs in a results folder. Studies trained before the stage packages
 # (skillscale 0.1, commit d331592 and earlier) have stable/<run>/stable.json: such a folder
@@ -93,6 +94,7 @@ def problems(cfg: dict) -> list[str]:
             " held-out questions; lower it or add facts"
         )
     problems += benchmarks.config_problems(cfg, benchmarks.SKILLS)
+    problems += tracking.config_problems(cfg)
     if not problems:  # the grid itself, once the shapes are sound
         problems += _grid_problems(cfg)
     return problems

@@ -188,7 +188,7 @@ def provenance_note(cfg: dict, cells: pd.DataFrame) -> str:
         return ", ".join(f"{k} ({n} cells)" if len(counts) > 1 else str(k) for k, n in counts.items())
 
     return (
-        f"provenance: study config {cfgmod.digest(cfg)}; cells trained with train/model config "
+        f"provenance: study config {cfgmod.study_digest(cfg)}; cells trained with train/model config "
         f"{kinds('config_hash')}, data {kinds('data_config_hash')}, code {kinds('code_version')} "
         f"on {kinds('device')}; analysed by code {common.code_version()}"
     )

@@ -140,6 +140,17 @@ def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
 
 
+# top-level keys that change no number a study reports (how jobs are watched: live tracking)
+NOT_RESULTS = ("logging",)
+
+
+def study_digest(cfg: dict) -> str:
+    """The hash tables print as the study config that made them: every key but NOT_RESULTS,
+    so that switching tracking on or off, or a config written before `logging` existed,
+    leaves the tables as they were."""
+    return digest({k: v for k, v in cfg.items() if k not in NOT_RESULTS})
+
+
 def dump(cfg: dict) -> str:
     return "# validated study config with every default filled in (written by the Snakefile)\n" + yaml.safe_dump(
         cfg, sort_keys=False

@@ -38,19 +38,24 @@ REFERENCE = [(768, 12, 12), (1024, 16, 16)]  # ~100M+ shapes when the ladder sto
 SMALL_CELL = {"d_model": 128, "n_layers": 4, "n_heads": 4, "seq_len": 512, "batch_size": 32}
 
 
-def sweep_shapes(cfg: dict, at_least: float = 1e8) -> list[ModelShape]:
-    """The ladder from its smallest shape to the first with >= at_least parameters."""
+def sweep_shapes(cfg: dict, at_least: float = 1e8, sizes: int | None = None) -> list[ModelShape]:
+    """The ladder from its smallest shape to the first with >= at_least parameters; with
+    `sizes`, that many of them spread evenly, the smallest and the largest kept (each
+    shape compiles afresh: a short check times fewer)."""
     shapes = sorted((s for _, s, _ in plan.ladder(cfg)), key=lambda s: param_counts(s)["standard"])
     out = []
     for s in shapes:
         out.append(s)
         if param_counts(s)["standard"] >= at_least:
-            return out
-    for d, n_layers, h in REFERENCE:
-        s = plan.shape_of(cfg, d, n_layers, h)
-        out.append(s)
-        if param_counts(s)["standard"] >= at_least:
             break
+    else:
+        for d, n_layers, h in REFERENCE:
+            s = plan.shape_of(cfg, d, n_layers, h)
+            out.append(s)
+            if param_counts(s)["standard"] >= at_least:
+                break
+    if sizes and sizes < len(out):
+        out = [out[round(i * (len(out) - 1) / max(1, sizes - 1))] for i in range(sizes)] if sizes > 1 else out[-1:]
     return out
 
 
@@ -76,10 +81,10 @@ def tokens_per_second(step, tokens: int, steps: int, warmup: int, device: str) -
     return steps * tokens / (time.perf_counter() - t)
 
 
-def mfu_sweep(cfg: dict, peak: float, steps: int, warmup: int, device: str = "cuda") -> list[dict]:
+def mfu_sweep(cfg: dict, peak: float, steps: int, warmup: int, device: str = "cuda", sizes=None) -> list[dict]:
     rows, micro = cfg["train"]["batch_size"], cfg["resources"]["micro_batch_rows"]
     out = []
-    for shape in sweep_shapes(cfg):
+    for shape in sweep_shapes(cfg, sizes=sizes):
         tps = tokens_per_second(
             trainer_step(shape, cfg["train"], rows, micro, device), rows * shape.seq_len, steps, warmup, device
         )
@@ -155,7 +160,7 @@ def bench_cuda(a) -> dict:
         }
     cfg = study.load(a.config or GPU_CONFIG)
     peak = devices.matmul_peak(torch.bfloat16, "cuda", a.peak_size or 8192)
-    sweep = mfu_sweep(cfg, peak, a.steps, a.warmup_steps)
+    sweep = mfu_sweep(cfg, peak, a.steps, a.warmup_steps, sizes=getattr(a, "sizes", None))
     spec = SMALL_CELL | {"vocab_size": cfg["data"]["tokenizer"]["vocab_size"]}
     pack = packed_vs_alone("cuda", spec, a.pack, a.pack_steps)
     return {

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from skillscale import study
 from skillscale.evaluate import harness
-from skillscale.train import distributed
-from skillscale.train.jobs import eval_fingerprint, find_cell, train_cell, train_trunk_job
+from skillscale.train import distributed, tracking
+from skillscale.train.jobs import eval_fingerprint, find_cell, study_root, train_cell, train_trunk_job
 from skillscale.train.loop import pick_device
 from skillscale.train.packs import train_pack
 
@@ -60,16 +60,19 @@ def main(argv=None) -> int:
         elif a.trunk:
             train_trunk_job(cfg, study.Study(cfg).find_trunk(a.trunk), a.data, a.out, a.threads)
         else:
-            rec = train_cell(cfg, find_cell(cfg, a.cell), a.data, a.out, a.threads, a.resume, a.trunk_dir)
-            if a.evaluate and distributed.world().main:
-                harness.evaluate_cell(
-                    a.out,
-                    a.data,
-                    cfg["eval"]["batch_size"],
-                    a.threads,
-                    benchmarks=sorted(cfg["eval"]["benchmarks"]),
-                    fingerprint=eval_fingerprint(cfg, rec["fingerprint"]),
-                )
+            cell = find_cell(cfg, a.cell)
+            with tracking.open_run(cfg, cell.cell, "cell", cell.__dict__, study_root(a.out)) as track:
+                rec = train_cell(cfg, cell, a.data, a.out, a.threads, a.resume, a.trunk_dir, track=track)
+                if a.evaluate and distributed.world().main:
+                    r = harness.evaluate_cell(
+                        a.out,
+                        a.data,
+                        cfg["eval"]["batch_size"],
+                        a.threads,
+                        benchmarks=sorted(cfg["eval"]["benchmarks"]),
+                        fingerprint=eval_fingerprint(cfg, rec["fingerprint"]),
+                    )
+                    track.evaluation(cell.steps, r)
     except (KeyError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2

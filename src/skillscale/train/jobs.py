@@ -31,7 +31,7 @@ from skillscale import common, plan, study
 from skillscale.config import NOT_TRAJECTORY, digest
 from skillscale.evaluate import harness
 from skillscale.model.decoder import param_counts
-from skillscale.train import devices, distributed
+from skillscale.train import devices, distributed, tracking
 from skillscale.train.loop import Job, fmt_time, load_state, print0, resume_from, run
 from skillscale.train.step import lr_cosine, lr_wsd
 
@@ -56,13 +56,15 @@ def train_cell(
     resume: Path | None = None,
     trunk_dir: Path | None = None,
     trunk_warmup: int | None = None,
+    track: tracking.Tracker = tracking.OFF,
 ) -> dict:
     manifest = common.read_json(data_dir / "manifest.json", "data manifest")
     shape = cell.shape(cfg)
     peak = peak_lr(cfg, shape)
     resume = resume or out / "resume.pt"
     branch, warmup, lr = _schedule(cfg, cell, peak, trunk_dir, trunk_warmup)
-    job = Job(cell.cell, shape, cell.code_frac, cell.seed, cell.steps, lr, fingerprint(cfg, manifest, cell.cell), peak)
+    fp = fingerprint(cfg, manifest, cell.cell)
+    job = Job(cell.cell, shape, cell.code_frac, cell.seed, cell.steps, lr, fp, peak, track=track)
     from_branch = branch and not _resumable(resume, job.fingerprint)  # start the cooldown at the trunk's state
     # every rank decides before rank 0 writes the resume checkpoint: a slower rank that looked
     # after the write would skip the branch (and its barrier), and the ranks would deadlock
@@ -233,6 +235,7 @@ def train_trunk(
     threads: int = 1,
     resume: Path | None = None,
     write_record: bool = True,
+    track: tracking.Tracker = tracking.OFF,
 ) -> dict:
     tc = cfg["train"]
     manifest = common.read_json(data_dir / "manifest.json", "data manifest")
@@ -249,6 +252,7 @@ def train_trunk(
         fp,
         peak,
         branches={step: out / f"branch_{cid}.pt" for cid, step in trunk.branches},
+        track=track,
     )
     out.mkdir(parents=True, exist_ok=True)
     resume = resume or out / "resume.pt"
@@ -308,17 +312,23 @@ def train_trunk_job(cfg: dict, trunk: plan.Trunk, data_dir: Path, out: Path, thr
     start-up of ~150 jobs in the default study. A cell whose train.json and eval.json there
     were made with the same settings is kept: a trunk job rerun because the grid grew (a new
     budget) trains and scores only the new cells; one rerun for new eval settings only scores."""
-    info = train_trunk(cfg, trunk, data_dir, out, threads, write_record=False)
+    root = study_root(out)
+    with tracking.open_run(cfg, trunk.run, "trunk", trunk.__dict__, root) as track:
+        info = train_trunk(cfg, trunk, data_dir, out, threads, write_record=False, track=track)
     cells = study.Study(cfg).cell
     failed = []
     for cid, _ in trunk.branches:
         cache = out / "cells" / cid
+        track = tracking.OFF  # a cell kept from an earlier run opens no new run: it was logged then
         try:
             if _kept(cache / "train.json", _cell_fp(cfg, data_dir, cid, trunk.warmup)):
                 rec = common.read_json(cache / "train.json", "cached training record")
                 print0(f"[{cid}] cooldown kept from an earlier run (same settings)")
             else:
-                rec = train_cell(cfg, cells[cid], data_dir, cache, threads, trunk_dir=out, trunk_warmup=trunk.warmup)
+                track = tracking.open_run(cfg, cid, "cell", cells[cid].__dict__, root)
+                rec = train_cell(
+                    cfg, cells[cid], data_dir, cache, threads, trunk_dir=out, trunk_warmup=trunk.warmup, track=track
+                )
             efp = eval_fingerprint(cfg, rec["fingerprint"])
             if not distributed.world().main:
                 pass  # rank 0 scores the model the ranks trained together
@@ -333,6 +343,7 @@ def train_trunk_job(cfg: dict, trunk: plan.Trunk, data_dir: Path, out: Path, thr
                     benchmarks=sorted(cfg["eval"]["benchmarks"]),
                     fingerprint=efp,
                 )
+                track.evaluation(cells[cid].steps, r)
                 print(
                     f"[{cid}] " + " ".join(f"{m}={v:.3f}" for m, v in r["bits_per_byte"].items()) + " bits/byte",
                     flush=True,
@@ -340,6 +351,8 @@ def train_trunk_job(cfg: dict, trunk: plan.Trunk, data_dir: Path, out: Path, thr
         except (KeyError, ValueError, FileNotFoundError, RuntimeError) as e:  # the other cells still run
             print(f"[{cid}] failed: {e}", file=sys.stderr, flush=True)
             failed.append(cid)
+        finally:
+            track.close(failed=cid in failed)
         distributed.world().barrier()
     if failed:
         raise RuntimeError(
@@ -350,6 +363,12 @@ def train_trunk_job(cfg: dict, trunk: plan.Trunk, data_dir: Path, out: Path, thr
     if distributed.world().main:
         common.write_json(study.trunk_record(out), info)
     return info
+
+
+def study_root(out: Path) -> Path:
+    """The study's results folder of a job writing to `out`: jobs write to <root>/trunks/<run>
+    (stable/<run> in an older study) or <root>/cells/<cell>."""
+    return Path(out).resolve().parent.parent
 
 
 def _cell_fp(cfg: dict, data_dir: Path, cell_id: str, warmup: int) -> dict:

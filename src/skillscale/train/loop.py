@@ -15,7 +15,7 @@ from skillscale import common
 from skillscale.data import mixing
 from skillscale.model.decoder import Decoder, param_counts
 from skillscale.model.shapes import flops_per_token
-from skillscale.train import devices, distributed
+from skillscale.train import devices, distributed, tracking
 from skillscale.train.step import build_optimizer, loss_fn, train_step, use_compile
 
 pick_device = devices.pick
@@ -45,6 +45,7 @@ class Job:
     fingerprint: dict
     peak: float
     branches: dict[int, Path] = field(default_factory=dict)  # step -> where to save state
+    track: tracking.Tracker = tracking.OFF  # where its curve goes live (logging.*; off by default)
 
 
 def save_state(path: Path, step, model, opt, curve, wall, fingerprint, diverged_at=None) -> None:
@@ -106,6 +107,8 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
         f"peak lr={job.peak:.2e} device={device} threads={threads}"
         + (f" x {world.size} data-parallel processes" if world.size > 1 else "")
     )
+    for p in curve:  # a resumed job's run shows the history it continues from
+        job.track.point(p)
     window, t0, t_ckpt, first = [], time.time() - wall, time.time(), step
     while step < job.end and diverged_at is None:
         batch = world.rows(torch.from_numpy(mix.batch(step))).to(device, non_blocking=True)
@@ -124,13 +127,14 @@ def run(job: Job, cfg: dict, data_dir: Path, resume: Path, threads: int) -> dict
                 "seconds": round(elapsed, 2),
             }
         )
+        rate = (step - first) * bs * seq_len / max(1e-9, elapsed - wall)
         if not math.isfinite(mean) or mean > 2 * math.log(job.shape.vocab_size):
             diverged_at = step
             print0(f"[{job.name}] diverged at step {step}: loss {mean}")
         else:
-            rate = (step - first) * bs * seq_len / max(1e-9, elapsed - wall)
             eta = (job.end - step) * bs * seq_len / rate
             print0(f"[{job.name}] step {step}/{job.end} loss {mean:.4f} {rate:,.0f} tok/s eta {fmt_time(eta)}")
+        job.track.point(curve[-1], rate)
         if not world.main:  # rank 0 writes every state (the ranks' models are identical)
             continue
         for b in [b for b in job.branches if b == step or (diverged_at and b > step)]:
