@@ -39,6 +39,7 @@ __all__ = [
     "save",
     "load",
     "SURFACE",
+    "DEFAULT_FORM",
 ]
 
 MAX_BOOT = 100  # refits per metric and form: ~10 ms each, like the parametric table's cap
@@ -243,12 +244,17 @@ def compare(loo: pd.DataFrame) -> list[dict]:
 N_TOL = 0.15
 
 
+# Without a held-out fraction to judge by (fewer than 3 code fractions) the most general form,
+# which contains the others, is fitted.
+DEFAULT_FORM = "deff_add"
+
+
 def choose(comparison: list[dict], forms) -> str:
     """The loss-surface form the held-out rule picks (ties: the simpler, earlier in FORMS)."""
     sc = {c["candidate"]: c for c in comparison if c["candidate"] in forms}
     ok = [f for f in forms if f in sc and np.isfinite(sc[f]["median_abs_n_err"])]
     if not ok:
-        return forms[0]
+        return DEFAULT_FORM if DEFAULT_FORM in forms else forms[0]
     within = [f for f in ok if sc[f]["median_abs_n_err"] <= N_TOL]
     if within:
         return min(within, key=lambda f: (sc[f]["median_abs_loss_err"], forms.index(f)))
@@ -268,7 +274,9 @@ def fit_study(cells: pd.DataFrame, cfg: dict, optima: pd.DataFrame) -> tuple[Stu
     loo_pts = loo_predictions(inputs, optima, mx.FORMS, 0, ci)
     comparison = compare(loo_pts) if not loo_pts.empty else []
     chosen = choose(comparison, mx.FORMS)
-    laws = fit_laws(inputs, 0, tuple(f for f in mx.FORMS if f != chosen))
+    # with no held-out comparison the other forms would be numbers nothing ranks: not fitted
+    others = tuple(f for f in mx.FORMS if f != chosen) if comparison else ()
+    laws = fit_laws(inputs, 0, others) if others else {}
     for m, fs in fit_laws(inputs, n_boot, (chosen,)).items():
         laws.setdefault(m, {}).update(fs)
     loo = loo_pts
@@ -312,7 +320,8 @@ LOO_COLUMNS = [
 def loo_table(loo: pd.DataFrame, chosen: str) -> pd.DataFrame:
     """The leave-one-out rows, the chosen form first."""
     if loo.empty:
-        return pd.DataFrame(columns=LOO_COLUMNS)
+        why = "failed: leaving a code fraction out needs >= 3 code fractions with interior optima"
+        return pd.DataFrame([{"candidate": chosen, "status": why}], columns=LOO_COLUMNS)
     for c in LOO_COLUMNS:
         if c not in loo.columns:
             loo[c] = np.nan
@@ -342,7 +351,7 @@ def law_table(sl: StudyLaws) -> pd.DataFrame:
                 loo_median_abs_n_err=sc.get("median_abs_n_err", np.nan),
                 loo_median_abs_loss_err=sc.get("median_abs_loss_err", np.nan),
                 loo_coverage=sc.get("coverage", np.nan),
-                status="ok" if law.converged else "failed: L-BFGS-B did not report convergence",
+                status=_law_status(law),
             )
             rows.append(row)
     for c in sl.comparison:
@@ -359,6 +368,16 @@ def law_table(sl: StudyLaws) -> pd.DataFrame:
                 )
             )
     return pd.DataFrame(rows)
+
+
+def _law_status(law: mx.MixtureLaw) -> str:
+    """'ok', 'failed: ...' (not converged: `optimum` refuses it) or 'flagged: ...' (a bound hit)."""
+    if not law.converged:
+        return "failed: L-BFGS-B did not report convergence"
+    lo, hi = mx.mix_bounds(law.form)
+    if lo < hi and (law.mix <= lo * (1 + 1e-6) + 1e-9 or law.mix >= hi * (1 - 1e-6)):
+        return f"flagged: mix parameter at its bound {law.mix:g}: the cells do not pin the mix effect down"
+    return "ok"
 
 
 def save(sl: StudyLaws, path: Path, study: str) -> None:

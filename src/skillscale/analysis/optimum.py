@@ -226,7 +226,7 @@ def _csv_cells(df: pd.DataFrame, path) -> pd.DataFrame:
     return c
 
 
-def laws_from_csv(path: Path, n_boot: int = 100, ci: float = 0.9, form: str = "deff_add") -> mixlaw.StudyLaws:
+def laws_from_csv(path: Path, n_boot: int = 100, ci: float = 0.9, form: str = mixlaw.DEFAULT_FORM) -> mixlaw.StudyLaws:
     """Fit the laws of a CSV's points (choosing the form held-out when the grid allows)."""
     try:
         df = pd.read_csv(path)

@@ -40,6 +40,7 @@ __all__ = [
     "MixtureLaw",
     "fit_mixture",
     "log_deff",
+    "mix_bounds",
     "optimum",
     "LawOptimum",
 ]
@@ -70,6 +71,11 @@ _GRID = dict(
     alpha=np.array([0.1, 0.3, 0.6, 1.0]),
     beta=np.array([0.1, 0.3, 0.6, 1.0]),
 )
+
+
+def mix_bounds(form: str) -> tuple[float, float]:
+    """The range the form's mix parameter (tau or kappa) is fitted in; (0, 0) when it has none."""
+    return _MIX_BOUNDS[_kind(form)[0]]
 
 
 def log_deff(form: str, lnD, s, mix):
