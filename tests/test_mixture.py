@@ -183,3 +183,20 @@ def test_leave_one_fraction_out_and_the_choice_rule():
         dict(candidate="add", median_abs_n_err=0.10, median_abs_loss_err=0.03),
     ]
     assert mixlaw.choose(rule, mx.FORMS) == "add"  # within 15% on N*, then the better loss*
+
+
+def test_grid_flops_exact_plans_tokens_from_the_exact_count(repo):
+    from skillscale import config, plan, study
+
+    cfg = study.load(repo / "config" / "studies" / "test.yaml")
+    assert "flops" not in cfg["grid"]  # no default filled in: existing configs hash as before
+    six, _ = plan.build(cfg)
+    exact, _ = plan.build({**cfg, "grid": {**cfg["grid"], "flops": "exact"}})
+    assert [c.cell for c in six] == [c.cell for c in exact]
+    for a, b in zip(six, exact):
+        # each budget now buys what the exact count says (to within one optimizer step), so
+        # a small model, whose attention is a larger share of its cost, gets fewer tokens
+        assert b.flops_exact <= b.budget and b.flops_exact > 0.97 * b.budget
+        assert b.tokens < a.tokens and a.flops <= a.budget
+    with pytest.raises(config.ConfigError, match="grid.flops"):
+        study.validate({"grid": {"flops": "7nd"}})

@@ -265,7 +265,9 @@ def add_optimum(sub) -> None:
     p.add_argument("--budget", type=float, required=True, help="training compute in FLOPs")
     p.add_argument("--code-fraction", type=float, required=True, help="share of training tokens that are code, 0-1")
     p.add_argument("--weights", help="objective sum w_m L_m, e.g. knowledge_qa=0.7,code_fn=0.3 (default: per metric)")
-    p.add_argument("--flops", choices=("6nd", "exact"), default="6nd", help="C = 6ND, or exact FLOPs with attention")
+    p.add_argument(
+        "--flops", choices=("6nd", "exact"), help="C = 6ND, or exact FLOPs with attention (default: grid.flops)"
+    )
     p.add_argument("--json", action="store_true", help="print every number as JSON")
     p.add_argument("--n-boot", type=int, default=100, help="CSV only: bootstrap refits per metric")
     p.add_argument("--form", default="deff_add", help="CSV only, when its grid cannot choose: the law's form")

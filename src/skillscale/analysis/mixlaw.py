@@ -59,6 +59,11 @@ class StudyLaws:
     fpt: list  # [[n_params, exact flops per token], ...] over the ladder
     ci: float
     comparison: list = field(default_factory=list)  # per candidate: LOO scores
+    flops: str = "6nd"  # how the study's budgets count compute (grid.flops)
+
+    def per_token(self):
+        """The study's FLOPs per token as a function of N (None: 6 N, what mixture.optimum assumes)."""
+        return fpt_function(self.fpt) if self.flops == "exact" else None
 
     def share(self, metric: str, code_frac: float) -> float:
         return float(skills.own_share(self.skills[metric], code_frac, self.sources))
@@ -160,15 +165,15 @@ def _surface_predict(train: pd.DataFrame, held: pd.DataFrame, col: str) -> np.nd
     return np.exp(X(held) @ k)
 
 
-def _law_prediction(law, budget: float, s: float, ci: float) -> dict:
-    o = mx.optimum([("m", law, 1.0, s)], budget)
+def _law_prediction(law, budget: float, s: float, ci: float, fpt=None) -> dict:
+    o = mx.optimum([("m", law, 1.0, s)], budget, fpt)
     lo, hi = fit.interval(o.log_n_draws, ci, o.log_n)
     pl, dl = o.losses["m"]
     llo, lhi = fit.interval(dl, ci, pl)
     return dict(n=np.exp(o.log_n), n_lo=np.exp(lo), n_hi=np.exp(hi), loss=pl, loss_lo=llo, loss_hi=lhi)
 
 
-def loo_predictions(inputs: pd.DataFrame, optima: pd.DataFrame, forms, n_boot: int, ci: float) -> pd.DataFrame:
+def loo_predictions(inputs: pd.DataFrame, optima: pd.DataFrame, forms, n_boot: int, ci: float, fpt=None):
     """Leave one code fraction out: fit on the others, predict the held-out fraction's optima.
 
     One row per candidate x metric x held-out fraction x budget with an interior observed
@@ -192,7 +197,7 @@ def loo_predictions(inputs: pd.DataFrame, optima: pd.DataFrame, forms, n_boot: i
                     if isinstance(law, str):
                         row["status"] = f"failed: {law}"
                     else:
-                        p = _law_prediction(law, float(b), float(h["s"].iloc[0]), ci)
+                        p = _law_prediction(law, float(b), float(h["s"].iloc[0]), ci, fpt)
                         row.update({f"pred_{k}": v for k, v in p.items()}, status="ok")
                     rows.append(row)
             trm = tr_opt[tr_opt["metric"] == m]
@@ -269,9 +274,11 @@ def fit_study(cells: pd.DataFrame, cfg: dict, optima: pd.DataFrame) -> tuple[Stu
     n_boot, ci = min(int(fc["n_boot"]), MAX_BOOT), float(fc["ci"])
     sources = cfg["data"].get("sources")
     inputs = law_inputs(cells, sources)
+    flops = cfg.get("grid", {}).get("flops", "6nd")
+    fpt = fpt_function(exact_flops_per_token(cells)) if flops == "exact" else None
     # Point predictions choose the form; only the chosen one is then refitted with a
     # bootstrap, on all cells and per fold (the intervals the held-out test reports).
-    loo_pts = loo_predictions(inputs, optima, mx.FORMS, 0, ci)
+    loo_pts = loo_predictions(inputs, optima, mx.FORMS, 0, ci, fpt)
     comparison = compare(loo_pts) if not loo_pts.empty else []
     chosen = choose(comparison, mx.FORMS)
     # with no held-out comparison the other forms would be numbers nothing ranks: not fitted
@@ -281,7 +288,7 @@ def fit_study(cells: pd.DataFrame, cfg: dict, optima: pd.DataFrame) -> tuple[Stu
         laws.setdefault(m, {}).update(fs)
     loo = loo_pts
     if not loo_pts.empty:
-        loo_ci = loo_predictions(inputs, optima, (chosen,), n_boot, ci)
+        loo_ci = loo_predictions(inputs, optima, (chosen,), n_boot, ci, fpt)
         loo = pd.concat([loo_ci[loo_ci["candidate"] == chosen], loo_pts[loo_pts["candidate"] != chosen]])
         comparison = compare(loo)
     ranges = dict(
@@ -291,8 +298,8 @@ def fit_study(cells: pd.DataFrame, cfg: dict, optima: pd.DataFrame) -> tuple[Stu
         tokens=[float(inputs["tokens"].min()), float(inputs["tokens"].max())],
     )
     sk = inputs.drop_duplicates("metric").set_index("metric")["skill"].to_dict()
-    fpt = exact_flops_per_token(cells)
-    return StudyLaws(laws, sk, sources, chosen, ranges, fpt, ci, comparison), loo.reset_index(drop=True)
+    sl = StudyLaws(laws, sk, sources, chosen, ranges, exact_flops_per_token(cells), ci, comparison, flops)
+    return sl, loo.reset_index(drop=True)
 
 
 LOO_COLUMNS = [
@@ -393,6 +400,7 @@ def save(sl: StudyLaws, path: Path, study: str) -> None:
         fpt=sl.fpt,
         ci=sl.ci,
         comparison=sl.comparison,
+        flops=sl.flops,
         laws=laws,
     )
     common.write_text(Path(path), json.dumps(doc, default=float) + "\n")
@@ -409,5 +417,13 @@ def load(path: Path) -> StudyLaws:
         for m, fs in doc["laws"].items()
     }
     return StudyLaws(
-        laws, doc["skills"], doc["sources"], doc["chosen"], doc["ranges"], doc["fpt"], doc["ci"], doc["comparison"]
+        laws,
+        doc["skills"],
+        doc["sources"],
+        doc["chosen"],
+        doc["ranges"],
+        doc["fpt"],
+        doc["ci"],
+        doc["comparison"],
+        doc.get("flops", "6nd"),
     )

@@ -37,7 +37,7 @@ def mixture_law(sl, optima: pd.DataFrame, path: Path) -> None:
         allf = sorted(fracs + [f for f in UNTRAINED if f not in fracs])
         for f, col in zip(allf, colors):
             try:
-                cur = mixreport.law_curve(sl, m, cs, sl.share(m, f))
+                cur = mixreport.law_curve(sl, m, cs, sl.share(m, f), sl.per_token())
             except Exception as e:  # one metric without a law still draws the others
                 ax.set_title(f"{m}: {type(e).__name__}", fontsize=8)
                 break
@@ -50,7 +50,8 @@ def mixture_law(sl, optima: pd.DataFrame, path: Path) -> None:
                 yerr = [g["n_opt"] - g["n_opt_lo"].fillna(g["n_opt"]), g["n_opt_hi"].fillna(g["n_opt"]) - g["n_opt"]]
                 ax.errorbar(g["budget"], g["n_opt"], yerr=yerr, fmt="o", color=col, ms=4, capsize=2)
         ax.axvline(b.max(), color="grey", lw=0.6, ls=":")
-        ax.set(xscale="log", yscale="log", xlabel="compute C = 6ND (FLOPs)", ylabel="N*", title=m)
+        count = "6ND" if sl.flops == "6nd" else "exact, attention included"
+        ax.set(xscale="log", yscale="log", xlabel=f"compute C ({count}, FLOPs)", ylabel="N*", title=m)
         ax.legend(fontsize=7)
     for ax in axes.ravel()[len(metrics) :]:
         ax.axis("off")

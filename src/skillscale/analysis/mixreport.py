@@ -59,7 +59,8 @@ def law_slopes(sl: mixlaw.StudyLaws, datamix: pd.DataFrame, c_ref: float) -> pd.
             rows.append(dict(metric=m, skill=sk, status=f"failed: {e}"))
             continue
         shares = [sl.share(m, f) for f in fracs]
-        curves = np.stack([law_curve(sl, m, budgets, s) for s in shares], axis=-1)  # draws x budgets x fracs
+        # draws x budgets x fractions
+        curves = np.stack([law_curve(sl, m, budgets, s, sl.per_token()) for s in shares], axis=-1)
         for j, b in enumerate(budgets):
             sd = _ls_slope(shares, curves[:, j, :])
             lo, hi = fit.interval(sd[1:], sl.ci, sd[0])

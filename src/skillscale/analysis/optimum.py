@@ -116,8 +116,10 @@ def _one(sl, terms, budget, code_frac, fpt, weights, ci) -> dict:
     return out
 
 
-def answer(sl: mixlaw.StudyLaws, budget: float, code_frac: float, weights: dict | None = None, flops="6nd") -> dict:
-    """Every number `skillscale optimum` prints, as a dict (what --json writes)."""
+def answer(sl: mixlaw.StudyLaws, budget: float, code_frac: float, weights: dict | None = None, flops=None) -> dict:
+    """Every number `skillscale optimum` prints, as a dict (what --json writes); `flops`
+    None counts compute as the study planned its budgets (grid.flops)."""
+    flops = flops or sl.flops
     if not (math.isfinite(budget) and budget > 0):
         raise OptimumError(f"--budget must be a positive number of FLOPs, got {budget}")
     if not (math.isfinite(code_frac) and 0 <= code_frac <= 1):
@@ -130,7 +132,8 @@ def answer(sl: mixlaw.StudyLaws, budget: float, code_frac: float, weights: dict 
         if fpt is None:
             raise OptimumError("--flops exact: these cells record no flops_exact (attention included) to count with")
     metrics = sorted(sl.laws)
-    res = dict(budget=budget, code_fraction=code_frac, flops=flops, form=sl.chosen, ci=sl.ci, weights=weights)
+    res = dict(budget=budget, code_fraction=code_frac, flops=flops, study_flops=sl.flops, form=sl.chosen, ci=sl.ci)
+    res["weights"] = weights
     res["trained"] = sl.ranges
     if weights:
         terms = [(m, _check_law(sl, m), w, sl.share(m, code_frac)) for m, w in weights.items()]
@@ -174,6 +177,8 @@ def format_text(res: dict) -> str:
         f"budget {res['budget']:.3g} FLOPs (C = {count}),"
         f" code fraction {res['code_fraction']:g}; law form {res['form']}; {ci} intervals (bootstrap over cells)",
     ]
+    if res["flops"] != res.get("study_flops", res["flops"]):
+        L.append(f"note: the study planned its budgets with grid.flops = {res['study_flops']}")
     if res.get("weights"):
         wt = " + ".join(f"{w:g} {m}" for m, w in res["weights"].items())
         L += _block(res["optimum"], f"optimum of {wt}:")
