@@ -14,7 +14,10 @@ The study's laws are cached as tables/mixture_law.json for `skillscale optimum`
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,17 +120,13 @@ def fpt_function(fpt: list):
     return f
 
 
-def _fit_forms(d: pd.DataFrame, counts_by_cell: np.ndarray | None, cell_index: dict, forms, label: str) -> dict:
-    out = {}
-    cc = None if counts_by_cell is None else counts_by_cell[:, d["cell"].map(cell_index).to_numpy()]
-    for form in forms:
-        try:
-            out[form] = mx.fit_mixture(
-                d["n_params"], d["tokens"], d["s"], d["loss"], form, counts=cc, label=f"{label}, form={form}"
-            )
-        except fit.FitError as e:
-            out[form] = str(e)
-    return out
+def _fit_one(task) -> mx.MixtureLaw | str:
+    """One metric x form fit, or its FitError's message (a worker process's task)."""
+    n, d, s, loss, cc, form, label = task
+    try:
+        return mx.fit_mixture(n, d, s, loss, form, counts=cc, label=f"{label}, form={form}")
+    except fit.FitError as e:
+        return str(e)
 
 
 def _counts(cells_ids, n_boot: int, seed: int = 0) -> tuple[np.ndarray, dict]:
@@ -136,13 +135,34 @@ def _counts(cells_ids, n_boot: int, seed: int = 0) -> tuple[np.ndarray, dict]:
     return fit.boot_counts(len(ids), n_boot, rng), {c: i for i, c in enumerate(ids)}
 
 
-def fit_laws(inputs: pd.DataFrame, n_boot: int, forms=mx.FORMS, seed: int = 0) -> dict:
-    """metric -> form -> law, every metric bootstrapped on the same resamples of cells."""
+def fit_laws(inputs: pd.DataFrame, n_boot: int, forms=mx.FORMS, seed: int = 0, mapper=map) -> dict:
+    """metric -> form -> law, every metric bootstrapped on the same resamples of cells.
+
+    `mapper` runs the metric x form fits (builtin map, or a process pool's map: each fit is
+    seeded by its counts alone, so the result does not depend on it)."""
     counts, index = _counts(inputs["cell"], n_boot, seed)
-    return {
-        m: _fit_forms(g, counts if n_boot else None, index, forms, fit.group_label({"metric": m}))
-        for m, g in inputs.groupby("metric", sort=True)
-    }
+    tasks, keys = [], []
+    for m, g in inputs.groupby("metric", sort=True):
+        cc = counts[:, g["cell"].map(index).to_numpy()] if n_boot else None
+        arrays = tuple(g[c].to_numpy(float) for c in ("n_params", "tokens", "s", "loss"))
+        for form in forms:
+            tasks.append((*arrays, cc, form, fit.group_label({"metric": m})))
+            keys.append((m, form))
+    out: dict = {}
+    for (m, form), law in zip(keys, mapper(_fit_one, tasks)):
+        out.setdefault(m, {})[form] = law
+    return out
+
+
+@contextlib.contextmanager
+def _mapper():
+    """A process pool's map over the cores this process may use, or builtin map on one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores < 2:
+        yield map
+        return
+    with ProcessPoolExecutor(cores) as pool:
+        yield pool.map
 
 
 def _interior(optima: pd.DataFrame) -> pd.DataFrame:
@@ -173,7 +193,7 @@ def _law_prediction(law, budget: float, s: float, ci: float, fpt=None) -> dict:
     return dict(n=np.exp(o.log_n), n_lo=np.exp(lo), n_hi=np.exp(hi), loss=pl, loss_lo=llo, loss_hi=lhi)
 
 
-def loo_predictions(inputs: pd.DataFrame, optima: pd.DataFrame, forms, n_boot: int, ci: float, fpt=None):
+def loo_predictions(inputs: pd.DataFrame, optima: pd.DataFrame, forms, n_boot: int, ci: float, fpt=None, mapper=map):
     """Leave one code fraction out: fit on the others, predict the held-out fraction's optima.
 
     One row per candidate x metric x held-out fraction x budget with an interior observed
@@ -186,7 +206,7 @@ def loo_predictions(inputs: pd.DataFrame, optima: pd.DataFrame, forms, n_boot: i
         train = inputs[inputs["code_frac"] != cf]
         if train["code_frac"].nunique() < 2:
             continue
-        laws = fit_laws(train, n_boot, forms)
+        laws = fit_laws(train, n_boot, forms, mapper=mapper)
         tr_opt, held = obs[obs["code_frac"] != cf], obs[obs["code_frac"] == cf]
         for m, h in held.groupby("metric"):
             base = h[["code_frac", "metric", "budget", "n_opt", "n_opt_lo", "n_opt_hi", "loss_opt"]]
@@ -276,21 +296,22 @@ def fit_study(cells: pd.DataFrame, cfg: dict, optima: pd.DataFrame) -> tuple[Stu
     inputs = law_inputs(cells, sources)
     flops = cfg.get("grid", {}).get("flops", "6nd")
     fpt = fpt_function(exact_flops_per_token(cells)) if flops == "exact" else None
-    # Point predictions choose the form; only the chosen one is then refitted with a
-    # bootstrap, on all cells and per fold (the intervals the held-out test reports).
-    loo_pts = loo_predictions(inputs, optima, mx.FORMS, 0, ci, fpt)
-    comparison = compare(loo_pts) if not loo_pts.empty else []
-    chosen = choose(comparison, mx.FORMS)
-    # with no held-out comparison the other forms would be numbers nothing ranks: not fitted
-    others = tuple(f for f in mx.FORMS if f != chosen) if comparison else ()
-    laws = fit_laws(inputs, 0, others) if others else {}
-    for m, fs in fit_laws(inputs, n_boot, (chosen,)).items():
-        laws.setdefault(m, {}).update(fs)
-    loo = loo_pts
-    if not loo_pts.empty:
-        loo_ci = loo_predictions(inputs, optima, (chosen,), n_boot, ci, fpt)
-        loo = pd.concat([loo_ci[loo_ci["candidate"] == chosen], loo_pts[loo_pts["candidate"] != chosen]])
-        comparison = compare(loo)
+    with _mapper() as mapper:
+        # Point predictions choose the form; only the chosen one is then refitted with a
+        # bootstrap, on all cells and per fold (the intervals the held-out test reports).
+        loo_pts = loo_predictions(inputs, optima, mx.FORMS, 0, ci, fpt, mapper)
+        comparison = compare(loo_pts) if not loo_pts.empty else []
+        chosen = choose(comparison, mx.FORMS)
+        # with no held-out comparison the other forms would be numbers nothing ranks: not fitted
+        others = tuple(f for f in mx.FORMS if f != chosen) if comparison else ()
+        laws = fit_laws(inputs, 0, others, mapper=mapper) if others else {}
+        for m, fs in fit_laws(inputs, n_boot, (chosen,), mapper=mapper).items():
+            laws.setdefault(m, {}).update(fs)
+        loo = loo_pts
+        if not loo_pts.empty:
+            loo_ci = loo_predictions(inputs, optima, (chosen,), n_boot, ci, fpt, mapper)
+            loo = pd.concat([loo_ci[loo_ci["candidate"] == chosen], loo_pts[loo_pts["candidate"] != chosen]])
+            comparison = compare(loo)
     ranges = dict(
         budgets=sorted(float(b) for b in inputs["budget"].unique()),
         code_fracs=sorted(float(c) for c in inputs["code_frac"].unique()),
