@@ -200,3 +200,20 @@ def test_grid_flops_exact_plans_tokens_from_the_exact_count(repo):
         assert b.tokens < a.tokens and a.flops <= a.budget
     with pytest.raises(config.ConfigError, match="grid.flops"):
         study.validate({"grid": {"flops": "7nd"}})
+
+
+def test_held_out_calibration_uses_only_the_other_folds():
+    """A fold's prediction interval is widened by the errors of the OTHER held-out fractions:
+    a fold with a huge error of its own cannot widen its own interval to cover itself."""
+    rows = []
+    for cf, err in ((0.2, 0.05), (0.5, 0.05), (0.8, 1.0)):
+        for b in (1e11, 2e11, 4e11):
+            rows.append(
+                dict(candidate="x", metric="m", code_frac=cf, budget=b, n_opt=1e4, loss_opt=2.0,
+                     pred_n=1e4 * np.exp(err), pred_n_lo=1e4 * np.exp(err) * 0.99,
+                     pred_n_hi=1e4 * np.exp(err) * 1.01, pred_loss=2.0, pred_loss_lo=1.99, pred_loss_hi=2.01)
+            )  # fmt: skip
+    cal = mixlaw.calibrate(pd.DataFrame(rows), "x", 0.9).set_index("code_frac")
+    assert not cal.loc[0.8, "covered"].astype(bool).any()  # widened by the other folds' 5%
+    assert cal.loc[0.2, "covered"].astype(bool).all()  # the 0.8 fold's error widens the others
+    assert (cal["pred_n_boot_lo"] == cal["pred_n_lo"]).sum() < len(cal)

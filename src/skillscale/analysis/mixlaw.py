@@ -43,6 +43,9 @@ __all__ = [
     "load",
     "SURFACE",
     "DEFAULT_FORM",
+    "calibrate",
+    "held_out_error",
+    "widen",
 ]
 
 MAX_BOOT = 100  # refits per metric and form: ~10 ms each, like the parametric table's cap
@@ -63,6 +66,8 @@ class StudyLaws:
     ci: float
     comparison: list = field(default_factory=list)  # per candidate: LOO scores
     flops: str = "6nd"  # how the study's budgets count compute (grid.flops)
+    # the chosen form's ci-quantile |ln error| of N* and loss* at a held-out code fraction
+    held_out: dict = field(default_factory=dict)
 
     def per_token(self):
         """The study's FLOPs per token as a function of N (None: 6 N, what mixture.optimum assumes)."""
@@ -227,6 +232,47 @@ def loo_predictions(inputs: pd.DataFrame, optima: pd.DataFrame, forms, n_boot: i
     return _scored(pd.DataFrame(rows))
 
 
+def held_out_error(rows: pd.DataFrame, ci: float) -> tuple[float, float]:
+    """The `ci` quantile of |ln(predicted / observed)| of N* and of loss* over held-out rows."""
+    ok = rows[np.isfinite(rows["pred_n"].astype(float)) & np.isfinite(rows["n_opt"].astype(float))]
+    if len(ok) < 5:
+        return np.nan, np.nan
+    en = np.abs(np.log(ok["pred_n"].astype(float) / ok["n_opt"].astype(float)))
+    el = np.abs(np.log(ok["pred_loss"].astype(float) / ok["loss_opt"].astype(float)))
+    return float(np.quantile(en, ci)), float(np.nanquantile(el, ci))
+
+
+def widen(v, lo, hi, q):
+    """An interval [lo, hi] around v stretched to at least v exp(-q) .. v exp(q)."""
+    if not np.isfinite(q):
+        return lo, hi
+    return np.fmin(lo, v * np.exp(-q)), np.fmax(hi, v * np.exp(q))
+
+
+def calibrate(loo: pd.DataFrame, chosen: str, ci: float) -> pd.DataFrame:
+    """Prediction intervals for each held-out fraction: the bootstrap interval (the cells'
+    noise) widened by the law's own held-out error, measured on the OTHER folds only.
+
+    A bootstrap over cells says how well the cells pin the law down, not how wrong the form
+    is at a mix it never saw; the other folds' errors measure that, and never the fold
+    being judged (cross-validated, so the coverage reported is not fitted to itself)."""
+    if loo.empty:
+        return loo
+    df = loo.copy()
+    rows = df["candidate"] == chosen
+    df["pred_n_boot_lo"], df["pred_n_boot_hi"] = df.get("pred_n_lo", np.nan), df.get("pred_n_hi", np.nan)
+    for cf in df.loc[rows, "code_frac"].unique():
+        here = rows & (df["code_frac"] == cf)
+        qn, ql = held_out_error(_scored(df[rows & (df["code_frac"] != cf)].copy()), ci)
+        df.loc[here, "pred_n_lo"], df.loc[here, "pred_n_hi"] = widen(
+            df.loc[here, "pred_n"], df.loc[here, "pred_n_lo"], df.loc[here, "pred_n_hi"], qn
+        )
+        df.loc[here, "pred_loss_lo"], df.loc[here, "pred_loss_hi"] = widen(
+            df.loc[here, "pred_loss"], df.loc[here, "pred_loss_lo"], df.loc[here, "pred_loss_hi"], ql
+        )
+    return _scored(df)
+
+
 def _scored(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df
@@ -248,6 +294,12 @@ def compare(loo: pd.DataFrame) -> list[dict]:
     for cand, g in loo.groupby("candidate", sort=False):
         ok = g[np.isfinite(g["n_rel_err"].astype(float))]
         cov = ok["covered"].dropna().astype(bool)
+        boot = ok.get("pred_n_boot_lo")
+        boot_cov = np.nan
+        if boot is not None and np.isfinite(boot.astype(float)).any():
+            has = np.isfinite(ok["pred_n_boot_lo"].astype(float))
+            inside = (ok["n_opt"] >= ok["pred_n_boot_lo"]) & (ok["n_opt"] <= ok["pred_n_boot_hi"])
+            boot_cov = float(inside[has].mean())
         out.append(
             dict(
                 candidate=cand,
@@ -256,6 +308,7 @@ def compare(loo: pd.DataFrame) -> list[dict]:
                 max_abs_n_err=float(np.max(np.abs(ok["n_rel_err"]))) if len(ok) else np.nan,
                 median_abs_loss_err=float(np.median(np.abs(ok["loss_rel_err"]))) if len(ok) else np.nan,
                 coverage=float(cov.mean()) if len(cov) else np.nan,
+                coverage_bootstrap_only=boot_cov,
                 n_covered=int(cov.sum()),
                 n_with_interval=len(cov),
             )
@@ -309,7 +362,7 @@ def fit_study(cells: pd.DataFrame, cfg: dict, optima: pd.DataFrame) -> tuple[Stu
             laws.setdefault(m, {}).update(fs)
         loo = loo_pts
         if not loo_pts.empty:
-            loo_ci = loo_predictions(inputs, optima, (chosen,), n_boot, ci, fpt, mapper)
+            loo_ci = calibrate(loo_predictions(inputs, optima, (chosen,), n_boot, ci, fpt, mapper), chosen, ci)
             loo = pd.concat([loo_ci[loo_ci["candidate"] == chosen], loo_pts[loo_pts["candidate"] != chosen]])
             comparison = compare(loo)
     ranges = dict(
@@ -320,6 +373,8 @@ def fit_study(cells: pd.DataFrame, cfg: dict, optima: pd.DataFrame) -> tuple[Stu
     )
     sk = inputs.drop_duplicates("metric").set_index("metric")["skill"].to_dict()
     sl = StudyLaws(laws, sk, sources, chosen, ranges, exact_flops_per_token(cells), ci, comparison, flops)
+    if not loo.empty:
+        sl.held_out = dict(zip(("n", "loss"), held_out_error(loo[loo["candidate"] == chosen], ci)))
     return sl, loo.reset_index(drop=True)
 
 
@@ -334,6 +389,8 @@ LOO_COLUMNS = [
     "pred_n",
     "pred_n_lo",
     "pred_n_hi",
+    "pred_n_boot_lo",
+    "pred_n_boot_hi",
     "n_rel_err",
     "covered",
     "loss_opt",
@@ -379,6 +436,7 @@ def law_table(sl: StudyLaws) -> pd.DataFrame:
                 loo_median_abs_n_err=sc.get("median_abs_n_err", np.nan),
                 loo_median_abs_loss_err=sc.get("median_abs_loss_err", np.nan),
                 loo_coverage=sc.get("coverage", np.nan),
+                loo_coverage_bootstrap_only=sc.get("coverage_bootstrap_only", np.nan),
                 status=_law_status(law),
             )
             rows.append(row)
@@ -422,6 +480,7 @@ def save(sl: StudyLaws, path: Path, study: str) -> None:
         ci=sl.ci,
         comparison=sl.comparison,
         flops=sl.flops,
+        held_out=sl.held_out,
         laws=laws,
     )
     common.write_text(Path(path), json.dumps(doc, default=float) + "\n")
@@ -447,4 +506,5 @@ def load(path: Path) -> StudyLaws:
         doc["ci"],
         doc["comparison"],
         doc.get("flops", "6nd"),
+        doc.get("held_out", {}),
     )

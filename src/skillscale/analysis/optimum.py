@@ -96,13 +96,21 @@ def _one(sl, terms, budget, code_frac, fpt, weights, ci) -> dict:
     o = mx.optimum(terms, budget, fpt)
     if o.at_grid_edge:
         raise OptimumError(f"the law has no optimum at budget {budget:g} within N in [1e2, 1e14]")
+    # The bootstrap says how well the cells pin the law down; the law's error at a held-out
+    # code fraction (mixture_loo) says how wrong the form can be at a mix it never saw.
+    # Every interval is the wider of the two (mixlaw.calibrate does the same per fold).
+    qn, ql = sl.held_out.get("n", np.nan), sl.held_out.get("loss", np.nan)
     n, n_lo, n_hi = _iv(o.log_n, o.log_n_draws, ci, log=True)
+    n_lo, n_hi = mixlaw.widen(n, n_lo, n_hi, qn)
     d, d_lo, d_hi = _iv(o.log_d, o.log_d_draws, ci, log=True)
+    d_lo, d_hi = mixlaw.widen(d, d_lo, d_hi, qn)
     t, t_lo, t_hi = _iv(o.log_d - o.log_n, o.log_d_draws - o.log_n_draws, ci, log=True)
+    t_lo, t_hi = mixlaw.widen(t, t_lo, t_hi, 2 * qn)
     losses = {}
     for name, _law, w, s in terms:
         p, dr = o.losses[name]
         _, lo, hi = _iv(p, dr, ci)
+        lo, hi = mixlaw.widen(p, lo, hi, ql)
         losses[name] = dict(loss=p, loss_lo=lo, loss_hi=hi, own_share=s, weight=w)
     out = dict(
         n_opt=n, n_opt_lo=n_lo, n_opt_hi=n_hi, d_opt=d, d_opt_lo=d_lo, d_opt_hi=d_hi,
@@ -112,6 +120,7 @@ def _one(sl, terms, budget, code_frac, fpt, weights, ci) -> dict:
     )  # fmt: skip
     if weights:
         _, lo, hi = _iv(o.objective, o.objective_draws, ci)
+        lo, hi = mixlaw.widen(o.objective, lo, hi, ql)
         out.update(objective=o.objective, objective_lo=lo, objective_hi=hi)
     return out
 
@@ -135,6 +144,7 @@ def answer(sl: mixlaw.StudyLaws, budget: float, code_frac: float, weights: dict 
     res = dict(budget=budget, code_fraction=code_frac, flops=flops, study_flops=sl.flops, form=sl.chosen, ci=sl.ci)
     res["weights"] = weights
     res["trained"] = sl.ranges
+    res["held_out_error"] = sl.held_out
     if weights:
         terms = [(m, _check_law(sl, m), w, sl.share(m, code_frac)) for m, w in weights.items()]
         # every metric's loss at the weighted optimum: weight-0 terms do not move it
@@ -173,9 +183,16 @@ def _block(o: dict, head: str) -> list[str]:
 def format_text(res: dict) -> str:
     ci = f"{res['ci']:.0%}"
     count = "6ND" if res["flops"] == "6nd" else "exact FLOPs, attention included"
+    ho = res.get("held_out_error") or {}
+    how = "bootstrap over cells"
+    if np.isfinite(ho.get("n", np.nan)):
+        how += (
+            f", widened to the law's {ci} held-out-code-fraction error"
+            f" (x{math.exp(ho['n']):.2f} on N*, {math.expm1(ho['loss']):.1%} on loss)"
+        )
     L = [
-        f"budget {res['budget']:.3g} FLOPs (C = {count}),"
-        f" code fraction {res['code_fraction']:g}; law form {res['form']}; {ci} intervals (bootstrap over cells)",
+        f"budget {res['budget']:.3g} FLOPs (C = {count}), code fraction {res['code_fraction']:g};"
+        f" law form {res['form']}; {ci} intervals ({how})",
     ]
     if res["flops"] != res.get("study_flops", res["flops"]):
         L.append(f"note: the study planned its budgets with grid.flops = {res['study_flops']}")
