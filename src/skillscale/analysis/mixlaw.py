@@ -66,7 +66,8 @@ class StudyLaws:
     ci: float
     comparison: list = field(default_factory=list)  # per candidate: LOO scores
     flops: str = "6nd"  # how the study's budgets count compute (grid.flops)
-    # the chosen form's ci-quantile |ln error| of N* and loss* at a held-out code fraction
+    # per metric, the chosen form's ci-quantile |ln error| of N* and loss* at a held-out
+    # code fraction: {metric: {"n": q, "loss": q}}
     held_out: dict = field(default_factory=dict)
 
     def per_token(self):
@@ -233,7 +234,8 @@ def loo_predictions(inputs: pd.DataFrame, optima: pd.DataFrame, forms, n_boot: i
 
 
 def held_out_error(rows: pd.DataFrame, ci: float) -> tuple[float, float]:
-    """The `ci` quantile of |ln(predicted / observed)| of N* and of loss* over held-out rows."""
+    """The `ci` quantile of |ln(predicted / observed)| of N* and of loss* over held-out rows
+    (NaN with fewer than 5)."""
     ok = rows[np.isfinite(rows["pred_n"].astype(float)) & np.isfinite(rows["n_opt"].astype(float))]
     if len(ok) < 5:
         return np.nan, np.nan
@@ -261,9 +263,10 @@ def calibrate(loo: pd.DataFrame, chosen: str, ci: float) -> pd.DataFrame:
     df = loo.copy()
     rows = df["candidate"] == chosen
     df["pred_n_boot_lo"], df["pred_n_boot_hi"] = df.get("pred_n_lo", np.nan), df.get("pred_n_hi", np.nan)
-    for cf in df.loc[rows, "code_frac"].unique():
-        here = rows & (df["code_frac"] == cf)
-        qn, ql = held_out_error(_scored(df[rows & (df["code_frac"] != cf)].copy()), ci)
+    # per metric: the metrics' errors differ in scale (a knowledge QA loss moves 2x with the mix)
+    for cf, m in df.loc[rows, ["code_frac", "metric"]].drop_duplicates().itertuples(index=False):
+        here = rows & (df["code_frac"] == cf) & (df["metric"] == m)
+        qn, ql = held_out_error(df[rows & (df["code_frac"] != cf) & (df["metric"] == m)], ci)
         df.loc[here, "pred_n_lo"], df.loc[here, "pred_n_hi"] = widen(
             df.loc[here, "pred_n"], df.loc[here, "pred_n_lo"], df.loc[here, "pred_n_hi"], qn
         )
@@ -374,7 +377,8 @@ def fit_study(cells: pd.DataFrame, cfg: dict, optima: pd.DataFrame) -> tuple[Stu
     sk = inputs.drop_duplicates("metric").set_index("metric")["skill"].to_dict()
     sl = StudyLaws(laws, sk, sources, chosen, ranges, exact_flops_per_token(cells), ci, comparison, flops)
     if not loo.empty:
-        sl.held_out = dict(zip(("n", "loss"), held_out_error(loo[loo["candidate"] == chosen], ci)))
+        mine = loo[loo["candidate"] == chosen]
+        sl.held_out = {m: dict(zip(("n", "loss"), held_out_error(g, ci))) for m, g in mine.groupby("metric")}
     return sl, loo.reset_index(drop=True)
 
 

@@ -99,7 +99,11 @@ def _one(sl, terms, budget, code_frac, fpt, weights, ci) -> dict:
     # The bootstrap says how well the cells pin the law down; the law's error at a held-out
     # code fraction (mixture_loo) says how wrong the form can be at a mix it never saw.
     # Every interval is the wider of the two (mixlaw.calibrate does the same per fold).
-    qn, ql = sl.held_out.get("n", np.nan), sl.held_out.get("loss", np.nan)
+    q = {m: sl.held_out.get(m, {}) for m, *_ in terms}
+    wsum = sum(w for _, _, w, _ in terms) or 1.0
+    # the weighted objective's held-out error: its metrics' errors, weighted like their losses
+    qn = sum(w * q[m].get("n", np.nan) for m, _, w, _ in terms if w > 0) / wsum
+    ql = sum(w * q[m].get("loss", np.nan) for m, _, w, _ in terms if w > 0) / wsum
     n, n_lo, n_hi = _iv(o.log_n, o.log_n_draws, ci, log=True)
     n_lo, n_hi = mixlaw.widen(n, n_lo, n_hi, qn)
     d, d_lo, d_hi = _iv(o.log_d, o.log_d_draws, ci, log=True)
@@ -110,9 +114,10 @@ def _one(sl, terms, budget, code_frac, fpt, weights, ci) -> dict:
     for name, _law, w, s in terms:
         p, dr = o.losses[name]
         _, lo, hi = _iv(p, dr, ci)
-        lo, hi = mixlaw.widen(p, lo, hi, ql)
+        lo, hi = mixlaw.widen(p, lo, hi, q[name].get("loss", np.nan))
         losses[name] = dict(loss=p, loss_lo=lo, loss_hi=hi, own_share=s, weight=w)
     out = dict(
+        held_out_error=dict(n=qn, loss=ql),
         n_opt=n, n_opt_lo=n_lo, n_opt_hi=n_hi, d_opt=d, d_opt_lo=d_lo, d_opt_hi=d_hi,
         tokens_per_param=t, tokens_per_param_lo=t_lo, tokens_per_param_hi=t_hi,
         losses=losses, n_draws=int(np.isfinite(o.log_n_draws).sum()),
@@ -144,7 +149,6 @@ def answer(sl: mixlaw.StudyLaws, budget: float, code_frac: float, weights: dict 
     res = dict(budget=budget, code_fraction=code_frac, flops=flops, study_flops=sl.flops, form=sl.chosen, ci=sl.ci)
     res["weights"] = weights
     res["trained"] = sl.ranges
-    res["held_out_error"] = sl.held_out
     if weights:
         terms = [(m, _check_law(sl, m), w, sl.share(m, code_frac)) for m, w in weights.items()]
         # every metric's loss at the weighted optimum: weight-0 terms do not move it
@@ -170,6 +174,9 @@ def _block(o: dict, head: str) -> list[str]:
         f"  D* = {_fmt(o['d_opt'], o['d_opt_lo'], o['d_opt_hi'])} tokens",
         f"  tokens per parameter = {_fmt(o['tokens_per_param'], o['tokens_per_param_lo'], o['tokens_per_param_hi'])}",
     ]
+    ho = o.get("held_out_error", {})
+    if np.isfinite(ho.get("n", np.nan)):
+        L.append(f"  held-out error{' (weighted)' if 'objective' in o else ''}: x{math.exp(ho['n']):.2f} on N*")
     if "objective" in o:
         L.append(f"  weighted loss = {_fmt(o['objective'], o['objective_lo'], o['objective_hi'], '.4g')}")
     for m, x in o["losses"].items():
@@ -183,13 +190,7 @@ def _block(o: dict, head: str) -> list[str]:
 def format_text(res: dict) -> str:
     ci = f"{res['ci']:.0%}"
     count = "6ND" if res["flops"] == "6nd" else "exact FLOPs, attention included"
-    ho = res.get("held_out_error") or {}
-    how = "bootstrap over cells"
-    if np.isfinite(ho.get("n", np.nan)):
-        how += (
-            f", widened to the law's {ci} held-out-code-fraction error"
-            f" (x{math.exp(ho['n']):.2f} on N*, {math.expm1(ho['loss']):.1%} on loss)"
-        )
+    how = "bootstrap over cells, widened to at least the law's error at a held-out code fraction"
     L = [
         f"budget {res['budget']:.3g} FLOPs (C = {count}), code fraction {res['code_fraction']:g};"
         f" law form {res['form']}; {ci} intervals ({how})",
