@@ -44,6 +44,7 @@ __all__ = [
     "SURFACE",
     "DEFAULT_FORM",
     "calibrate",
+    "law_status",
     "held_out_error",
     "widen",
 ]
@@ -441,7 +442,7 @@ def law_table(sl: StudyLaws) -> pd.DataFrame:
                 loo_median_abs_loss_err=sc.get("median_abs_loss_err", np.nan),
                 loo_coverage=sc.get("coverage", np.nan),
                 loo_coverage_bootstrap_only=sc.get("coverage_bootstrap_only", np.nan),
-                status=_law_status(law),
+                status=law_status(law),
             )
             rows.append(row)
     for c in sl.comparison:
@@ -460,7 +461,7 @@ def law_table(sl: StudyLaws) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _law_status(law: mx.MixtureLaw) -> str:
+def law_status(law: mx.MixtureLaw) -> str:
     """'ok', 'failed: ...' (not converged: `optimum` refuses it) or 'flagged: ...' (a bound hit)."""
     if not law.converged:
         return "failed: L-BFGS-B did not report convergence"

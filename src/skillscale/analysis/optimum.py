@@ -68,7 +68,7 @@ def _check_law(sl: mixlaw.StudyLaws, metric: str) -> mx.MixtureLaw:
     return law
 
 
-def _warnings(sl: mixlaw.StudyLaws, budget: float, code_frac: float, n_opt: float, o: mx.LawOptimum) -> list[str]:
+def _warnings(sl: mixlaw.StudyLaws, budget: float, code_frac: float, n_opt: float, o, terms) -> list[str]:
     r, w = sl.ranges, []
     bmin, bmax = min(r["budgets"]), max(r["budgets"])
     if budget > bmax * 1.0001:
@@ -81,6 +81,12 @@ def _warnings(sl: mixlaw.StudyLaws, budget: float, code_frac: float, n_opt: floa
     nmin, nmax = r["n_params"]
     if not nmin <= n_opt <= nmax:
         w.append(f"extrapolating: N* = {n_opt:.3g} is outside the trained sizes {nmin:.3g}-{nmax:.3g}")
+    for m, law, wt, _ in terms:
+        status = mixlaw.law_status(law)
+        if wt > 0 and status.startswith("flagged"):
+            w.append(f"{m}: {status.removeprefix('flagged: ')}")
+        if wt > 0 and np.isfinite(law.boot_converged) and law.boot_converged < 0.8:
+            w.append(f"only {law.boot_converged:.0%} of {m}'s bootstrap refits converged: its interval is unreliable")
     good = np.isfinite(o.log_n_draws)
     if o.log_n_draws.size and good.mean() < 0.8:
         w.append(f"only {good.mean():.0%} of bootstrap draws have an optimum: the interval is unreliable")
@@ -121,7 +127,7 @@ def _one(sl, terms, budget, code_frac, fpt, weights, ci) -> dict:
         n_opt=n, n_opt_lo=n_lo, n_opt_hi=n_hi, d_opt=d, d_opt_lo=d_lo, d_opt_hi=d_hi,
         tokens_per_param=t, tokens_per_param_lo=t_lo, tokens_per_param_hi=t_hi,
         losses=losses, n_draws=int(np.isfinite(o.log_n_draws).sum()),
-        warnings=_warnings(sl, budget, code_frac, n, o),
+        warnings=_warnings(sl, budget, code_frac, n, o, terms),
     )  # fmt: skip
     if weights:
         _, lo, hi = _iv(o.objective, o.objective_draws, ci)
