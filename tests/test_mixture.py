@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from skillscale import cli
-from skillscale.analysis import fit, mixlaw, optimum, skills
+from skillscale.analysis import fit, mixlaw, mixselect, optimum, skills
 from skillscale.analysis.fit import mixture as mx
 from skillscale.tools import mixrecovery as mr
 
@@ -171,18 +171,18 @@ def test_leave_one_fraction_out_and_the_choice_rule():
     cells = mr.synthetic_cells(small_grid(), 0.004, np.random.default_rng(1))
     inp = mixlaw.law_inputs(cells)
     optima = fit.isoflop_optima(cells.rename(columns={"value": "loss"}), ["code_frac", "metric", "skill"], n_boot=0)
-    loo = mixlaw.loo_predictions(inp, optima, ("nomix", "deff_add"), 0, 0.9)
+    loo = mixselect.loo_predictions(inp, optima, ("nomix", "deff_add"), 0, 0.9)
     assert set(loo["code_frac"]) <= {0.2, 0.5, 0.8} and set(loo["candidate"]) == {"nomix", "deff_add", "surface"}
-    comp = {c["candidate"]: c for c in mixlaw.compare(loo)}
+    comp = {c["candidate"]: c for c in mixselect.compare(loo)}
     # the true form predicts the held-out loss* far better than the mix-blind null
     assert comp["deff_add"]["median_abs_loss_err"] < comp["nomix"]["median_abs_loss_err"] / 3
-    assert mixlaw.choose(list(comp.values()), ("nomix", "deff_add")) == "deff_add"
+    assert mixselect.choose(list(comp.values()), ("nomix", "deff_add")) == "deff_add"
     rule = [
         dict(candidate="nomix", median_abs_n_err=0.05, median_abs_loss_err=0.10),
         dict(candidate="deff", median_abs_n_err=0.30, median_abs_loss_err=0.01),
         dict(candidate="add", median_abs_n_err=0.10, median_abs_loss_err=0.03),
     ]
-    assert mixlaw.choose(rule, mx.FORMS) == "add"  # within 15% on N*, then the better loss*
+    assert mixselect.choose(rule, mx.FORMS) == "add"  # within 15% on N*, then the better loss*
 
 
 def test_grid_flops_exact_plans_tokens_from_the_exact_count(repo):
@@ -213,7 +213,7 @@ def test_held_out_calibration_uses_only_the_other_folds():
                      pred_n=1e4 * np.exp(err), pred_n_lo=1e4 * np.exp(err) * 0.99,
                      pred_n_hi=1e4 * np.exp(err) * 1.01, pred_loss=2.0, pred_loss_lo=1.99, pred_loss_hi=2.01)
             )  # fmt: skip
-    cal = mixlaw.calibrate(pd.DataFrame(rows), "x", 0.9).set_index("code_frac")
+    cal = mixselect.calibrate(pd.DataFrame(rows), "x", 0.9).set_index("code_frac")
     assert not cal.loc[0.8, "covered"].astype(bool).any()  # widened by the other folds' 5%
     assert cal.loc[0.2, "covered"].astype(bool).all()  # the 0.8 fold's error widens the others
     assert (cal["pred_n_boot_lo"] == cal["pred_n_lo"]).sum() < len(cal)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from skillscale.analysis import fit, mixlaw, skills
+from skillscale.analysis import fit, mixlaw, mixselect, skills
 from skillscale.analysis.fit import mixture as mx
 
 __all__ = ["mixture_tables", "law_slopes", "accounting_table", "law_curve"]
@@ -149,9 +149,9 @@ def accounting_table(sl: mixlaw.StudyLaws, budgets) -> pd.DataFrame:
 
 def mixture_tables(cells: pd.DataFrame, cfg: dict, t: dict, extra: dict) -> None:
     """Fit the study's laws and add the four mixture tables to `t` (see the module docstring)."""
-    sl, loo = mixlaw.fit_study(cells, cfg, t["optima"])
+    sl, loo = mixselect.fit_study(cells, cfg, t["optima"])
     extra["mixture_laws"] = sl
-    t["mixture_law"] = mixlaw.law_table(sl)
-    t["mixture_loo"] = mixlaw.loo_table(loo, sl.chosen)
+    t["mixture_law"] = mixselect.law_table(sl)
+    t["mixture_loo"] = mixselect.loo_table(loo, sl.chosen)
     t["mixture_slopes"] = law_slopes(sl, t["datamix_slopes"], extra["c_ref"])
     t["mixture_accounting"] = accounting_table(sl, sl.ranges["budgets"])

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skillscale.analysis import fit, mixlaw
+from skillscale.analysis import fit, mixlaw, mixselect
 from skillscale.analysis.fit import mixture as mx
 
 __all__ = ["OptimumError", "parse_weights", "answer", "format_text", "laws_from_csv", "load_laws", "run"]
@@ -104,23 +104,23 @@ def _one(sl, terms, budget, code_frac, fpt, weights, ci) -> dict:
         raise OptimumError(f"the law has no optimum at budget {budget:g} within N in [1e2, 1e14]")
     # The bootstrap says how well the cells pin the law down; the law's error at a held-out
     # code fraction (mixture_loo) says how wrong the form can be at a mix it never saw.
-    # Every interval is the wider of the two (mixlaw.calibrate does the same per fold).
+    # Every interval is the wider of the two (mixselect.calibrate does the same per fold).
     q = {m: sl.held_out.get(m, {}) for m, *_ in terms}
     wsum = sum(w for _, _, w, _ in terms) or 1.0
     # the weighted objective's held-out error: its metrics' errors, weighted like their losses
     qn = sum(w * q[m].get("n", np.nan) for m, _, w, _ in terms if w > 0) / wsum
     ql = sum(w * q[m].get("loss", np.nan) for m, _, w, _ in terms if w > 0) / wsum
     n, n_lo, n_hi = _iv(o.log_n, o.log_n_draws, ci, log=True)
-    n_lo, n_hi = mixlaw.widen(n, n_lo, n_hi, qn)
+    n_lo, n_hi = mixselect.widen(n, n_lo, n_hi, qn)
     d, d_lo, d_hi = _iv(o.log_d, o.log_d_draws, ci, log=True)
-    d_lo, d_hi = mixlaw.widen(d, d_lo, d_hi, qn)
+    d_lo, d_hi = mixselect.widen(d, d_lo, d_hi, qn)
     t, t_lo, t_hi = _iv(o.log_d - o.log_n, o.log_d_draws - o.log_n_draws, ci, log=True)
-    t_lo, t_hi = mixlaw.widen(t, t_lo, t_hi, 2 * qn)
+    t_lo, t_hi = mixselect.widen(t, t_lo, t_hi, 2 * qn)
     losses = {}
     for name, _law, w, s in terms:
         p, dr = o.losses[name]
         _, lo, hi = _iv(p, dr, ci)
-        lo, hi = mixlaw.widen(p, lo, hi, q[name].get("loss", np.nan))
+        lo, hi = mixselect.widen(p, lo, hi, q[name].get("loss", np.nan))
         losses[name] = dict(loss=p, loss_lo=lo, loss_hi=hi, own_share=s, weight=w)
     out = dict(
         held_out_error=dict(n=qn, loss=ql),
@@ -131,7 +131,7 @@ def _one(sl, terms, budget, code_frac, fpt, weights, ci) -> dict:
     )  # fmt: skip
     if weights:
         _, lo, hi = _iv(o.objective, o.objective_draws, ci)
-        lo, hi = mixlaw.widen(o.objective, lo, hi, ql)
+        lo, hi = mixselect.widen(o.objective, lo, hi, ql)
         out.update(objective=o.objective, objective_lo=lo, objective_hi=hi)
     return out
 
@@ -267,7 +267,7 @@ def laws_from_csv(path: Path, n_boot: int = 100, ci: float = 0.9, form: str = mi
         optima = fit.isoflop_optima(
             cells.rename(columns={"value": "loss"}), ["code_frac", "metric", "skill"], n_boot=n_boot, ci=ci
         )
-        sl, _ = mixlaw.fit_study(cells, cfg, optima)
+        sl, _ = mixselect.fit_study(cells, cfg, optima)
         return sl
     inputs = mixlaw.law_inputs(cells, None)
     laws = mixlaw.fit_laws(inputs, min(n_boot, mixlaw.MAX_BOOT), (form,))
