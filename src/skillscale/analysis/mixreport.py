@@ -6,7 +6,8 @@
 - mixture_slopes: claim 2 from the law, d ln N*/d own share at each budget and at C_ref
   beside the per-budget slopes of datamix_slopes, and whether the two agree;
 - mixture_accounting: the law's N* with C = 6ND and with exact FLOPs (attention included),
-  side by side per metric, code fraction and budget, and the power law under each;
+  side by side per metric, code fraction and budget, and the exponent of N*(C) under each,
+  from the law and from the observed optima;
 and the fitted laws to extra["mixture_laws"] (report.py caches them for `skillscale optimum`).
 """
 
@@ -116,9 +117,10 @@ def _differences(at_ref: dict, c_ref: float, ci: float, per) -> list[dict]:
     return rows
 
 
-def accounting_table(sl: mixlaw.StudyLaws, budgets) -> pd.DataFrame:
+def accounting_table(sl: mixlaw.StudyLaws, budgets, optima: pd.DataFrame) -> pd.DataFrame:
     """The law's N* per metric x code fraction x budget with C = 6ND and with exact FLOPs,
-    plus rows 'power law' with the exponent a of N* = e^b C^a fitted over the budgets under each."""
+    plus rows with the exponent a of N* = e^b C^a under each: the law's over the budgets and
+    the observed optima's."""
     fpt = mixlaw.fpt_function(sl.fpt)
     if fpt is None:
         return pd.DataFrame([{"status": "failed: the cells record no flops_exact to count with"}])
@@ -144,7 +146,25 @@ def accounting_table(sl: mixlaw.StudyLaws, budgets) -> pd.DataFrame:
                 rows.append(dict(r, status="ok"))
             a6, ae = (float(np.polyfit(lc, c[0], 1)[0]) for c in (six, ex))
             rows.append(dict(metric=m, code_frac=cf, basis="power law exponent a", a_6nd=a6, a_exact=ae, status="ok"))
+            rows.append(_observed_exponents(sl, optima, m, cf, fpt))
     return pd.DataFrame(rows)
+
+
+def _observed_exponents(sl: mixlaw.StudyLaws, optima: pd.DataFrame, m: str, cf: float, fpt) -> dict:
+    """The observed interior optima's power law with each optimum's compute counted both ways.
+
+    The models are the same; only the compute charged for them differs (a budget's cells are
+    at one compute under the study's count only, so the optima are not re-cut per count)."""
+    row = dict(metric=m, code_frac=cf, basis="observed optima, exponent a", status="ok")
+    ok = optima[(optima["status"] == "ok") & (optima["metric"] == m) & np.isclose(optima["code_frac"], cf)]
+    if len(ok) < 2:
+        return dict(row, status=f"failed: {len(ok)} interior optima; a power law needs >= 2")
+    n, c = ok["n_opt"].to_numpy(float), ok["budget"].to_numpy(float)
+    # the study's count is what its budgets mean; the other count charges the same (N*, D*)
+    d = c / (6 * n) if sl.flops == "6nd" else c / fpt(n)
+    c6, ce = 6 * n * d, fpt(n) * d
+    a6, ae = (float(np.polyfit(np.log(cc), np.log(n), 1)[0]) for cc in (c6, ce))
+    return dict(row, a_6nd=a6, a_exact=ae)
 
 
 def mixture_tables(cells: pd.DataFrame, cfg: dict, t: dict, extra: dict) -> None:
@@ -154,4 +174,4 @@ def mixture_tables(cells: pd.DataFrame, cfg: dict, t: dict, extra: dict) -> None
     t["mixture_law"] = mixselect.law_table(sl)
     t["mixture_loo"] = mixselect.loo_table(loo, sl.chosen)
     t["mixture_slopes"] = law_slopes(sl, t["datamix_slopes"], extra["c_ref"])
-    t["mixture_accounting"] = accounting_table(sl, sl.ranges["budgets"])
+    t["mixture_accounting"] = accounting_table(sl, sl.ranges["budgets"], t["optima"])
