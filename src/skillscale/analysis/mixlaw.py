@@ -120,9 +120,9 @@ def fpt_function(fpt: list):
 
 def _fit_one(task) -> mx.MixtureLaw | str:
     """One metric x form fit, or its FitError's message (a worker process's task)."""
-    n, d, s, loss, cc, form, label = task
+    n, d, s, loss, cc, form, init, label = task
     try:
-        return mx.fit_mixture(n, d, s, loss, form, counts=cc, label=f"{label}, form={form}")
+        return mx.fit_mixture(n, d, s, loss, form, counts=cc, init=init, label=f"{label}, form={form}")
     except fit.FitError as e:
         return str(e)
 
@@ -133,18 +133,21 @@ def _counts(cells_ids, n_boot: int, seed: int = 0) -> tuple[np.ndarray, dict]:
     return fit.boot_counts(len(ids), n_boot, rng), {c: i for i, c in enumerate(ids)}
 
 
-def fit_laws(inputs: pd.DataFrame, n_boot: int, forms=mx.FORMS, seed: int = 0, mapper=map) -> dict:
+def fit_laws(inputs: pd.DataFrame, n_boot: int, forms=mx.FORMS, seed: int = 0, mapper=map, init=None) -> dict:
     """metric -> form -> law, every metric bootstrapped on the same resamples of cells.
 
     `mapper` runs the metric x form fits (builtin map, or a process pool's map: each fit is
-    seeded by its counts alone, so the result does not depend on it)."""
+    seeded by its counts alone, so the result does not depend on it); `init` (metric ->
+    form -> law, e.g. the fits on all cells) gives each fit its first start."""
     counts, index = _counts(inputs["cell"], n_boot, seed)
     tasks, keys = [], []
     for m, g in inputs.groupby("metric", sort=True):
         cc = counts[:, g["cell"].map(index).to_numpy()] if n_boot else None
         arrays = tuple(g[c].to_numpy(float) for c in ("n_params", "tokens", "s", "loss"))
         for form in forms:
-            tasks.append((*arrays, cc, form, fit.group_label({"metric": m})))
+            start = (init or {}).get(m, {}).get(form)
+            start = start if isinstance(start, mx.MixtureLaw) else None
+            tasks.append((*arrays, cc, form, start, fit.group_label({"metric": m})))
             keys.append((m, form))
     out: dict = {}
     for (m, form), law in zip(keys, mapper(_fit_one, tasks)):

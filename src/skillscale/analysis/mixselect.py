@@ -64,11 +64,14 @@ def _law_prediction(law, budget: float, s: float, ci: float, fpt=None) -> dict:
     return dict(n=np.exp(o.log_n), n_lo=np.exp(lo), n_hi=np.exp(hi), loss=pl, loss_lo=llo, loss_hi=lhi)
 
 
-def loo_predictions(inputs: pd.DataFrame, optima: pd.DataFrame, forms, n_boot: int, ci: float, fpt=None, mapper=map):
+def loo_predictions(
+    inputs: pd.DataFrame, optima: pd.DataFrame, forms, n_boot: int, ci: float, fpt=None, mapper=map, init=None
+):
     """Leave one code fraction out: fit on the others, predict the held-out fraction's optima.
 
     One row per candidate x metric x held-out fraction x budget with an interior observed
-    optimum; n_boot > 0 adds the prediction's interval (refits on resampled training cells)."""
+    optimum; n_boot > 0 adds the prediction's interval (refits on resampled training cells).
+    `init`: the laws fitted on all cells, each fold's first start (fit_laws)."""
     obs = _interior(optima).copy()
     share = inputs.drop_duplicates(["metric", "code_frac"]).set_index(["metric", "code_frac"])["s"]
     obs["s"] = [share.get((m, cf), np.nan) for m, cf in zip(obs["metric"], obs["code_frac"])]
@@ -77,7 +80,7 @@ def loo_predictions(inputs: pd.DataFrame, optima: pd.DataFrame, forms, n_boot: i
         train = inputs[inputs["code_frac"] != cf]
         if train["code_frac"].nunique() < 2:
             continue
-        laws = fit_laws(train, n_boot, forms, mapper=mapper)
+        laws = fit_laws(train, n_boot, forms, mapper=mapper, init=init)
         tr_opt, held = obs[obs["code_frac"] != cf], obs[obs["code_frac"] == cf]
         for m, h in held.groupby("metric"):
             base = h[["code_frac", "metric", "budget", "n_opt", "n_opt_lo", "n_opt_hi", "loss_opt"]]
@@ -213,19 +216,25 @@ def fit_study(cells: pd.DataFrame, cfg: dict, optima: pd.DataFrame) -> tuple[Stu
     flops = cfg.get("grid", {}).get("flops", "6nd")
     fpt = fpt_function(exact_flops_per_token(cells)) if flops == "exact" else None
     with mixlaw.process_map() as mapper:
-        # Point predictions choose the form; only the chosen one is then refitted with a
-        # bootstrap, on all cells and per fold (the intervals the held-out test reports).
-        loo_pts = loo_predictions(inputs, optima, mx.FORMS, 0, ci, fpt, mapper)
+        # Every form on all cells first: their fits start each fold's fit. Point predictions
+        # then choose the form; only the chosen one is refitted with a bootstrap, on all cells
+        # and per fold (the intervals the held-out test reports).
+        # fewer than 3 code fractions leave nothing to hold out: only the default form is fitted
+        forms = mx.FORMS if inputs["code_frac"].nunique() >= 3 else (mixlaw.DEFAULT_FORM,)
+        full = fit_laws(inputs, 0, forms, mapper=mapper)
+        loo_pts = loo_predictions(inputs, optima, forms, 0, ci, fpt, mapper, full)
         comparison = compare(loo_pts) if not loo_pts.empty else []
-        chosen = choose(comparison, mx.FORMS)
-        # with no held-out comparison the other forms would be numbers nothing ranks: not fitted
-        others = tuple(f for f in mx.FORMS if f != chosen) if comparison else ()
-        laws = fit_laws(inputs, 0, others, mapper=mapper) if others else {}
-        for m, fs in fit_laws(inputs, n_boot, (chosen,), mapper=mapper).items():
+        chosen = choose(comparison, forms)
+        boot = fit_laws(inputs, n_boot, (chosen,), mapper=mapper, init=full)
+        # with no held-out comparison the other forms would be numbers nothing ranks: not shown
+        laws = {m: {f: v for f, v in fs.items() if comparison or f == chosen} for m, fs in full.items()}
+        for m, fs in boot.items():
             laws.setdefault(m, {}).update(fs)
         loo = loo_pts
         if not loo_pts.empty:
-            loo_ci = calibrate(loo_predictions(inputs, optima, (chosen,), n_boot, ci, fpt, mapper), chosen, ci)
+            # without a bootstrap the point predictions are all there is to calibrate
+            raw = loo_predictions(inputs, optima, (chosen,), n_boot, ci, fpt, mapper, full) if n_boot else loo_pts
+            loo_ci = calibrate(raw, chosen, ci)
             loo = pd.concat([loo_ci[loo_ci["candidate"] == chosen], loo_pts[loo_pts["candidate"] != chosen]])
             comparison = compare(loo)
     ranges = dict(

@@ -65,9 +65,9 @@ def _kind(form: str) -> tuple[str, bool]:
 
 
 _GRID = dict(
-    a=np.arange(0.0, 25.1, 5.0),
-    b=np.arange(0.0, 25.1, 5.0),
-    e=np.arange(-1.0, 1.01, 0.5),
+    a=np.array([0.0, 5.0, 10.0, 20.0]),
+    b=np.array([0.0, 5.0, 10.0, 20.0]),
+    e=np.array([-1.0, -0.3, 0.3, 1.0]),
     alpha=np.array([0.1, 0.3, 0.6, 1.0]),
     beta=np.array([0.1, 0.3, 0.6, 1.0]),
 )
@@ -132,7 +132,8 @@ def _minimize(theta0, form, lnN, lnD, s, lnL, delta, weights):
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        options=dict(maxiter=5000, ftol=1e-15, gtol=1e-10, maxcor=20),
+        # tight: the summed Huber objective is ~1e-3, and scipy's default gtol stops short
+        options=dict(maxiter=5000, ftol=1e-13, gtol=1e-9, maxcor=20),
     )
 
 
@@ -220,11 +221,28 @@ def _to_params(x) -> np.ndarray:
     return np.array([np.exp(e), np.exp(a), np.exp(b), al, be, mix, np.exp(k) if k > _NO_K else 0.0])
 
 
+def _to_x(law: MixtureLaw) -> np.ndarray:
+    """A fitted law as an optimizer start (log-space, the inverse of _to_params)."""
+    lg = lambda v: float(np.log(v)) if v > 0 else _NO_K
+    return np.array([lg(law.A), lg(law.B), lg(law.E), law.alpha, law.beta, law.mix, lg(law.K)])
+
+
 def fit_mixture(
-    n, d, s, loss, form: str = "deff", *, counts=None, delta: float = HUBER_DELTA, n_starts: int = 6, label: str = ""
+    n,
+    d,
+    s,
+    loss,
+    form: str = "deff",
+    *,
+    counts=None,
+    delta: float = HUBER_DELTA,
+    n_starts: int = 4,
+    init: MixtureLaw | None = None,
+    label: str = "",
 ) -> MixtureLaw:
     """Fit one form of the law to cells (N, D, own share s, loss); `counts` (n_boot x cells)
-    are bootstrap resample weights, one refit per row. Raises FitError when the cells cannot
+    are bootstrap resample weights, one refit per row; `init`, a law of the same form, is
+    tried first as a start. Raises FitError when the cells cannot
     identify the law (too few, a single size or data amount) or no start gives a finite fit."""
     lab = label or "mixture law"
     if form not in FORMS:
@@ -246,7 +264,11 @@ def fit_mixture(
     one = np.ones_like(lnN)
     with _one_blas_thread(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         best = None
-        for x0 in _starts(form, lnN, lnD, S, lnL, delta)[:n_starts]:
+        starts = _starts(form, lnN, lnD, S, lnL, delta)
+        # a fit of the same form on related cells (a held-out fold's parent) starts near the
+        # answer: it and the best grid start replace the grid's best n_starts
+        starts = starts[:n_starts] if init is None else np.vstack([_to_x(init)[None], starts[:1]])
+        for x0 in starts:
             r = _minimize(x0, form, lnN, lnD, S, lnL, delta, one)
             if np.all(np.isfinite(r.x)) and (best is None or r.fun < best.fun):
                 best = r
