@@ -1,7 +1,8 @@
 """`skillscale optimum`: N*, D* and each metric's loss at a budget and code fraction, from the law.
 
-    skillscale optimum results/<study> --budget 1e21 --code-fraction 0.35 \\
-        [--weights knowledge_qa=0.7,code_fn=0.3] [--flops 6nd|exact] [--json]
+    skillscale optimum results/<study> --budget 1e21 --code-fraction 0.35 [--json]
+    skillscale optimum results/<study> --budget 1e21 --code-fraction 0.35 --weights knowledge_qa=0.7,code_fn=0.3
+    skillscale optimum results/<study> --budget 1e21 --code-fraction 0.35 --flops exact
     skillscale optimum points.csv --budget 1e21 --code-fraction 0.35   # any study's cells
 
 A study folder answers from its cached laws (tables/mixture_law.json, written by
