@@ -313,8 +313,13 @@ def mixture(t: dict, extra: dict) -> list[str]:
     L.append("")
     cand = law.drop_duplicates("form")
     for _, r in cand.iterrows():
-        cov = r.get("loo_coverage", np.nan)
-        cov_s = f", {cov:.0%} of intervals contain the observed N*" if np.isfinite(cov) else ""
+        cov, boot = r.get("loo_coverage", np.nan), r.get("loo_coverage_bootstrap_only", np.nan)
+        cov_s = (
+            f", {cov:.0%} of its intervals contain the observed N* ({boot:.0%} before widening them by the"
+            " other held-out fractions' error)"
+            if np.isfinite(cov) and np.isfinite(boot)
+            else ""
+        )
         L.append(
             f"- {r['form']}: median |N* error| {r['loo_median_abs_n_err']:.1%},"
             f" median |loss* error| {r['loo_median_abs_loss_err']:.2%}{cov_s}"
