@@ -148,6 +148,10 @@ EXPECTED_COLUMNS = {
     "parametric": {"code_frac", "metric", "E", "alpha", "beta", "a_opt", "a_opt_lo", "a_opt_hi", "n_opt_top", "status"},
     "claims": {"claim", "part", "rule", "n_groups", "n_for", "n_against", "verdict"},
     "certainty": {"statistic", "n", "median", "min", "max", "excluding_0", "status"},
+    "mixture_law": {"metric", "form", "chosen", "E", "alpha", "beta", "mix", "K", "rms_log", "converged", "status"},
+    "mixture_loo": {"candidate", "metric", "code_frac", "budget", "n_opt", "pred_n", "n_rel_err", "status"},
+    "mixture_slopes": {"metric", "basis", "budget", "law_slope", "law_slope_lo", "table_slope", "agree", "status"},
+    "mixture_accounting": {"metric", "code_frac", "budget", "n_opt_6nd", "n_opt_exact", "exact_over_6nd", "status"},
 }
 
 

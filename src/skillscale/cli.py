@@ -4,6 +4,8 @@ points file, and the tools and studies beside the workflow.
     skillscale plan --config config/config.yaml [config/studies/X.yaml ...] [--out plan.csv] [--estimate]
     skillscale analyze --config results/<study>/config.yaml --study-dir results/<study>
     skillscale fit POINTS.csv --approach isoflop|parametric --json
+    skillscale optimum results/<study> --budget 1e21 --code-fraction 0.35 [--weights m=0.7,n=0.3] [--json]
+    skillscale mixture-recovery --draws 40 --noise 0.012           # synthetic check of the mixture law
     skillscale export results/<study>/cells/<cell> OUT     # a transformers LlamaForCausalLM folder
     skillscale export results/<study> OUT --all            # every trained cell: OUT/<cell>/
     skillscale evaluate-hf MODEL_DIR --data results/<study>/data [--out FILE]
@@ -252,6 +254,44 @@ def add_fit(sub) -> None:
     p.set_defaults(func=_tool("skillscale.tools.fitpoints"))
 
 
+def add_optimum(sub) -> None:
+    p = sub.add_parser(
+        "optimum",
+        help="N*, D* and each metric's loss at a budget and code fraction, from the mixture law",
+        description=_doc("analysis/optimum.py"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("source", help="a study folder (results/<study>, analysed) or a CSV of points")
+    p.add_argument("--budget", type=float, required=True, help="training compute in FLOPs")
+    p.add_argument("--code-fraction", type=float, required=True, help="share of training tokens that are code, 0-1")
+    p.add_argument("--weights", help="objective sum w_m L_m, e.g. knowledge_qa=0.7,code_fn=0.3 (default: per metric)")
+    p.add_argument(
+        "--flops", choices=("6nd", "exact"), help="C = 6ND, or exact FLOPs with attention (default: grid.flops)"
+    )
+    p.add_argument("--json", action="store_true", help="print every number as JSON")
+    p.add_argument("--n-boot", type=int, default=100, help="CSV only: bootstrap refits per metric")
+    p.add_argument("--form", default="deff_add", help="CSV only, when its grid cannot choose: the law's form")
+    p.set_defaults(func=_tool("skillscale.analysis.optimum"))
+
+
+def add_mixture_recovery(sub) -> None:
+    p = sub.add_parser(
+        "mixture-recovery",
+        help="synthetic cells from a known mixture law: N* error and interval coverage of the fit",
+        description=_doc("tools/mixrecovery.py"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--cells", help="a study's cells.csv whose grid to draw on (default: the default study's design)")
+    p.add_argument("--draws", type=int, default=40)
+    p.add_argument("--noise", default="0.012", help="bits/byte per cell; comma-separated for several levels")
+    p.add_argument("--budget-factor", type=float, default=10.0, help="ask at this many times the largest budget")
+    p.add_argument("--code-fraction", type=float, default=0.35, help="ask at this (untrained) code fraction")
+    p.add_argument("--n-boot", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_tool("skillscale.tools.mixrecovery"))
+
+
 def add_studies(sub) -> None:
     """The studies of finished studies (skillscale.studies)."""
     raw = argparse.RawDescriptionHelpFormatter
@@ -441,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     sh.set_defaults(func=cmd_evaluate_hf)
     add_fit(sub)
+    add_optimum(sub)
+    add_mixture_recovery(sub)
     add_studies(sub)
     add_speed(sub)
     sc = sub.add_parser(

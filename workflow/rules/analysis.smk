@@ -19,6 +19,7 @@ _FIGURE_REPORT = {
     "ape_residuals": ("ape_residuals.rst", "2. Skills vs aggregate (claim 1)"),
     "optimum_vs_mix": ("optimum_vs_code_fraction.rst", "3. Datamix (claim 2)"),
     "validation_composition": ("validation_composition.rst", "4. Validation composition (claim 3)"),
+    "mixture_law": ("mixture_law.rst", "3. Datamix (claim 2)"),
 }
 ANALYSIS_OUT = {k: v for k, v in _ANALYSIS.items() if not k.startswith("fig_") and not k.endswith("_csv")}
 ANALYSIS_OUT["summary"] = report(_ANALYSIS["summary"], caption="../report/summary.rst", category="0. Summary")

@@ -21,6 +21,10 @@ TABLES = {
     "certainty": (
         "How sure the answers are: N* interval ratio, exponent interval width, claim-2 differences excluding 0"
     ),
+    "mixture_law": "Mixture law L(N, D, s) per skill metric x form: parameters, fit quality, held-out score",
+    "mixture_loo": "Leave one code fraction out: each form's N* and loss* at the held-out fraction vs the observed",
+    "mixture_slopes": "Claim 2 from the mixture law: d ln N*/d own share beside the per-budget slopes",
+    "mixture_accounting": "The mixture law's N* with C = 6ND and with exact FLOPs (attention included)",
 }
 TABLE_FORMATS = ("csv", "md", "tex")
 FIGURES = {
@@ -29,6 +33,7 @@ FIGURES = {
     "optimum_vs_mix": "optimum_vs_code_fraction.png",
     "validation_composition": "validation_composition.png",
     "ape_residuals": "ape_residuals.png",
+    "mixture_law": "mixture_law.png",
 }
 
 
@@ -36,6 +41,8 @@ def output_paths(study_dir: str | Path) -> dict:
     """Every file analyze writes, by name (the workflow declares exactly these)."""
     r = Path(study_dir)
     out = {"cells": r / "cells.csv", "summary": r / "tables" / "summary.md"}
+    # the fitted mixture laws, which `skillscale optimum` answers from
+    out["mixture_cache"] = r / "tables" / "mixture_law.json"
     for name in TABLES:
         for ext in TABLE_FORMATS:
             out[f"{name}_{ext}"] = r / "tables" / f"{name}.{ext}"

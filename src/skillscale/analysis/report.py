@@ -44,7 +44,7 @@ import pandas as pd
 
 from skillscale import common
 from skillscale import config as cfgmod
-from skillscale.analysis import aggregate, fit, summary
+from skillscale.analysis import aggregate, fit, mixlaw, summary
 from skillscale.analysis.outputs import FIGURES, TABLE_FORMATS, TABLES, output_paths  # noqa: F401  (re-exported)
 from skillscale.analysis.tables import APE_W, build_tables
 
@@ -248,6 +248,14 @@ def _cells_to_analyse(
     return cells, missing
 
 
+def _write_mixture_cache(laws, path: Path, study: str) -> None:
+    """The laws `skillscale optimum` answers from; a failed fit leaves a cache saying so."""
+    if laws is None:
+        common.write_text(path, '{"version": 0, "error": "the mixture law could not be fitted: see mixture_law.csv"}\n')
+    else:
+        mixlaw.save(laws, path, study)
+
+
 def analyze(cfg: dict, study_dir: Path, allow_missing: bool = False, cells: pd.DataFrame | None = None) -> dict:
     """Write cells.csv, every table, summary.md and every figure; return them.
 
@@ -276,8 +284,10 @@ def analyze(cfg: dict, study_dir: Path, allow_missing: bool = False, cells: pd.D
         diverged=diverged,
     )
     common.write_text(out["summary"], summary.markdown(tables, extra, info))
+    _write_mixture_cache(extra.get("mixture_laws"), out["mixture_cache"], info["study"])
 
-    from skillscale.analysis import plots  # matplotlib only when drawing
+    # matplotlib only when drawing
+    from skillscale.analysis import mixplot, plots
 
     figs = [
         ("isoflop", lambda p: plots.isoflop(cells, tables["optima"], p)),
@@ -300,6 +310,7 @@ def analyze(cfg: dict, study_dir: Path, allow_missing: bool = False, cells: pd.D
             ),
         ),
         ("ape_residuals", lambda p: plots.ape_residuals(tables["ape_residuals"], p)),
+        ("mixture_law", lambda p: mixplot.mixture_law(extra.get("mixture_laws"), tables["optima"], p)),
     ]
     for name, draw in figs:
         path = out[f"fig_{name}"]

@@ -293,7 +293,71 @@ def certainty(t: dict, extra: dict) -> list[str]:
     return L + ["", "(see certainty.csv)", ""]
 
 
-SECTIONS = (top_budget, claim1, claim2, claim3, heldout, parametric, certainty)
+def claim2_law(t: dict, extra: dict) -> list[str]:
+    """Claim 2 read off the mixture law, beside the per-budget slopes (the verdict stays theirs)."""
+    s = t.get("mixture_slopes")
+    L = ["### Claim 2 from the mixture law", ""]
+    if s is None or "law_slope" not in s.columns:
+        return L + [f"Not available: {s['status'].iloc[0] if s is not None else 'no table'}", ""]
+    L.append(
+        "The law's d ln N*/d own share is the same least-squares slope over the trained code fractions,"
+        " read off the law fitted to every cell at once. It does not change the verdict above (its rules,"
+        " docs/claims.md, judge the per-budget slopes); 'agree' means the two intervals overlap."
+    )
+    L.append("")
+    for _, r in s[s["basis"] != "budget"].iterrows():
+        if str(r.get("status", "ok")) != "ok":
+            L.append(f"- {r['metric']}: {r['status']}")
+            continue
+        L.append(
+            f"- {'at C_ref' if r['basis'] != 'budget' else ''} {r['metric']}: law"
+            f" {ci_str(r['law_slope'], r['law_slope_lo'], r['law_slope_hi'])}, table"
+            f" {ci_str(r['table_slope'], r['table_slope_lo'], r['table_slope_hi'])}; agree: {r['agree'] or 'n/a'}"
+        )
+    per = s[s["basis"] == "budget"]
+    if len(per):
+        yes = int((per["agree"] == "yes").sum())
+        L.append(f"- per budget: the law and the table agree in {yes} of {len(per)} metric x budget groups")
+    return L + ["", "(see mixture_slopes.csv)", ""]
+
+
+def mixture(t: dict, extra: dict) -> list[str]:
+    """The mixture law: chosen form, how each candidate predicted a held-out code fraction."""
+    law = t.get("mixture_law")
+    L = ["## Mixture law L(N, D, own share) and the held-out code fraction", ""]
+    if law is None or "form" not in law.columns:
+        return L + [f"Not available: {law['status'].iloc[0] if law is not None else 'no table'}", ""]
+    chosen = law.loc[law["chosen"].astype(bool), "form"]
+    L.append(
+        f"Chosen form: **{chosen.iloc[0] if len(chosen) else 'none'}** (rule: among the forms whose"
+        " leave-one-code-fraction-out median |N* error| is within 15%, the lowest median |loss* error|)."
+    )
+    L.append("")
+    cand = law.drop_duplicates("form")
+    for _, r in cand.iterrows():
+        cov, boot = r.get("loo_coverage", np.nan), r.get("loo_coverage_bootstrap_only", np.nan)
+        cov_s = (
+            f", {cov:.0%} of its intervals contain the observed N* ({boot:.0%} before widening them by the"
+            " other held-out fractions' error)"
+            if np.isfinite(cov) and np.isfinite(boot)
+            else ""
+        )
+        L.append(
+            f"- {r['form']}: median |N* error| {r['loo_median_abs_n_err']:.1%},"
+            f" median |loss* error| {r['loo_median_abs_loss_err']:.2%}{cov_s}"
+        )
+    acc = t.get("mixture_accounting")
+    if acc is not None and "exact_over_6nd" in acc.columns:
+        ratio = acc["exact_over_6nd"].dropna()
+        if len(ratio):
+            L.append(
+                f"- counting exact FLOPs (attention included) instead of 6ND moves the law's N* by a factor"
+                f" {ratio.min():.3g}-{ratio.max():.3g} (median {ratio.median():.3g}; mixture_accounting.csv)"
+            )
+    return L + ["", "(see mixture_law.csv, mixture_loo.csv; `skillscale optimum` answers from this law)", ""]
+
+
+SECTIONS = (top_budget, claim1, claim2, claim2_law, claim3, heldout, parametric, mixture, certainty)
 
 
 def markdown(tables: dict, extra: dict, info: dict) -> str:

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pandas as pd
 
-from skillscale.analysis import claims, fit, skills
+from skillscale.analysis import claims, fit, mixreport, skills
 
 log = logging.getLogger("skillscale.analysis.tables")
 GROUP = ["code_frac", "metric", "skill"]
@@ -395,4 +395,18 @@ def build_tables(cells: pd.DataFrame, cfg: dict) -> dict:
     )
     t["claims"] = section("claims", lambda: claims.verdicts(t))
     t["certainty"] = section("certainty", lambda: certainty_table(t))
+    mixture_section(cells, cfg, t, extra)
     return {"tables": t, "extra": extra}
+
+
+MIXTURE_TABLES = ("mixture_law", "mixture_loo", "mixture_slopes", "mixture_accounting")
+
+
+def mixture_section(cells: pd.DataFrame, cfg: dict, t: dict, extra: dict) -> None:
+    """The mixture law's tables (mixreport); if the fit fails as a whole, each says why."""
+    try:
+        mixreport.mixture_tables(cells, cfg, t, extra)
+    except Exception as e:  # one analysis failing must not lose the others
+        for name in MIXTURE_TABLES:
+            t[name] = _failed_table(name, e)
+        extra["mixture_laws"] = None

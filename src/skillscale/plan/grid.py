@@ -78,11 +78,21 @@ def window(n_params: list[int], budget: float, k: int, tokens_per_param: float) 
     return range(lo, lo + k)
 
 
+def per_token(shape: ModelShape, n_params: int, accounting: str) -> float:
+    """FLOPs one training token costs under grid.flops: 6 N, or the exact count with attention."""
+    if accounting == "exact":
+        return flops_per_token(shape)["exact"]
+    if accounting == "6nd":
+        return 6.0 * n_params
+    raise ValueError(f"grid.flops: {accounting!r} is not one of 6nd, exact")
+
+
 def build(cfg: dict) -> tuple[list[Cell], list[dict]]:
     """Return (cells to train, cells dropped with the reason)."""
     lad = ladder(cfg)
     tokens_per_step = cfg["train"]["batch_size"] * cfg["model"]["seq_len"]
     k = cfg["grid"]["sizes_per_budget"]
+    accounting = cfg["grid"].get("flops", "6nd")  # absent: 6ND (see config/schema.yaml)
     cells, dropped = [], []
     for frac in cfg["mix"]["code_fractions"]:
         for budget in cfg["grid"]["budgets"]:
@@ -90,7 +100,7 @@ def build(cfg: dict) -> tuple[list[Cell], list[dict]]:
             for i in idx:
                 name, shape, counts = lad[i]
                 n = counts["standard"]
-                steps = int(budget / (6 * n) // tokens_per_step)
+                steps = int(budget / per_token(shape, n, accounting) // tokens_per_step)
                 for seed in cfg["seeds"]:
                     cid = cell_id(frac, budget, name, seed)
                     if steps < cfg["train"]["min_steps"]:
