@@ -290,7 +290,7 @@ def classify(s: study.Study, jobs: list[Job], now: float) -> None:
             j.state, j.where = "running", f"Slurm job {ext}, log written {log_age:.0f} s ago (no squeue here)"
         elif j.started and not lines and now - j.started < 30:
             j.state, j.where = "running", "starting"
-        if j.state == "waiting" and not j.where and (lines or j.started):
+        if j.state == "waiting" and not j.where and (j.log.is_file() or j.started):  # it started, and stopped
             last = next((ln for ln in reversed(lines) if ln.strip()), "(empty log)")
             j.state = "failed"
             j.why = (
