@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from skillscale.tools import status
+from skillscale.tools import jobstate, status
 
 
 def cli(*args):
@@ -29,13 +29,13 @@ def test_a_folder_that_is_not_a_study_is_refused_with_a_reason(tmp_path):
 
 
 def test_the_line_that_says_why_a_job_failed():
-    assert status.failure_line(["[x] step 10/20 loss 3.0 1,000 tok/s eta 1s", "error: bad.pt: cannot be read"]) == (
+    assert jobstate.failure_line(["[x] step 10/20 loss 3.0 1,000 tok/s eta 1s", "error: bad.pt: cannot be read"]) == (
         "error: bad.pt: cannot be read"
     )
     tb = ["Traceback (most recent call last):", '  File "a.py", line 1', "MemoryError: out of memory"]
-    assert status.failure_line(tb) == "MemoryError: out of memory"
-    assert status.failure_line(["[code0.25_C4.0e+09_d8L1h2_seed0] failed: no branch"]).endswith("no branch")
-    assert status.failure_line(["[x] step 10/20 loss 3.0 1,000 tok/s eta 1s"]) == ""
+    assert jobstate.failure_line(tb) == "MemoryError: out of memory"
+    assert jobstate.failure_line(["[code0.25_C4.0e+09_d8L1h2_seed0] failed: no branch"]).endswith("no branch")
+    assert jobstate.failure_line(["[x] step 10/20 loss 3.0 1,000 tok/s eta 1s"]) == ""
 
 
 def wait_for(root, want, proc, timeout=120):
@@ -66,7 +66,7 @@ def test_status_of_a_study_mid_run_and_after_snakemake_is_killed(test_study, tmp
             shutil.rmtree(root / "cells" / cell.name)
         shutil.rmtree(root / "trunks" / run)
         (root / "logs/trunk" / f"{run}.log").unlink()
-    bad_cell = status.load(root).trunk[bad].branches[-1][0]  # its last cell's branch state: read first
+    bad_cell = jobstate.load(root).trunk[bad].branches[-1][0]  # its last cell's branch state: read first
     (root / "trunks" / bad).mkdir()
     (root / "trunks" / bad / f"branch_{bad_cell}.pt").write_bytes(b"not a checkpoint")
 
@@ -106,7 +106,7 @@ def test_status_of_a_study_mid_run_and_after_snakemake_is_killed(test_study, tmp
         os.killpg(proc.pid, signal.SIGTERM)  # snakemake stops its jobs
         proc.wait(timeout=60)
     deadline = time.time() + 30
-    while status.local_processes() and any(str(wd) in str(p) for p in status.local_processes()):
+    while jobstate.local_processes() and any(str(wd) in str(p) for p in jobstate.local_processes()):
         assert time.time() < deadline, "the jobs outlived snakemake"
         time.sleep(0.2)
     after = {j["job"]: j for j in status.status(root)["jobs"]}
