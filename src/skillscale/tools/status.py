@@ -19,7 +19,7 @@ Read-only: it takes no Snakemake lock and writes nothing, so it runs beside a li
 
 A job is running if its process is alive on this machine (a local run: /proc), or, on Slurm,
 if `squeue` lists its job id as running (without squeue: if its log was written in the last
-`STALE_SECONDS`). A started job that is neither done nor running failed: with the line of its
+15 minutes). A started job that is neither done nor running failed: with the line of its
 log that says why, or "stopped without an error" (killed: snakemake interrupted, out of time
 or memory). Waiting jobs have not started.
 
@@ -30,7 +30,8 @@ this study: training tokens/s per model size from finished records and running j
 seconds per cell, and the start-up each finished job paid beyond its training and
 evaluation (Snakemake's start and end times). Running jobs count what they have left;
 waiting jobs are then given, longest first, to the first free slot of as many slots as jobs
-have run at once so far (`--jobs` to say otherwise). Before anything is measured it uses
+have run at once so far (`--jobs` to say otherwise); then analyze and curves run, one after
+the other (their recorded durations, or 15 s and 10 s). Before anything is measured it uses
 resources.flops_per_second and says so.
 
 tools/jobstate.py reads each job's state, tools/timeleft.py the rates and the time left; this
