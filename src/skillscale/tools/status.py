@@ -28,11 +28,12 @@ cooldowns and evaluations; see plan.job_flops and tools/costplan.py) at the rate
 this study: training tokens/s per model size from finished records and running jobs' logs
 (sizes not measured yet: FLOP/s interpolated in ln N between measured ones), evaluation
 seconds per cell, and the start-up each finished job paid beyond its training and
-evaluation (Snakemake's start and end times). Running jobs count what they have left;
-waiting jobs are then given, longest first, to the first free slot of as many slots as jobs
-have run at once so far (`--jobs` to say otherwise); then analyze and curves run, one after
-the other (their recorded durations, or 15 s and 10 s). Before anything is measured it uses
-resources.flops_per_second and says so.
+evaluation (Snakemake's start and end times); each size's median is scaled by how fast the
+latest measurements ran against theirs (a shared machine's pace changes with its load).
+Running jobs count what they have left; waiting jobs are then given, longest first, to the
+first free slot of as many slots as jobs have run at once so far (`--jobs` to say otherwise);
+then analyze and curves run, one after the other (their recorded durations, or 8 s and
+5 s). Before anything is measured it uses resources.flops_per_second and says so.
 
 tools/jobstate.py reads each job's state, tools/timeleft.py the rates and the time left; this
 module reports them.
@@ -133,6 +134,7 @@ def status(root: Path, slots: int | None = None, now: float | None = None) -> di
             "train_tok_per_s": {k: round(v) for k, v in sorted(rates.train.items())},
             "eval_seconds_per_cell": {k: round(v, 2) for k, v in sorted(rates.evaluation.items())},
             "job_overhead_seconds": round(rates.overhead, 2),
+            "speed_now": round(rates.speed_now, 3),
             "samples": rates.samples,
         },
     }
@@ -172,7 +174,8 @@ def text(r: dict) -> str:
             + "; evaluation "
             + (", ".join(f"{k} {v:g} s" for k, v in ra["eval_seconds_per_cell"].items()) or "n/a")
             + " per cell;"
-            f" {ra['job_overhead_seconds']:g} s start-up per job"
+            f" {ra['job_overhead_seconds']:g} s start-up per job; the latest jobs ran at {ra['speed_now']:.2f}x"
+            " the study's median pace (applied)"
         )
     return "\n".join(out)
 

@@ -29,6 +29,7 @@ class Rates:
     overhead: float
     samples: dict  # what each figure rests on, for the report
     stated: float | None = None  # resources.flops_per_second, used where nothing is measured
+    speed_now: float = 1.0  # the latest measurements against the study's medians (already applied)
 
     def tok_per_s(self, s: study.Study, size: str) -> float:
         if size in self.train:
@@ -69,23 +70,38 @@ def _n_params(s: study.Study) -> dict:
     return {c.size: c.n_params for c in s.cells}
 
 
+# How many of the latest training measurements say how fast the machine runs now.
+RECENT = 6
+
+
+def speed_now(train: dict) -> float:
+    """How fast training runs now against this study's medians: the median ratio of the RECENT
+    latest measurements (size -> [(tokens/s, when)]) to their size's median. 1 on a machine that
+    keeps its pace (a GPU node to itself); below 1 while other work slows a shared one."""
+    med = {k: _median([r for r, _ in v]) for k, v in train.items()}
+    latest = sorted(((when, r / med[k]) for k, v in train.items() for r, when in v), reverse=True)[:RECENT]
+    return min(5.0, max(0.2, _median([x for _, x in latest]))) if latest else 1.0
+
+
 def measure(s: study.Study, jobs: list[Job]) -> Rates:
-    """Rates from the finished records of this study and the running jobs' logs."""
+    """Rates from the finished records of this study and the running jobs' logs: each size's
+    median, scaled by how fast the latest measurements ran against theirs (`speed_now`)."""
     root, tps = Path(s.root), s.cfg["train"]["batch_size"] * s.cfg["model"]["seq_len"]
     train, evaluation, overhead = {}, {}, []
     size_of = {c.cell: c.size for c in s.cells}
     for j in jobs:
         chain = 0.0
         for t in j.trunks:
-            rec = read_json(study.trunk_record(root / s.trunks_dir / t.run)) if j.state == "done" else None
+            path = study.trunk_record(root / s.trunks_dir / t.run)
+            rec = read_json(path) if j.state == "done" else None
             if rec and rec.get("wall_seconds") and not rec.get("diverged_step"):
-                train.setdefault(t.size, []).append(t.steps * tps / rec["wall_seconds"])
+                train.setdefault(t.size, []).append((t.steps * tps / rec["wall_seconds"], _mtime(path)))
                 chain += rec["wall_seconds"]
         for c in j.cells:
             folder = root / s.trunks_dir / s.trunk_of[c] / "cells" / c if s.wsd else root / "cells" / c
             tr, ev = read_json(folder / "train.json"), read_json(folder / "eval.json")
             if tr and tr.get("tokens_per_second"):
-                train.setdefault(size_of[c], []).append(tr["tokens_per_second"])
+                train.setdefault(size_of[c], []).append((tr["tokens_per_second"], _mtime(folder / "train.json")))
             if ev and ev.get("wall_seconds") is not None:
                 evaluation.setdefault(size_of[c], []).append(ev["wall_seconds"])
             chain += (tr or {}).get("wall_seconds", 0.0) + (ev or {}).get("wall_seconds", 0.0)
@@ -93,19 +109,28 @@ def measure(s: study.Study, jobs: list[Job]) -> Rates:
             overhead.append(max(0.0, j.ended - j.started - chain))
         if j.state == "running" and j.tok_per_s:
             size = j.trunks[0].size if j.trunks else size_of[j.name]
-            train.setdefault(size, []).append(j.tok_per_s)
+            train.setdefault(size, []).append((j.tok_per_s, _mtime(j.log)))
     samples = {
         "train": {k: len(v) for k, v in train.items()},
         "evaluation": sum(map(len, evaluation.values())),
         "jobs": len(overhead),
     }
+    now = speed_now(train)
     return Rates(
-        {k: _median(v) for k, v in train.items()},
-        {k: _median(v) for k, v in evaluation.items()},
+        {k: _median([r for r, _ in v]) * now for k, v in train.items()},
+        {k: _median(v) / now for k, v in evaluation.items()},  # scoring slows with training
         _median(overhead) if overhead else 0.0,
         samples,
         s.cfg["resources"]["flops_per_second"],
+        now,
     )
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # replaced meanwhile
+        return 0.0
 
 
 # -- the time left ---------------------------------------------------------------------------------
@@ -153,9 +178,10 @@ def _job_left(s: study.Study, j: Job, rates: Rates, lines: list[str] | None, now
 
 
 # The jobs after training, one after the other, and the output that says each is done. Their
-# seconds where the study has no record of its own: measured on this project's 2-core VMs
-# (analyze: 14.5 s on the default study, 11 s on the test study; curves: 7-10 s).
-FINAL_JOBS = {"analyze": ("tables/summary.md", 15.0), "curves": ("figures/training_curves.png", 10.0)}
+# seconds where the study has no record of its own, measured on this project's 2-core VM with
+# nothing else running: analyze 4.7 s on the test study (14.5 s on the default study under a
+# load of ~7), curves 2.7 s on the test study and 5 s on the default.
+FINAL_JOBS = {"analyze": ("tables/summary.md", 8.0), "curves": ("figures/training_curves.png", 5.0)}
 
 
 def final_jobs_left(root: Path, training_left: bool, now: float) -> float:
