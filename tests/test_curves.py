@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from skillscale import study
-from skillscale.analysis import curveplots, curves
+from skillscale.analysis import curveplots, curves, outputs
 
 pytestmark = pytest.mark.workflow
 
@@ -32,7 +32,7 @@ def test_the_curves_are_the_records_and_cooldowns_leave_their_trunk_at_the_branc
             train = json.loads((test_root / "cells" / cell / "train.json").read_text())
             assert line.loss.iloc[-1] == train["final_loss"] and line.step.iloc[-1] == train["cell"]["steps"]
     assert sorted(ends.cell) == sorted(s.cell) and ends.diverged_step.isna().all()
-    for name in curves.FIGURES.values():  # the workflow's curves rule drew both
+    for name in outputs.CURVE_FIGURES.values():  # the workflow's curves rule drew both
         assert (test_root / "figures" / name).read_bytes()[:4] == b"\x89PNG"
 
 

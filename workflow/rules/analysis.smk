@@ -6,7 +6,7 @@
 from skillscale.analysis.outputs import FIGURES as _FIGURES
 from skillscale.analysis.outputs import TABLES as _TABLES
 from skillscale.analysis.outputs import output_paths as _analysis_paths
-from skillscale.analysis.curves import output_paths as _curve_paths
+from skillscale.analysis.outputs import curve_paths as _curve_paths
 
 
 report: "../report/workflow.rst"

@@ -22,16 +22,12 @@ import numpy as np
 import pandas as pd
 
 from skillscale import common, plan, study
+from skillscale.analysis.outputs import curve_paths
 from skillscale.config import ConfigError
 
-FIGURES = {"training_curves": "training_curves.png", "train_vs_heldout": "train_vs_heldout.png"}
 # held-out text whose bits per byte show overfitting to repeated training data
 HELDOUT_METRICS = ("knowledge_text", "code_text")
 CURVE_COLUMNS = ["kind", "trunk", "cell", "code_frac", "seed", "size", "n_params", "budget", "step", "tokens", "loss"]
-
-
-def output_paths(study_dir: str | Path) -> dict:
-    return {name: Path(study_dir) / "figures" / fn for name, fn in FIGURES.items()}
 
 
 def _train_record(s: study.Study, cell: str) -> dict | None:
@@ -123,7 +119,7 @@ def draw(cfg: dict, study_dir: Path) -> dict:
     optima_csv, cells_csv = Path(study_dir) / "tables" / "optima.csv", Path(study_dir) / "cells.csv"
     optima = pd.read_csv(optima_csv) if optima_csv.is_file() else None
     cells = pd.read_csv(cells_csv) if cells_csv.is_file() else None
-    out = output_paths(study_dir)
+    out = curve_paths(study_dir)
     for name, fn in (
         ("training_curves", lambda p: curveplots.training_curves(curves, ends, edge_cells(optima, ends), p, sizes)),
         ("train_vs_heldout", lambda p: curveplots.train_vs_heldout(cells, HELDOUT_METRICS, p)),
