@@ -80,6 +80,7 @@ localrules:
     all,
     plan,
     tables,
+    curves,
 
 
 if WSD:
@@ -93,3 +94,4 @@ rule all:
     input:
         f"{R}/plan.csv",
         rules.analyze.output,
+        rules.curves.output,

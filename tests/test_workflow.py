@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import estimates_outside_intervals, run_snakemake
-from skillscale.analysis import report
+from skillscale.analysis import outputs, report
 
 pytestmark = pytest.mark.workflow
 TEST = ["--configfile", "config/studies/test.yaml"]
@@ -116,7 +116,8 @@ def test_html_report_holds_figures_and_tables(study):
     smk(study, *TEST, "--report", "report.html")
     html = (study / "report.html").read_text()
     assert len(html) > 200_000  # self-contained: the figures are embedded
-    for name in [*report.FIGURES.values(), "summary.md", "optima.csv", "datamix_slopes.csv"]:
+    figures = [*report.FIGURES.values(), *outputs.CURVE_FIGURES.values()]
+    for name in [*figures, "summary.md", "optima.csv", "datamix_slopes.csv"]:
         assert name in html, name
     assert "capacity-hungry" in html  # a caption (workflow/report/ape_residuals.rst)
 

@@ -15,6 +15,7 @@ points file, and the tools and studies beside the workflow.
     skillscale lrsweep --config results/default/config.yaml --data results/default/data --out DIR
     skillscale speed train|dag|prepare|gpu                 # benchmarks
     skillscale sample-corpora corpora/                     # small corpora in real shapes, for tests
+    skillscale status results/<study> [--json]             # cells done/running/failed/waiting, time left
 
 `skillscale VERB --help` says more. The workflow's stages keep their own commands
 (`python -m skillscale.data`, `python -m skillscale.train`, `python -m skillscale.benchmarks`)."""
@@ -493,7 +494,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sc.add_argument("out", nargs="?", default="corpora", help="folder to write them to (default: corpora)")
     sc.set_defaults(func=cmd_sample_corpora)
+    add_status(sub)
     return p
+
+
+def add_status(sub) -> None:
+    p = sub.add_parser(
+        "status",
+        help="where a running (or finished) study stands: cells done/running/failed/waiting, time left",
+        description=_doc("tools/status.py"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("study", type=Path, help="the study's results folder, e.g. results/default")
+    p.add_argument("--json", action="store_true", help="print one JSON object (remaining_seconds, finish_utc, ...)")
+    p.add_argument(
+        "--jobs", type=int, help="jobs side by side for the waiting ones (default: the most that have run at once)"
+    )
+    p.add_argument(
+        "--against",
+        type=Path,
+        metavar="SNAPSHOT",
+        help="a finished study: compare an earlier `status --json` snapshot's remaining time with the real end",
+    )
+    p.set_defaults(func=_tool("skillscale.tools.status"))
 
 
 def main(argv=None) -> int:

@@ -6,6 +6,7 @@
 from skillscale.analysis.outputs import FIGURES as _FIGURES
 from skillscale.analysis.outputs import TABLES as _TABLES
 from skillscale.analysis.outputs import output_paths as _analysis_paths
+from skillscale.analysis.outputs import curve_paths as _curve_paths
 
 
 report: "../report/workflow.rst"
@@ -52,6 +53,36 @@ rule analyze:
         fit=config["fit"],
     shell:
         "skillscale analyze --config {params.config} --study-dir {params.study} > {log} 2>&1"
+
+
+# Training curves (analysis/curves.py): every trunk's and cell's loss curve, once all are
+# trained; and each cell's final training loss against its held-out bits per byte. Its own rule,
+# so the analysis and its tables do not change; it reads optima.csv (edge optima) and cells.csv.
+_CURVES = {k: str(v) for k, v in _curve_paths(R).items()}
+
+
+rule curves:
+    input:
+        trunks=[trunk_done(r) for r in RUN],
+        records=[f"{cell_dir(c)}/train.json" for c in CELL],
+        optima=_ANALYSIS["optima_csv"],
+        cells=_ANALYSIS["cells"],
+    output:
+        training_curves=report(
+            _CURVES["training_curves"], caption="../report/training_curves.rst", category="6. Training"
+        ),
+        train_vs_heldout=report(
+            _CURVES["train_vs_heldout"], caption="../report/train_vs_heldout.rst", category="6. Training"
+        ),
+    log:
+        f"{R}/logs/curves.log",
+    conda:
+        "../../envs/skillscale.yaml"
+    params:
+        config=CONFIG_FILE,
+        study=lambda w, output: os.path.dirname(os.path.dirname(output.training_curves)),
+    shell:
+        "python -m skillscale.analysis.curves --config {params.config} --study-dir {params.study} > {log} 2>&1"
 
 
 # No inputs or outputs on purpose: runs whenever asked, from the cells that exist,

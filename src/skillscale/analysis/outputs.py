@@ -37,6 +37,10 @@ FIGURES = {
 }
 
 
+# drawn by the curves rule (analysis/curves.py), apart from analyze: the tables stay as they are
+CURVE_FIGURES = {"training_curves": "training_curves.png", "train_vs_heldout": "train_vs_heldout.png"}
+
+
 def output_paths(study_dir: str | Path) -> dict:
     """Every file analyze writes, by name (the workflow declares exactly these)."""
     r = Path(study_dir)
@@ -49,3 +53,8 @@ def output_paths(study_dir: str | Path) -> dict:
     for name, fn in FIGURES.items():
         out[f"fig_{name}"] = r / "figures" / fn
     return out
+
+
+def curve_paths(study_dir: str | Path) -> dict:
+    """The figures the curves rule draws, by name."""
+    return {name: Path(study_dir) / "figures" / fn for name, fn in CURVE_FIGURES.items()}
