@@ -184,7 +184,7 @@ def finished_at(root: Path) -> float:
     """When a finished study wrote its last output (the jobs after training: Snakemake's record
     of their end, or the output's mtime)."""
     ends = []
-    for rel, _ in timeleft.FINAL_JOBS.values():
+    for rel, *_ in timeleft.FINAL_JOBS.values():
         out = Path(root) / rel
         if not out.is_file():
             raise StatusError(f"{root}: not finished (no {rel} yet); compare once snakemake is done")

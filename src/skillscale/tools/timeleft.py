@@ -177,23 +177,24 @@ def _job_left(s: study.Study, j: Job, rates: Rates, lines: list[str] | None, now
     return startup + max(chains)
 
 
-# The jobs after training, one after the other, and the output that says each is done. Their
-# seconds where the study has no record of its own, measured on this project's 2-core VM with
-# nothing else running: analyze 4.7 s on the test study (14.5 s on the default study under a
-# load of ~7), curves 2.7 s on the test study and 5 s on the default.
-FINAL_JOBS = {"analyze": ("tables/summary.md", 8.0), "curves": ("figures/training_curves.png", 5.0)}
+# The jobs after training, one after the other, the output that says each is done, and their
+# seconds (fixed + per cell) where the study has no record of its own. Measured on this
+# project's 2-core VM with nothing else running: analyze 31 s on the default study's 180 cells
+# (most of it the mixture law's bootstrap, which grows with the cells), curves 2.7 s on the
+# test study and 5 s on the default.
+FINAL_JOBS = {"analyze": ("tables/summary.md", 4.0, 0.15), "curves": ("figures/training_curves.png", 2.0, 0.02)}
 
 
-def final_jobs_left(root: Path, training_left: bool, now: float) -> float:
+def final_jobs_left(root: Path, training_left: bool, now: float, n_cells: int = 0) -> float:
     """Seconds the analysis jobs after training still need: all of them while anything trains;
     after that, those whose output is missing or older than the newest cell."""
     root, total = Path(root), 0.0
     workdir = root.resolve().parent.parent
     newest = max((p.stat().st_mtime for p in root.glob("cells/*/eval.json")), default=0.0)
-    for rel, default in FINAL_JOBS.values():
+    for rel, fixed, per_cell in FINAL_JOBS.values():
         out = root / rel
         started, ended, _ = snakemake_times(workdir, out)
-        seconds = ended - started if started and ended else default
+        seconds = ended - started if started and ended else fixed + per_cell * n_cells
         if not training_left and out.is_file() and out.stat().st_mtime >= newest:
             continue
         total += max(0.0, seconds - (now - started)) if started and not ended else seconds
@@ -228,7 +229,9 @@ def remaining(s: study.Study, jobs: list[Job], rates: Rates, now: float, slots: 
     for j in sorted(waiting, key=lambda j: -j.left_seconds):
         free[0] += j.left_seconds
         free.sort()
-    left = (max(free) if running or waiting else 0.0) + final_jobs_left(s.root, bool(running or waiting), now)
+    left = (max(free) if running or waiting else 0.0) + final_jobs_left(
+        s.root, bool(running or waiting), now, len(s.cells)
+    )
     failed = [j for j in jobs if j.state == "failed"]
     return {
         "seconds": left,
