@@ -197,43 +197,11 @@ def _fit_all(tasks: list) -> Iterator:
     return iter([_parametric_fit(t) for t in tasks])
 
 
-_PARAMETRIC_FIELDS = (  # the fit's values a row of the parametric table reports
-    "E",
-    "E_lo",
-    "E_hi",
-    "alpha",
-    "alpha_lo",
-    "alpha_hi",
-    "beta",
-    "beta_lo",
-    "beta_hi",
-    "a_opt",
-    "a_opt_lo",
-    "a_opt_hi",
-    "objective",
-    "converged",
-)
-_PARAMETRIC_COLUMNS = GROUP + [  # parametric_table's columns, in order
-    "n_points",
-    "E",
-    "E_lo",
-    "E_hi",
-    "alpha",
-    "alpha_lo",
-    "alpha_hi",
-    "beta",
-    "beta_lo",
-    "beta_hi",
-    "a_opt",
-    "a_opt_lo",
-    "a_opt_hi",
-    "budget_top",
-    "n_opt_top",
-    "objective",
-    "converged",
-    "note",
-    "status",
-]
+_FITTED = tuple(f"{p}{x}" for p in ("E", "alpha", "beta", "a_opt") for x in ("", "_lo", "_hi"))
+# the fit's values a row of the parametric table reports, and the table's columns in order
+_PARAMETRIC_FIELDS = (*_FITTED, "objective", "converged")
+_TOP = ("budget_top", "n_opt_top")  # the largest budget's optimum the fit predicts
+_PARAMETRIC_COLUMNS = [*GROUP, "n_points", *_FITTED, *_TOP, "objective", "converged", "note", "status"]
 
 
 def _parametric_columns(f, c_top: float) -> dict:
