@@ -72,6 +72,8 @@ def law_slopes(sl: mixlaw.StudyLaws, datamix: pd.DataFrame, c_ref: float) -> pd.
             if basis != "budget":
                 at_ref[(m, sk)] = sd
     rows += _differences(at_ref, c_ref, sl.ci, per)
+    if not rows:  # one code fraction (a study of one mix): no slope over shares to read
+        return pd.DataFrame([{"status": f"{len(fracs)} code fraction(s) trained; a slope needs >= 2"}])
     return pd.DataFrame(rows)
 
 

@@ -298,7 +298,8 @@ def claim2_law(t: dict, extra: dict) -> list[str]:
     s = t.get("mixture_slopes")
     L = ["### Claim 2 from the mixture law", ""]
     if s is None or "law_slope" not in s.columns:
-        return L + [f"Not available: {s['status'].iloc[0] if s is not None else 'no table'}", ""]
+        why = s["status"].iloc[0] if s is not None and "status" in s.columns and len(s) else "no table"
+        return L + [f"Not available: {why}", ""]
     L.append(
         "The law's d ln N*/d own share is the same least-squares slope over the trained code fractions,"
         " read off the law fitted to every cell at once. It does not change the verdict above (its rules,"
@@ -335,6 +336,9 @@ def mixture(t: dict, extra: dict) -> list[str]:
     L.append("")
     cand = law.drop_duplicates("form")
     for _, r in cand.iterrows():
+        if not np.isfinite(r.get("loo_median_abs_n_err", np.nan)):  # failed, or no fraction to hold out
+            L.append(f"- {r['form']}: no held-out score ({r.get('status', 'not fitted')})")
+            continue
         cov, boot = r.get("loo_coverage", np.nan), r.get("loo_coverage_bootstrap_only", np.nan)
         cov_s = (
             f", {cov:.0%} of its intervals contain the observed N* ({boot:.0%} before widening them by the"
