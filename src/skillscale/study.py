@@ -87,7 +87,13 @@ def problems(cfg: dict) -> list[str]:
         problems += checks.config_problems(cfg)
     kc, ev = cfg["data"]["knowledge"], cfg["data"]["eval"]
     held_out_questions = (kc["n_facts"] - round(kc["qa_train_fraction"] * kc["n_facts"])) * len(QUESTIONS)
-    if ev["knowledge_qa_items"] > held_out_questions:
+    weighted = kc.get("frequency", "uniform") == "population"
+    if "frequency_exponent" in kc and not weighted:
+        problems.append(
+            "data.knowledge.frequency_exponent: set, but data.knowledge.frequency is not population;"
+            " it weights mentions by population^exponent only there"
+        )
+    if not weighted and ev["knowledge_qa_items"] > held_out_questions:
         problems.append(
             f"data.eval.knowledge_qa_items: {ev['knowledge_qa_items']} asked for, but data.knowledge.n_facts="
             f"{kc['n_facts']} with qa_train_fraction={kc['qa_train_fraction']} leaves {held_out_questions}"

@@ -75,6 +75,7 @@ class Fact:
     entity: str  # city
     answer: str  # country
     qa_in_training: bool
+    population: int = 0  # geonames' count: how often the city is mentioned under frequency "population"
 
 
 STATEMENTS = [
@@ -111,10 +112,11 @@ def city_facts(n: int, min_population: int, qa_train_fraction: float, seed: int)
             f"data.knowledge.n_facts={n}: only {len(pool)} geonames cities have population"
             f" >= {min_population}; lower data.knowledge.min_population or n_facts"
         )
+    population = {c["name"]: c["population"] for cs in by_name.values() for c in cs if len(cs) == 1}
     rng = random.Random(seed)
     chosen = rng.sample(pool, n)
     n_qa = int(round(qa_train_fraction * n))
-    return [Fact(e, a, i < n_qa) for i, (e, a) in enumerate(chosen)]
+    return [Fact(e, a, i < n_qa, population[e]) for i, (e, a) in enumerate(chosen)]
 
 
 def fact_training_docs(facts: list[Fact]) -> list[Doc]:
