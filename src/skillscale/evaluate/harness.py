@@ -212,6 +212,33 @@ def run_tasks(
     return scores
 
 
+def stores_facts(manifest: dict) -> bool:
+    """A study whose facts are mentioned by population (data.knowledge.frequency) scores storage."""
+    return manifest.get("sources", {}).get("facts", {}).get("frequency") == "population"
+
+
+STORAGE_TASKS = {"stored": "skillscale_knowledge_storage", "control": "skillscale_knowledge_control"}
+
+
+def storage_scores(lm, eval_dir: Path) -> dict:
+    """Bits beyond the frequency prior, over all facts and per frequency bin, of the held-out
+    questions (stored_*) and of the same answers asked about other cities (control_*), in one
+    lm-eval run of the two storage tasks; stored - control is what the model knows of the facts."""
+    # deferred: lm-eval takes seconds to import: only when scoring
+    from lm_eval.tasks import TaskManager
+
+    logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)  # as in run_tasks
+    meta = {"eval_dir": str(Path(eval_dir).resolve())}
+    tm = TaskManager(include_path=[str(TASKS_DIR)], include_defaults=False, metadata=meta)
+    res = harness_evaluate(lm, list(STORAGE_TASKS.values()), tm)["results"]
+    return {
+        k.split(",")[0].replace("stored_bits", f"{name}_bits"): v
+        for name, task in STORAGE_TASKS.items()
+        for k, v in res[task].items()
+        if k.startswith("stored_bits") and not k.endswith("_stderr,none")
+    }
+
+
 def run_tasks_once(lm, eval_dir: Path, tasks: dict, manifest: dict, **bench) -> dict:
     """run_tasks, scoring a file once where two metrics share it (a role with one source:
     its pooled validation text is that source's held-out text)."""
@@ -274,7 +301,10 @@ def score(lm, data_dir: Path, benchmarks=()) -> dict:
     skills.update(b_skills)
     for name, d in details.items():
         d.update(skill=manifest[name]["skill"], n_docs=manifest[name]["n_docs"], sha256=manifest[name]["sha256"])
-    return {"bits_per_byte": bpb, "skills": skills, "benchmarks": details}
+    out = {"bits_per_byte": bpb, "skills": skills, "benchmarks": details}
+    if stores_facts(data_manifest):
+        out["storage"] = storage_scores(lm, data_dir / "eval")
+    return out
 
 
 def evaluate_cell(

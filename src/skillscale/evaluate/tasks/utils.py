@@ -1,6 +1,7 @@
 """Helpers for the skillscale lm-eval tasks: local JSONL data and bits-per-byte scoring."""
 
 import json
+import math
 from pathlib import Path
 
 import datasets
@@ -40,3 +41,29 @@ def doc_target(doc):
 
 def doc_text(doc):
     return doc["text"]
+
+
+# -- knowledge storage (data.knowledge.frequency population) ---------------------------------
+STORAGE_BINS = 4  # data.longtail.N_BINS
+
+
+def bits_beyond_prior(doc, results):
+    """Per fact: (frequency bin, prior bits - the model's bits for the gold answer), for every
+    storage metric; each metric's aggregation keeps the facts it sums."""
+    loglikelihood, _is_greedy = results[0]
+    item = (doc["bin"], doc["prior_bits"] + loglikelihood / math.log(2))
+    return {"stored_bits": item, **{f"stored_bits_b{b}": item for b in range(STORAGE_BINS)}}
+
+
+def total_bits(items):
+    return float(sum(v for _, v in items))
+
+
+def _bin_total(b):
+    def total(items):
+        return float(sum(v for k, v in items if k == b))
+
+    return total
+
+
+total_bits_b0, total_bits_b1, total_bits_b2, total_bits_b3 = (_bin_total(b) for b in range(STORAGE_BINS))
