@@ -81,6 +81,7 @@ localrules:
     plan,
     tables,
     curves,
+    storage,
 
 
 if WSD:
@@ -95,3 +96,4 @@ rule all:
         f"{R}/plan.csv",
         rules.analyze.output,
         rules.curves.output,
+        rules.storage.output if STORES_FACTS else [],

@@ -7,6 +7,7 @@ from skillscale.analysis.outputs import FIGURES as _FIGURES
 from skillscale.analysis.outputs import TABLES as _TABLES
 from skillscale.analysis.outputs import output_paths as _analysis_paths
 from skillscale.analysis.outputs import curve_paths as _curve_paths
+from skillscale.analysis.outputs import storage_paths as _storage_paths
 
 
 report: "../report/workflow.rst"
@@ -83,6 +84,33 @@ rule curves:
         study=lambda w, output: os.path.dirname(os.path.dirname(output.training_curves)),
     shell:
         "python -m skillscale.analysis.curves --config {params.config} --study-dir {params.study} > {log} 2>&1"
+
+
+# Storage of facts (analysis/storage.py): only for a study whose facts are mentioned by
+# population (data.knowledge.frequency), whose cells score the bits they store beyond the
+# answers' frequency prior. Its own rule, so the analysis and its tables stay as they are.
+STORES_FACTS = config["data"]["sources"] is None and config["data"]["knowledge"].get("frequency") == "population"
+_STORAGE = {k: str(v) for k, v in _storage_paths(R).items()}
+
+
+rule storage:
+    input:
+        all_cell_evals(),
+        manifest=f"{DATA}/manifest.json",
+    output:
+        **{k: v for k, v in _STORAGE.items() if not k.startswith("fig_")},
+        fig_storage=report(
+            _STORAGE["fig_storage"], caption="../report/storage.rst", category="2. Skills vs aggregate (claim 1)"
+        ),
+    log:
+        f"{R}/logs/storage.log",
+    conda:
+        "../../envs/skillscale.yaml"
+    params:
+        config=CONFIG_FILE,
+        study=R,
+    shell:
+        "python -m skillscale.analysis.storage --config {params.config} --study-dir {params.study} > {log} 2>&1"
 
 
 # No inputs or outputs on purpose: runs whenever asked, from the cells that exist,

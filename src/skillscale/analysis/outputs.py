@@ -58,3 +58,15 @@ def output_paths(study_dir: str | Path) -> dict:
 def curve_paths(study_dir: str | Path) -> dict:
     """The figures the curves rule draws, by name."""
     return {name: Path(study_dir) / "figures" / fn for name, fn in CURVE_FIGURES.items()}
+
+
+# written by the storage rule (analysis/storage.py), only for a study whose facts are mentioned by population
+STORAGE_TABLES = ("storage", "storage_fit")
+
+
+def storage_paths(study_dir: str | Path) -> dict:
+    """The tables and figure the storage rule writes, by name."""
+    r = Path(study_dir)
+    out = {f"{n}_{ext}": r / "tables" / f"{n}.{ext}" for n in STORAGE_TABLES for ext in ("csv", "md")}
+    out["fig_storage"] = r / "figures" / "storage.png"
+    return out
