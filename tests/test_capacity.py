@@ -134,6 +134,11 @@ def test_storage_fit_tells_capacity_from_exposure():
     assert storage.verdict(cap) == "capacity" and cap["coef"][1] == pytest.approx(1, abs=0.05)
     exp = storage.fit_elasticities(_cells(lambda n, e: 2e4 * e))  # only exposures count
     assert storage.verdict(exp) == "exposure" and exp["coef"][2] == pytest.approx(1, abs=0.05)
+    both = storage.fit_elasticities(_cells(lambda n, e: 0.3 * n**0.6 * e**0.6))  # compute alone decides
+    assert storage.verdict(both) == "both, about equally (b - c interval contains 0)"
+    assert (
+        storage.verdict(storage.fit_elasticities(_cells(lambda n, e: 0.3 * n**0.9 * e**0.3))) == "both (capacity more)"
+    )
     flat = storage.fit_elasticities(_cells(lambda n, e: 5e3))
     assert storage.verdict(flat).startswith("neither")
     with pytest.raises(ValueError, match="storage fit needs >= 4 cells that store bits"):

@@ -84,7 +84,8 @@ def collect(cfg: dict, study_dir: Path) -> pd.DataFrame:
 
 def fit_elasticities(df: pd.DataFrame, n_boot: int = 1000, ci: float = 0.9, seed: int = 0) -> dict:
     """ln S = a + b ln N + c ln E by least squares over cells with S > 0, and a percentile
-    bootstrap over those cells. Returns estimates, intervals, cells used and R^2."""
+    bootstrap over those cells. Returns estimates and intervals of (a, b, c), the interval of
+    b - c (the same draws), cells used and R^2."""
     ok = df[df["stored_bits"] > 0]
     if len(ok) < 4 or ok["n_params"].nunique() < 2 or ok["passes"].nunique() < 2:
         raise ValueError(f"storage fit needs >= 4 cells that store bits, over >= 2 sizes and exposures; {len(ok)} do")
@@ -101,17 +102,30 @@ def fit_elasticities(df: pd.DataFrame, n_boot: int = 1000, ci: float = 0.9, seed
             continue
         draws.append(np.linalg.lstsq(X[i], y[i], rcond=None)[0])
     draws = np.array(draws)
-    lo, hi = np.percentile(draws, [50 * (1 - ci), 50 * (1 + ci)], axis=0)
-    return {"coef": coef, "lo": np.minimum(lo, coef), "hi": np.maximum(hi, coef), "cells": len(ok), "r2": r2}
+    q = [50 * (1 - ci), 50 * (1 + ci)]
+    lo, hi = np.percentile(draws, q, axis=0)
+    d_lo, d_hi = np.percentile(draws[:, 1] - draws[:, 2], q)
+    d = coef[1] - coef[2]
+    return {
+        "coef": coef,
+        "lo": np.minimum(lo, coef),
+        "hi": np.maximum(hi, coef),
+        "diff": (d, min(d_lo, d), max(d_hi, d)),
+        "cells": len(ok),
+        "r2": r2,
+    }
 
 
 def verdict(f: dict) -> str:
-    """Which binds, from the two elasticities' intervals (docs/capacity-study.md):
-    capacity when storage grows with N at fixed exposures (b > 0) and b exceeds c; exposure
-    when it grows with exposures at fixed N (c > 0) and c exceeds b; both / neither otherwise."""
-    (_, b, c), (_, b_lo, c_lo) = f["coef"], f["lo"]
+    """Which binds, from the elasticities' intervals (docs/capacity-study.md): capacity when
+    storage grows with N at fixed exposures (b's interval above 0) and not with exposures at
+    fixed N; exposure the mirror image; both when both grow, naming the larger only where the
+    interval of b - c excludes 0; neither when no interval excludes 0."""
+    (_, b_lo, c_lo), (_, d_lo, d_hi) = f["lo"], f["diff"]
     if b_lo > 0 and c_lo > 0:
-        return "both" + (" (capacity more)" if b > c else " (exposure more)")
+        if d_lo > 0:
+            return "both (capacity more)"
+        return "both (exposure more)" if d_hi < 0 else "both, about equally (b - c interval contains 0)"
     if b_lo > 0:
         return "capacity"
     if c_lo > 0:
@@ -125,6 +139,7 @@ def fit_table(df: pd.DataFrame, ci: float) -> pd.DataFrame:
     rows = [
         {"term": n, "estimate": f["coef"][k], "ci_lo": f["lo"][k], "ci_hi": f["hi"][k]} for k, n in enumerate(names)
     ]
+    rows.append({"term": "b - c", "estimate": f["diff"][0], "ci_lo": f["diff"][1], "ci_hi": f["diff"][2]})
     rows.append({"term": f"binds: {verdict(f)}", "estimate": f["r2"], "ci_lo": np.nan, "ci_hi": np.nan})
     out = pd.DataFrame(rows)
     out["cells"] = f["cells"]
@@ -139,11 +154,12 @@ def draw(df: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for (size, n), g in df.groupby(["size", "n_params"]):
-        g = g.sort_values("passes")
-        axes[0].plot(g["passes"], g["bits_per_param"], "o-", label=f"{size} ({n / 1e3:.0f}k)")
+    for (n, size), g in sorted(df.groupby(["n_params", "size"])):
+        m = g.groupby("passes")["bits_per_param"].agg(["mean", "min", "max"]).reset_index()  # over seeds
+        err = [m["mean"] - m["min"], m["max"] - m["mean"]]
+        axes[0].errorbar(m["passes"], m["mean"], yerr=err, fmt="o-", ms=4, capsize=2, label=f"{size} ({n / 1e3:.0f}k)")
     axes[0].set(xscale="log", xlabel="passes over the knowledge stream", ylabel="stored bits / parameter")
-    axes[0].set_title("Storage against exposures, a line per size")
+    axes[0].set_title("Storage against exposures, a line per size (seeds: mean, range)")
     axes[0].axhline(0, color="grey", lw=0.5)
     axes[0].legend(fontsize=7)
     for b in range(N_BINS):
