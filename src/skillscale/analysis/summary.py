@@ -337,7 +337,8 @@ def mixture(t: dict, extra: dict) -> list[str]:
     cand = law.drop_duplicates("form")
     for _, r in cand.iterrows():
         if not np.isfinite(r.get("loo_median_abs_n_err", np.nan)):  # failed, or no fraction to hold out
-            L.append(f"- {r['form']}: no held-out score ({r.get('status', 'not fitted')})")
+            why = r.get("status", "not fitted")
+            L.append(f"- {r['form']}: no held-out score" + ("" if why == "ok" else f" ({why})"))
             continue
         cov, boot = r.get("loo_coverage", np.nan), r.get("loo_coverage_bootstrap_only", np.nan)
         cov_s = (
