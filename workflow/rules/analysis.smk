@@ -108,7 +108,7 @@ rule storage:
         "../../envs/skillscale.yaml"
     params:
         config=CONFIG_FILE,
-        study=R,
+        study=lambda w, output: os.path.dirname(os.path.dirname(output.storage_csv)),
     shell:
         "python -m skillscale.analysis.storage --config {params.config} --study-dir {params.study} > {log} 2>&1"
 

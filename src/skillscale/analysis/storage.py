@@ -147,11 +147,8 @@ def fit_table(df: pd.DataFrame, ci: float) -> pd.DataFrame:
 
 
 def draw(df: pd.DataFrame, path: Path) -> None:
-    # deferred: matplotlib: only where a figure is drawn
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # deferred: matplotlib (plots sets its Agg backend): only where a figure is drawn
+    from skillscale.analysis.plots import plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for (n, size), g in sorted(df.groupby(["n_params", "size"])):
