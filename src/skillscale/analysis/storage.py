@@ -181,7 +181,7 @@ def write(cfg: dict, study_dir: Path) -> dict:
     write_table(
         df,
         out["storage_csv"],
-        "Bits stored beyond the frequency prior, per cell",
+        "Bits stored about the facts per cell: against the control, and beyond the frequency prior",
         [
             "stored_bits: sum over all facts of the model's bits for the answer asked about another city (the control)"
             " minus its bits for it asked about the right city, in the held-out wording: what it knows of which"

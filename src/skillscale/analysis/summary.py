@@ -329,10 +329,17 @@ def mixture(t: dict, extra: dict) -> list[str]:
     if law is None or "form" not in law.columns:
         return L + [f"Not available: {law['status'].iloc[0] if law is not None else 'no table'}", ""]
     chosen = law.loc[law["chosen"].astype(bool), "form"]
-    L.append(
-        f"Chosen form: **{chosen.iloc[0] if len(chosen) else 'none'}** (rule: among the forms whose"
-        " leave-one-code-fraction-out median |N* error| is within 15%, the lowest median |loss* error|)."
-    )
+    scored = np.isfinite(law.get("loo_median_abs_n_err", pd.Series(dtype=float))).any()
+    fitted = law.loc[law["chosen"].astype(bool), "status"].astype(str).str.startswith("ok").any()
+    if not fitted:
+        L.append("No form fitted (see the status column of mixture_law.csv).")
+    elif scored:
+        L.append(
+            f"Chosen form: **{chosen.iloc[0]}** (rule: among the forms whose leave-one-code-fraction-out"
+            " median |N* error| is within 15%, the lowest median |loss* error|)."
+        )
+    else:  # one code fraction: none can be held out to choose by
+        L.append(f"Form: **{chosen.iloc[0]}**, the default: no code fraction could be held out to choose by.")
     L.append("")
     cand = law.drop_duplicates("form")
     for _, r in cand.iterrows():
