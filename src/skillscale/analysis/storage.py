@@ -42,7 +42,7 @@ def collect(cfg: dict, study_dir: Path) -> pd.DataFrame:
     """One row per finished cell with a storage score (eval.json), with its exposures."""
     study_dir = Path(study_dir)
     manifest = common.read_json(study_dir / "data" / "manifest.json", "data manifest")
-    facts = manifest["sources"]["facts"]
+    facts = manifest.get("sources", {}).get("facts", {})  # a study of configured sources has none
     if facts.get("frequency") != "population":
         raise ValueError(
             f"{study_dir}: its facts are not mentioned by population (data.knowledge.frequency);"
