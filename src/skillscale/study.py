@@ -7,6 +7,7 @@ schema (skillscale.config) and then each stage's checks across keys.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -134,6 +135,29 @@ def _grid_problems(cfg: dict) -> list[str]:
 def load(path: str | Path, overrides: dict | None = None) -> dict:
     """One config file (plus overrides), validated."""
     return validate(config.deep_merge(config.read_yaml(path), overrides or {}), str(path))
+
+
+def step_main(argv, prog: str, doc: str, run) -> int:
+    """The command line of an analysis step on one study folder: `run(cfg, study_dir)` writes
+    its outputs and returns their paths, printed one per line. A config that does not load,
+    a missing folder or input the step refuses (ValueError) is one `error:` line and exit 2."""
+    import argparse  # deferred: only the steps' entry points parse arguments
+
+    p = argparse.ArgumentParser(prog=prog, description=doc)
+    p.add_argument("--config", required=True, help="the study's config (results/<study>/config.yaml)")
+    p.add_argument("--study-dir", required=True, type=Path)
+    a = p.parse_args(argv)
+    try:
+        cfg = load(a.config)
+        if not a.study_dir.is_dir():
+            raise FileNotFoundError(f"{a.study_dir}: no such study folder")
+        paths = run(cfg, a.study_dir)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path in paths.values():
+        print(path)
+    return 0
 
 
 def load_layers(paths) -> dict:

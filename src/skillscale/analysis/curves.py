@@ -14,8 +14,6 @@ bits per byte. The curve points are the means over train.log_every steps that th
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,6 @@ import pandas as pd
 
 from skillscale import common, plan, study
 from skillscale.analysis.outputs import curve_paths
-from skillscale.config import ConfigError
 
 # held-out text whose bits per byte show overfitting to repeated training data
 HELDOUT_METRICS = ("knowledge_text", "code_text")
@@ -132,21 +129,7 @@ def draw(cfg: dict, study_dir: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m skillscale.analysis.curves", description=__doc__)
-    p.add_argument("--config", required=True, help="the study's config (results/<study>/config.yaml)")
-    p.add_argument("--study-dir", required=True, type=Path)
-    a = p.parse_args(argv)
-    try:
-        cfg = study.load(a.config)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not a.study_dir.is_dir():
-        print(f"error: {a.study_dir}: no such study folder", file=sys.stderr)
-        return 2
-    for path in draw(cfg, a.study_dir).values():
-        print(path)
-    return 0
+    return study.step_main(argv, "python -m skillscale.analysis.curves", __doc__, draw)
 
 
 if __name__ == "__main__":

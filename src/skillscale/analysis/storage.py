@@ -25,8 +25,6 @@ The workflow's `storage` rule writes:
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +32,6 @@ import pandas as pd
 
 from skillscale import common, plan, study
 from skillscale.analysis.outputs import storage_paths
-from skillscale.config import ConfigError
 from skillscale.data.longtail import N_BINS
 
 
@@ -203,19 +200,7 @@ def write(cfg: dict, study_dir: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m skillscale.analysis.storage", description=__doc__)
-    p.add_argument("--config", required=True, help="the study's config (results/<study>/config.yaml)")
-    p.add_argument("--study-dir", required=True, type=Path)
-    a = p.parse_args(argv)
-    try:
-        cfg = study.load(a.config)
-        paths = write(cfg, a.study_dir)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for path in paths.values():
-        print(path)
-    return 0
+    return study.step_main(argv, "python -m skillscale.analysis.storage", __doc__, write)
 
 
 if __name__ == "__main__":
