@@ -73,6 +73,37 @@ def test_fit_recovers_a_known_law_beyond_the_grid():
     )
 
 
+@pytest.mark.parametrize("form", mx.FORMS)
+def test_objective_gradient_matches_finite_differences(form):
+    """L-BFGS-B trusts the analytic gradient; every form's, the mix parameter's included."""
+    from scipy.optimize import approx_fprime
+
+    rng = np.random.default_rng(0)
+    lnN, lnD = np.log(rng.uniform(1e4, 1e5, 30)), np.log(rng.uniform(1e6, 1e7, 30))
+    s, lnL = rng.choice([0.2, 0.5, 0.8], 30), np.log(rng.uniform(1.5, 3.0, 30))
+    args = (form, lnN, lnD, s, lnL, mx.HUBER_DELTA, np.ones(30))
+    theta = np.array([3.0, 4.0, 0.2, 0.3, 0.35, 0.4, -1.0 if mx._kind(form)[1] else mx._NO_K])
+    grad = mx._objective(theta, *args)[1]
+    numeric = approx_fprime(theta, lambda t: mx._objective(t, *args)[0], 1e-7)
+    assert np.allclose(grad, numeric, rtol=1e-4, atol=1e-5)
+
+
+def test_share_form_recovers_the_capacity_share_of_a_known_law():
+    """Cells from an L = E + A/(gN)^alpha + B/(gD)^beta law, g = s + tau (1 - s): the fit finds
+    tau, and predicts the loss at an untrained mix (0.35) 10x beyond the grid within 1%."""
+    truth = mx.MixtureLaw("share", 1.6, 120.0, 400.0, 0.5, 0.45, 0.3, 0.0, 0.0, 0.0, 0, True)
+    cells = small_grid(seeds=(0, 1))
+    n, d, s = cells["n_params"].to_numpy(), cells["tokens"].to_numpy(), cells["code_frac"].to_numpy()
+    loss = truth.predict(n, d, s) + np.random.default_rng(5).normal(0, 0.012, len(cells))
+    law = mx.fit_mixture(n, d, s, loss, "share")
+    assert law.converged and law.mix == pytest.approx(0.3, abs=0.1)
+    want, got = (mx.optimum([("m", x, 1.0, 0.35)], 1e13) for x in (truth, law))
+    assert abs(np.exp(got.log_n - want.log_n) - 1) < 0.15
+    assert got.losses["m"][0] == pytest.approx(want.losses["m"][0], rel=0.01)
+    # less own data raises the loss at every size: the model and its data both serve the mix
+    assert truth.predict(5e4, 1e7, 0.2) > truth.predict(5e4, 1e7, 0.8)
+
+
 def test_weighted_optimum_is_the_minimum_of_the_weighted_surface(laws):
     _, sl = laws
     w = {"knowledge_text": 0.7, "code_text": 0.3}

@@ -8,11 +8,15 @@ the skill's own data and
   tau = 0: only own data counts);
 - "dexp": D_eff = D exp(-kappa (1 - s)); the exponential mixing law of Ye et al. (2024)
   applied to the data term (kappa = 0: the mix does not matter);
+- "share": N_eff = N g and D_eff = D g with g = s + tau (1 - s): the skill gets a share g of
+  the model's capacity as well as of its data (the capacity competition of mixed training:
+  parameters spent on the other data serve this skill only as far as it transfers); with
+  alpha close to beta the mix raises the loss but hardly moves N*;
 - "nomix": D_eff = D, the mix ignored: the null every mixture form must beat;
-- "add", "deff_add": nomix and deff plus a mix offset K (1 - s) on the loss, the additive
+- "add", "deff_add", "share_add": nomix, deff and share plus a mix offset K (1 - s) on the loss, the additive
   domain term of Shukor et al. (2025): less own data raises the loss at every N and D
   (with "add" alone the mix cannot move N*).
-Fitted in log space (ln L_hat = LSE(a - alpha ln N, b - beta ln D_eff, e)) with a Huber
+Fitted in log space (ln L_hat = LSE(a - alpha ln N_eff, b - beta ln D_eff, e, ln K(1-s))) with a Huber
 loss on ln L_hat - ln L summed over cells, L-BFGS-B from the best starts of a grid; the
 bootstrap refits on resampled cells (counts as weights, shared across metrics so that a
 weighted objective's draws are paired) start from the full-data optimum.
@@ -39,19 +43,19 @@ __all__ = [
     "HUBER_DELTA",
     "MixtureLaw",
     "fit_mixture",
-    "log_deff",
+    "log_effective",
     "mix_bounds",
     "optimum",
     "LawOptimum",
 ]
 
-FORMS = ("nomix", "add", "deff", "dexp", "deff_add")  # simplest first: a tie goes to the simpler
+FORMS = ("nomix", "add", "deff", "dexp", "share", "deff_add", "share_add")  # simplest first: a tie goes to the simpler
 LAW_PARAMS = ("E", "A", "B", "alpha", "beta", "mix", "K")  # mix: tau (deff), kappa (dexp); K: offset
 # A cell's seed-to-seed spread is 1.5-5% of its loss on the default study: residuals up to
 # that size are noise to average (squared), larger ones are outliers to down-weight (linear).
 HUBER_DELTA = 0.05
-_MIX_BOUNDS = {"deff": (1e-4, 20.0), "dexp": (-10.0, 10.0), "nomix": (0.0, 0.0)}
-_MIX_STARTS = {"deff": (0.05, 0.3, 1.0), "dexp": (0.0, 1.0, 3.0), "nomix": (0.0,)}
+_MIX_BOUNDS = {"deff": (1e-4, 20.0), "share": (1e-4, 20.0), "dexp": (-10.0, 10.0), "nomix": (0.0, 0.0)}
+_MIX_STARTS = {"deff": (0.05, 0.3, 1.0), "share": (0.05, 0.3, 1.0), "dexp": (0.0, 1.0, 3.0), "nomix": (0.0,)}
 _NO_K = -50.0  # ln K of a form without the offset: K = 2e-22, nothing
 
 
@@ -78,17 +82,21 @@ def mix_bounds(form: str) -> tuple[float, float]:
     return _MIX_BOUNDS[_kind(form)[0]]
 
 
-def log_deff(form: str, lnD, s, mix):
-    """ln D_eff and d ln D_eff / d mix for one form (arrays broadcast)."""
-    form = _kind(form)[0]
+def log_effective(form: str, lnN, lnD, s, mix):
+    """(ln N_eff, ln D_eff, d ln N_eff / d mix, d ln D_eff / d mix) for one form (arrays broadcast)."""
+    kind = _kind(form)[0]
     s = np.asarray(s, float)
-    if form == "deff":
-        base = s + mix * (1 - s)
-        return lnD + np.log(base), (1 - s) / base
-    if form == "dexp":
-        return lnD - mix * (1 - s), -(1 - s) + 0 * lnD
-    if form == "nomix":
-        return lnD + 0 * s, 0 * lnD
+    zero = 0 * lnN + 0 * lnD + 0 * s
+    if kind in ("deff", "share"):
+        g = s + mix * (1 - s)
+        lng, dg = np.log(g) + zero, (1 - s) / g + zero
+        if kind == "deff":
+            return lnN + zero, lnD + lng, zero, dg
+        return lnN + lng, lnD + lng, dg, dg
+    if kind == "dexp":
+        return lnN + zero, lnD - mix * (1 - s) + zero, zero, -(1 - s) + zero
+    if kind == "nomix":
+        return lnN + zero, lnD + zero, zero, zero
     raise ValueError(f"unknown data term {form!r}")
 
 
@@ -99,8 +107,8 @@ def _ln_other(s):
 
 def _objective(theta, form, lnN, lnD, s, lnL, delta, weights):
     a, b, e, al, be, mix, k = theta
-    lde, dmix = log_deff(form, lnD, s, mix)
-    u = np.stack([a - al * lnN, b - be * lde, np.full_like(lnN, e), k + _ln_other(s) + 0 * lnN])
+    lne, lde, dn, dd = log_effective(form, lnN, lnD, s, mix)
+    u = np.stack([a - al * lne, b - be * lde, np.full_like(lnN, e), k + _ln_other(s) + 0 * lnN])
     m = u.max(axis=0)
     ex = np.exp(u - m)
     tot = ex.sum(axis=0)
@@ -113,9 +121,9 @@ def _objective(theta, form, lnN, lnD, s, lnL, delta, weights):
             np.sum(hp * p[0]),
             np.sum(hp * p[1]),
             np.sum(hp * p[2]),
-            -np.sum(hp * p[0] * lnN),
+            -np.sum(hp * p[0] * lne),
             -np.sum(hp * p[1] * lde),
-            -be * np.sum(hp * p[1] * dmix),
+            -al * np.sum(hp * p[0] * dn) - be * np.sum(hp * p[1] * dd),
             np.sum(hp * p[3]),
         ]
     )
@@ -143,9 +151,9 @@ def _starts(form, lnN, lnD, s, lnL, delta):
     ks = (-3.0, -1.0) if add else (_NO_K,)
     grid = np.array(list(itertools.product(g["a"], g["b"], g["e"], g["alpha"], g["beta"], _MIX_STARTS[kind], ks)))
     a, b, e, al, be, mix, k = (grid[:, i : i + 1] for i in range(7))
-    lde, _ = log_deff(form, lnD[None], s[None], mix)
+    lne, lde, _, _ = log_effective(form, lnN[None], lnD[None], s[None], mix)
     shape = (len(grid), lnN.size)
-    u = np.stack([a - al * lnN[None], b - be * lde, np.broadcast_to(e, shape), k + _ln_other(s)[None]])
+    u = np.stack([a - al * lne, b - be * lde, np.broadcast_to(e, shape), k + _ln_other(s)[None]])
     r = logsumexp(u, axis=0) - lnL[None]
     return grid[np.argsort(_huber(r, delta).sum(axis=1), kind="stable")]
 
@@ -179,10 +187,8 @@ class MixtureLaw:
         p = self.params[None] if params is None else np.atleast_2d(params)
         shape = (-1,) if paired else (-1,) + (1,) * np.ndim(n)
         E, A, B, al, be, mix, K = (p[:, i].reshape(shape) for i in range(7))
-        lde, _ = log_deff(self.form, np.log(np.asarray(d, float)), s, mix)
-        out = (
-            E + K * (1 - np.asarray(s, float)) + A * np.exp(-al * np.log(np.asarray(n, float))) + B * np.exp(-be * lde)
-        )
+        lne, lde, _, _ = log_effective(self.form, np.log(np.asarray(n, float)), np.log(np.asarray(d, float)), s, mix)
+        out = E + K * (1 - np.asarray(s, float)) + A * np.exp(-al * lne) + B * np.exp(-be * lde)
         return out[0] if params is None else out
 
     def intervals(self, ci: float) -> dict:
