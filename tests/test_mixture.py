@@ -208,6 +208,12 @@ def test_leave_one_fraction_out_and_the_choice_rule():
     # the true form predicts the held-out loss* far better than the mix-blind null
     assert comp["deff_add"]["median_abs_loss_err"] < comp["nomix"]["median_abs_loss_err"] / 3
     assert mixselect.choose(list(comp.values()), ("nomix", "deff_add")) == "deff_add"
+    # fitted on every fraction, the true form meets the optima it was fitted through more
+    # closely than it predicts a fraction it never saw, and the mix-blind null does not
+    full = mixlaw.fit_laws(inp, 0, ("nomix", "deff_add"))
+    fitted = mixselect.in_sample(full, inp, optima)
+    assert fitted["deff_add"]["loss"] < 0.005 < fitted["nomix"]["loss"]
+    assert fitted["deff_add"]["loss"] <= comp["deff_add"]["median_abs_loss_err"]
     rule = [
         dict(candidate="nomix", median_abs_n_err=0.05, median_abs_loss_err=0.10),
         dict(candidate="deff", median_abs_n_err=0.30, median_abs_loss_err=0.01),

@@ -354,9 +354,11 @@ def mixture(t: dict, extra: dict) -> list[str]:
             if np.isfinite(cov) and np.isfinite(boot)
             else ""
         )
+        ins = r.get("in_sample_abs_loss_err", np.nan)
+        ins_s = f"; fitted on every fraction, {ins:.2%} on loss*" if np.isfinite(ins) else ""
         L.append(
             f"- {r['form']}: median |N* error| {r['loo_median_abs_n_err']:.1%},"
-            f" median |loss* error| {r['loo_median_abs_loss_err']:.2%}{cov_s}"
+            f" median |loss* error| {r['loo_median_abs_loss_err']:.2%}{cov_s}{ins_s}"
         )
     acc = t.get("mixture_accounting")
     if acc is not None and "exact_over_6nd" in acc.columns:
