@@ -1,6 +1,6 @@
 """The mixture law (fit.mixture, analysis.mixlaw), `skillscale optimum` and its synthetic check.
 
-Synthetic cells come from a known law (tools.mixrecovery.TRUTH) on small grids, so every
+Synthetic cells come from a known deff_add law (tools.mixrecovery.TRUTHS) on small grids, so every
 test knows the answer it checks; bootstraps are small to keep the file at a few seconds.
 """
 
@@ -14,6 +14,8 @@ from skillscale import cli
 from skillscale.analysis import fit, mixlaw, mixselect, optimum, skills
 from skillscale.analysis.fit import mixture as mx
 from skillscale.tools import mixrecovery as mr
+
+TRUE = mr.true_law("deff_add")  # the mix moves N* and shifts the loss: every effect to find
 
 
 def small_grid(fracs=(0.2, 0.5, 0.8), budgets=(2e11, 4.5e11, 1e12), seeds=(0,)) -> pd.DataFrame:
@@ -32,7 +34,7 @@ def two_metric_cells(noise: float, seed: int = 0) -> pd.DataFrame:
     """knowledge_text and code_text cells from two known laws, on the same cells."""
     rng = np.random.default_rng(seed)
     grid = small_grid(seeds=(0, 1))
-    code = mr.synthetic_cells(grid, noise, rng)
+    code = mr.synthetic_cells(grid, noise, rng, TRUE)
     know_law = mx.MixtureLaw("deff_add", 0.9, 180.0, 200.0, 0.45, 0.4, 0.2, 0.5, 0.0, 0.0, 0, True)
     know = code.copy()
     know["metric"], know["skill"] = "knowledge_text", "knowledge"
@@ -59,11 +61,11 @@ def laws():
 def test_fit_recovers_a_known_law_beyond_the_grid():
     """0.012 bits/byte of noise per cell: N* at 10x the largest budget and an untrained mix within 15%."""
     rng = np.random.default_rng(3)
-    cells = mr.synthetic_cells(small_grid(), 0.012, rng)
+    cells = mr.synthetic_cells(small_grid(), 0.012, rng, TRUE)
     inp = mixlaw.law_inputs(cells)
     law = mx.fit_mixture(inp["n_params"], inp["tokens"], inp["s"], inp["loss"], "deff_add")
     assert law.converged
-    truth = mx.optimum([("m", mr.true_law(), 1.0, 0.35)], 1e13)
+    truth = mx.optimum([("m", TRUE, 1.0, 0.35)], 1e13)
     got = mx.optimum([("m", law, 1.0, 0.35)], 1e13)
     assert abs(np.exp(got.log_n - truth.log_n) - 1) < 0.15
     # the mix-blind null cannot see that the mix moves N*: its N* is the same at every share
@@ -184,14 +186,15 @@ def test_exact_flops_count_moves_n_star_down(laws):
 
 def test_optimum_fits_a_points_csv(tmp_path, capsys):
     rng = np.random.default_rng(5)
-    c = mr.synthetic_cells(small_grid(), 0.01, rng)
+    c = mr.synthetic_cells(small_grid(), 0.01, rng, TRUE)
     c.rename(columns={"value": "loss"})[["metric", "code_frac", "n_params", "tokens", "loss"]].to_csv(
         tmp_path / "p.csv", index=False
     )
     args = ["optimum", str(tmp_path / "p.csv"), "--budget", "1e12", "--code-fraction", "0.35", "--n-boot", "10"]
+    args += ["--form", "deff_add"]  # the CSV has no budgets to choose a form by: the true one
     assert cli.main(args + ["--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    truth = np.exp(mx.optimum([("m", mr.true_law(), 1.0, 0.35)], 1e12).log_n)
+    truth = np.exp(mx.optimum([("m", TRUE, 1.0, 0.35)], 1e12).log_n)
     assert res["per_metric"]["code_text"]["n_opt"] == pytest.approx(truth, rel=0.15)
     c[["metric", "n_params"]].to_csv(tmp_path / "bad.csv", index=False)
     assert cli.main(["optimum", str(tmp_path / "bad.csv"), "--budget", "1e12", "--code-fraction", "0.3"]) == 2
@@ -199,7 +202,7 @@ def test_optimum_fits_a_points_csv(tmp_path, capsys):
 
 
 def test_leave_one_fraction_out_and_the_choice_rule():
-    cells = mr.synthetic_cells(small_grid(), 0.004, np.random.default_rng(1))
+    cells = mr.synthetic_cells(small_grid(), 0.004, np.random.default_rng(1), TRUE)
     inp = mixlaw.law_inputs(cells)
     optima = fit.isoflop_optima(cells.rename(columns={"value": "loss"}), ["code_frac", "metric", "skill"], n_boot=0)
     loo = mixselect.loo_predictions(inp, optima, ("nomix", "deff_add"), 0, 0.9)

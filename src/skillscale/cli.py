@@ -271,7 +271,7 @@ def add_optimum(sub) -> None:
     )
     p.add_argument("--json", action="store_true", help="print every number as JSON")
     p.add_argument("--n-boot", type=int, default=100, help="CSV only: bootstrap refits per metric")
-    p.add_argument("--form", default="deff_add", help="CSV only, when its grid cannot choose: the law's form")
+    p.add_argument("--form", help="CSV only, when its grid cannot choose: the law's form (default: share)")
     p.set_defaults(func=_tool("skillscale.analysis.optimum"))
 
 
@@ -289,6 +289,7 @@ def add_mixture_recovery(sub) -> None:
     p.add_argument("--code-fraction", type=float, default=0.35, help="ask at this (untrained) code fraction")
     p.add_argument("--n-boot", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--form", help="the known law's form, share (default) or deff_add; fitted with the same form")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_tool("skillscale.tools.mixrecovery"))
 

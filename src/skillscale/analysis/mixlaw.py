@@ -40,9 +40,9 @@ __all__ = [
 MAX_BOOT = 100  # refits per metric and form: ~10 ms each, like the parametric table's cap
 CACHE_VERSION = 1
 
-# Without a held-out fraction to judge by (fewer than 3 code fractions) the most general form,
-# which contains the others, is fitted.
-DEFAULT_FORM = "deff_add"
+# Without a held-out fraction to judge by (fewer than 3 code fractions) the form that predicted
+# a held-out code fraction best on the default study (docs/mixture-law.md) is fitted.
+DEFAULT_FORM = "share"
 
 
 @dataclass

@@ -290,7 +290,7 @@ def run(a) -> int:
         if src.is_dir():
             sl = load_laws(src)
         elif src.exists():
-            sl = laws_from_csv(src, a.n_boot, form=a.form)
+            sl = laws_from_csv(src, a.n_boot, form=a.form or mixlaw.DEFAULT_FORM)
         else:
             raise OptimumError(f"{src}: no such study folder or CSV")
         res = answer(sl, a.budget, a.code_fraction, parse_weights(a.weights, sl.laws), a.flops)

@@ -23,16 +23,23 @@ import pandas as pd
 from skillscale.analysis import fit, mixlaw
 from skillscale.analysis.fit import mixture as mx
 
-__all__ = ["TRUTH", "FORM", "default_grid", "synthetic_cells", "true_law", "recover", "run"]
+__all__ = ["TRUTH", "TRUTHS", "FORM", "default_grid", "synthetic_cells", "true_law", "recover", "run"]
 
-FORM = "deff_add"
-# A law in the range the default study's fits take (bits/byte; N ~ 1e4-1e5, D ~ 1e5-1e7):
-# the mix moves N* (tau < 1) and shifts the loss (K > 0).
-TRUTH = dict(E=0.8, A=220.0, B=150.0, alpha=0.5, beta=0.35, mix=0.3, K=0.4)
+FORM = mixlaw.DEFAULT_FORM
+# Laws in the range the default study's fits take (bits/byte; N ~ 1e4-1e5, D ~ 1e5-1e7).
+# deff_add: the mix moves N* (tau < 1) and shifts the loss (K > 0); share: near the default
+# study's code_text law (its chosen form), the mix raises the loss and moves N* a little.
+TRUTHS = {
+    "deff_add": dict(E=0.8, A=220.0, B=150.0, alpha=0.5, beta=0.35, mix=0.3, K=0.4),
+    "share": dict(E=1.2, A=45.0, B=95.0, alpha=0.4, beta=0.35, mix=0.28, K=0.0),
+}
+TRUTH = TRUTHS[FORM]
 
 
-def true_law() -> mx.MixtureLaw:
-    return mx.MixtureLaw(FORM, **TRUTH, objective=0.0, rms=0.0, n_points=0, converged=True)
+def true_law(form: str = FORM) -> mx.MixtureLaw:
+    if form not in TRUTHS:
+        raise ValueError(f"no known law of form {form!r} to draw from; one of {sorted(TRUTHS)}")
+    return mx.MixtureLaw(form, **TRUTHS[form], objective=0.0, rms=0.0, n_points=0, converged=True)
 
 
 def default_grid() -> pd.DataFrame:
@@ -60,17 +67,21 @@ def synthetic_cells(grid: pd.DataFrame, noise: float, rng, law: mx.MixtureLaw | 
     return g
 
 
-def recover(grid: pd.DataFrame, noise: float, draws: int, n_boot: int, budget: float, code_frac: float, seed=0):
-    """Per draw: (true N*, fitted N*, interval lo, hi) at `budget` and `code_frac`."""
-    truth = mx.optimum([("m", true_law(), 1.0, code_frac)], budget)
+def recover(
+    grid: pd.DataFrame, noise: float, draws: int, n_boot: int, budget: float, code_frac: float, seed=0, form=FORM
+):
+    """Per draw: (true N*, fitted N*, interval lo, hi) at `budget` and `code_frac`; cells drawn
+    from the known law of `form` and fitted with the same form."""
+    law0 = true_law(form)
+    truth = mx.optimum([("m", law0, 1.0, code_frac)], budget)
     n_true = float(np.exp(truth.log_n))
     rng = np.random.default_rng(seed)
     out = []
     for k in range(draws):
-        cells = synthetic_cells(grid, noise, rng)
+        cells = synthetic_cells(grid, noise, rng, law0)
         inp = mixlaw.law_inputs(cells)
         try:
-            law = mixlaw.fit_laws(inp, n_boot, (FORM,), seed=k)["code_text"][FORM]
+            law = mixlaw.fit_laws(inp, n_boot, (form,), seed=k)["code_text"][form]
             if isinstance(law, str):
                 raise fit.FitError(law)
             o = mx.optimum([("m", law, 1.0, code_frac)], budget)
@@ -101,16 +112,18 @@ def run(a) -> int:
         c = pd.read_csv(a.cells).drop_duplicates("cell")
         grid = c[["code_frac", "budget", "n_params", "tokens", "seed"]].reset_index(drop=True)
     budget = a.budget_factor * float(grid["budget"].max())
+    form = a.form or FORM
     report = []
     for noise in (float(x) for x in str(a.noise).split(",")):
         t = time.time()
-        res = recover(grid, noise, a.draws, a.n_boot, budget, a.code_fraction, a.seed)
-        s = dict(noise=noise, budget=budget, code_fraction=a.code_fraction, **summarise(res))
+        res = recover(grid, noise, a.draws, a.n_boot, budget, a.code_fraction, a.seed, form)
+        s = dict(form=form, noise=noise, budget=budget, code_fraction=a.code_fraction, **summarise(res))
         s["seconds"] = round(time.time() - t, 1)
         report.append(s)
         if not a.json:
             print(
-                f"noise {noise:g}: N* true {s['n_true']:.4g} at C = {budget:.3g}, code fraction {a.code_fraction:g};"
+                f"{form}, noise {noise:g}: N* true {s['n_true']:.4g} at C = {budget:.3g},"
+                f" code fraction {a.code_fraction:g};"
                 f" |error| median {s['median_abs_err']:.1%}, max {s['max_abs_err']:.1%} over {s['draws']} draws"
                 f" ({s['failed']} failed); 90% interval covers the truth in {s['coverage']:.0%} ({s['seconds']} s)",
                 flush=True,
