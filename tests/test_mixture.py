@@ -211,6 +211,11 @@ def test_leave_one_fraction_out_and_the_choice_rule():
     # the true form predicts the held-out loss* far better than the mix-blind null
     assert comp["deff_add"]["median_abs_loss_err"] < comp["nomix"]["median_abs_loss_err"] / 3
     assert mixselect.choose(list(comp.values()), ("nomix", "deff_add")) == "deff_add"
+    # held out, 0.5 is interpolated between the other two fractions, 0.2 and 0.8 extrapolated
+    mine = loo[loo["candidate"] == "deff_add"]
+    split = {w: mine[(mine["code_frac"] == 0.5) == (w == "interp")] for w in ("interp", "extrap")}
+    for w, rows in split.items():
+        assert comp["deff_add"][f"median_abs_loss_err_{w}"] == pytest.approx(np.median(np.abs(rows["loss_rel_err"])))
     # fitted on every fraction, the true form meets the optima it was fitted through more
     # closely than it predicts a fraction it never saw, and the mix-blind null does not
     full = mixlaw.fit_laws(inp, 0, ("nomix", "deff_add"))

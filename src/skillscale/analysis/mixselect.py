@@ -183,7 +183,11 @@ def _scored(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare(loo: pd.DataFrame) -> list[dict]:
-    """Per candidate: median |N* error|, median |loss* error|, coverage of the observed N*."""
+    """Per candidate: median |N* error|, median |loss* error|, coverage of the observed N*;
+    and the two errors split by whether the held-out fraction lies between the fractions the
+    fold was fitted on (interpolated) or beyond them (extrapolated): the law is asked both."""
+    fracs = np.sort(loo["code_frac"].unique()) if len(loo) else np.array([])
+    inside = loo["code_frac"].between(fracs[0], fracs[-1], inclusive="neither") if len(fracs) else loo["code_frac"]
     out = []
     for cand, g in loo.groupby("candidate", sort=False):
         ok = g[np.isfinite(g["n_rel_err"].astype(float))]
@@ -205,6 +209,13 @@ def compare(loo: pd.DataFrame) -> list[dict]:
                 coverage_bootstrap_only=boot_cov,
                 n_covered=int(cov.sum()),
                 n_with_interval=len(cov),
+                **{
+                    f"median_abs_{k}_err_{where}": float(np.median(np.abs(part[f"{k}_rel_err"])))
+                    if len(part)
+                    else np.nan
+                    for where, part in (("interp", ok[inside[ok.index]]), ("extrap", ok[~inside[ok.index]]))
+                    for k in ("n", "loss")
+                },
             )
         )
     return out
@@ -336,6 +347,11 @@ def law_table(sl: StudyLaws) -> pd.DataFrame:
                 loo_median_abs_loss_err=sc.get("median_abs_loss_err", np.nan),
                 loo_coverage=sc.get("coverage", np.nan),
                 loo_coverage_bootstrap_only=sc.get("coverage_bootstrap_only", np.nan),
+                **{
+                    f"loo_median_abs_{k}_err_{w}": sc.get(f"median_abs_{k}_err_{w}", np.nan)
+                    for w in ("interp", "extrap")
+                    for k in ("n", "loss")
+                },
                 in_sample_abs_n_err=sc.get("in_sample_abs_n_err", np.nan),
                 in_sample_abs_loss_err=sc.get("in_sample_abs_loss_err", np.nan),
                 status=mixlaw.law_status(law),
