@@ -186,8 +186,9 @@ def compare(loo: pd.DataFrame) -> list[dict]:
     """Per candidate: median |N* error|, median |loss* error|, coverage of the observed N*;
     and the two errors split by whether the held-out fraction lies between the fractions the
     fold was fitted on (interpolated) or beyond them (extrapolated): the law is asked both."""
-    fracs = np.sort(loo["code_frac"].unique()) if len(loo) else np.array([])
-    inside = loo["code_frac"].between(fracs[0], fracs[-1], inclusive="neither") if len(fracs) else loo["code_frac"]
+    loo = loo.reset_index(drop=True)  # fit_study's rows are two frames concatenated
+    fracs = np.sort(loo["code_frac"].unique()) if len(loo) else np.array([np.nan])
+    inside = loo["code_frac"].between(fracs[0], fracs[-1], inclusive="neither")
     out = []
     for cand, g in loo.groupby("candidate", sort=False):
         ok = g[np.isfinite(g["n_rel_err"].astype(float))]
