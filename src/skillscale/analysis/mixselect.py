@@ -186,9 +186,8 @@ def compare(loo: pd.DataFrame) -> list[dict]:
     """Per candidate: median |N* error|, median |loss* error|, coverage of the observed N*;
     and the two errors split by whether the held-out fraction lies between the fractions the
     fold was fitted on (interpolated) or beyond them (extrapolated): the law is asked both."""
-    loo = loo.reset_index(drop=True)  # fit_study's rows are two frames concatenated
-    fracs = np.sort(loo["code_frac"].unique()) if len(loo) else np.array([np.nan])
-    inside = loo["code_frac"].between(fracs[0], fracs[-1], inclusive="neither")
+    cf = loo["code_frac"].to_numpy(float)
+    loo = loo.assign(_inside=(cf > np.nanmin(cf, initial=np.inf)) & (cf < np.nanmax(cf, initial=-np.inf)))
     out = []
     for cand, g in loo.groupby("candidate", sort=False):
         ok = g[np.isfinite(g["n_rel_err"].astype(float))]
@@ -214,7 +213,7 @@ def compare(loo: pd.DataFrame) -> list[dict]:
                     f"median_abs_{k}_err_{where}": float(np.median(np.abs(part[f"{k}_rel_err"])))
                     if len(part)
                     else np.nan
-                    for where, part in (("interp", ok[inside[ok.index]]), ("extrap", ok[~inside[ok.index]]))
+                    for where, part in (("interp", ok[ok["_inside"]]), ("extrap", ok[~ok["_inside"]]))
                     for k in ("n", "loss")
                 },
             )
