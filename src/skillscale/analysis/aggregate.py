@@ -43,6 +43,12 @@ COLUMNS = [
 ]
 
 
+def cell_fields(c, *extra: str) -> dict:
+    """A planned cell's identity and size as table columns (cell, code_frac, budget, size,
+    seed, n_params), then the attributes named in `extra`: every per-cell table starts so."""
+    return {k: getattr(c, k) for k in ("cell", "code_frac", "budget", "size", "seed", "n_params", *extra)}
+
+
 def collect(cfg: dict, study_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     """Return (tidy cells table, ids of planned cells with no finished evaluation)."""
     cells, _ = plan.build(cfg)
@@ -58,17 +64,7 @@ def collect(cfg: dict, study_dir: Path) -> tuple[pd.DataFrame, list[str]]:
         for metric, value in ev["bits_per_byte"].items():
             rows.append(
                 {
-                    "cell": c.cell,
-                    "code_frac": c.code_frac,
-                    "budget": c.budget,
-                    "size": c.size,
-                    "seed": c.seed,
-                    "n_params": c.n_params,
-                    "n_params_nonembed": c.n_params_nonembed,
-                    "n_params_total": c.n_params_total,
-                    "tokens": c.tokens,
-                    "flops": c.flops,
-                    "flops_exact": c.flops_exact,
+                    **cell_fields(c, "n_params_nonembed", "n_params_total", "tokens", "flops", "flops_exact"),
                     "metric": metric,
                     "skill": ev["skills"][metric],
                     "value": value,

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from skillscale import common, plan, study
+from skillscale.analysis import aggregate
 from skillscale.analysis.outputs import storage_paths
 from skillscale.data.longtail import N_BINS
 
@@ -60,13 +61,7 @@ def collect(cfg: dict, study_dir: Path) -> pd.DataFrame:
         passes = c.tokens * (1 - c.code_frac) / shard_tokens  # knowledge tokens seen / one pass
         stored = s["stored_bits"] - s["control_bits"]
         row = {
-            "cell": c.cell,
-            "code_frac": c.code_frac,
-            "budget": c.budget,
-            "size": c.size,
-            "seed": c.seed,
-            "n_params": c.n_params,
-            "tokens": c.tokens,
+            **aggregate.cell_fields(c, "tokens"),
             "passes": passes,
             "stored_bits": stored,
             "bits_per_param": stored / c.n_params,
