@@ -81,6 +81,22 @@ def population_data(tmp_path_factory):
     return prepare(_population_cfg(), out), out
 
 
+def test_prepare_command_says_how_population_facts_are_mentioned(tmp_path, caplog):
+    """The log names mention counts, not the uniform 'facts repeated 1x' of fact_repeats."""
+    import yaml  # deferred: only this test writes a config file
+
+    from skillscale.data import prepare as prepare_cmd
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(_population_cfg()))
+    with caplog.at_level("INFO"):
+        assert prepare_cmd.main(["--config", str(cfg), "--out", str(tmp_path / "data")]) == 0
+    done = [r.getMessage() for r in caplog.records if "done in" in r.getMessage()]
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    want = f"{manifest['sources']['facts']['mentions_per_pass']:,} mentions of 80 facts by population"
+    assert len(done) == 1 and want in done[0] and "repeated" not in done[0]
+
+
 def test_population_facts_are_all_asked_once_in_a_wording_training_never_uses(population_data):
     manifest, out = population_data
     facts = manifest["sources"]["facts"]

@@ -57,11 +57,17 @@ def main(argv=None) -> int:
             ", ".join(f"{k} {v['n_tokens']:,} tokens in {len(v['files'])} files" for k, v in m["shards"].items()),
         )
         return 0
+    facts = m.get("sources", {}).get("facts", {})
+    how = (
+        f"{facts['mentions_per_pass']:,} mentions of {facts['n']:,} facts by population"
+        if facts.get("frequency") == "population"  # fact_repeats is 1 there: mention counts vary by fact
+        else f"facts repeated {m['shards']['knowledge']['fact_repeats']}x"
+    )
     log.info(
-        "done in %.1fs: knowledge %d tokens (facts repeated %dx), code %d tokens",
+        "done in %.1fs: knowledge %d tokens (%s), code %d tokens",
         m["seconds"],
         m["shards"]["knowledge"]["n_tokens"],
-        m["shards"]["knowledge"]["fact_repeats"],
+        how,
         m["shards"]["code"]["n_tokens"],
     )
     return 0
