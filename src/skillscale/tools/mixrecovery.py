@@ -1,9 +1,10 @@
 """`skillscale mixture-recovery`: does the mixture law recover a known N*(C, s), and are its intervals honest?
 
     skillscale mixture-recovery [--cells results/default/cells.csv] [--draws 40] [--noise 0.012]
-                                [--budget-factor 10] [--code-fraction 0.35] [--n-boot 100] [--json]
+                                [--budget-factor 10] [--code-fraction 0.35] [--n-boot 100]
+                                [--form share|deff_add] [--json]
 
-Draws synthetic cells from a known law (form deff_add, parameters in TRUTH) at a study's
+Draws synthetic cells from a known law (--form, default share; parameters in TRUTHS) at a study's
 grid (the code fractions, sizes, tokens and seeds of its cells.csv; a default-study-shaped
 grid without --cells), adds Gaussian noise of --noise bits/byte per cell (one value, or a
 comma-separated list to run each), fits the same form with a bootstrap over cells, and
@@ -15,6 +16,7 @@ error| over draws and the share of draws whose interval covers the true N* (cove
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import numpy as np
@@ -113,6 +115,9 @@ def run(a) -> int:
         grid = c[["code_frac", "budget", "n_params", "tokens", "seed"]].reset_index(drop=True)
     budget = a.budget_factor * float(grid["budget"].max())
     form = a.form or FORM
+    if form not in TRUTHS:
+        print(f"error: --form {form}: no known law of that form to draw from; one of {sorted(TRUTHS)}", file=sys.stderr)
+        return 2
     report = []
     for noise in (float(x) for x in str(a.noise).split(",")):
         t = time.time()

@@ -1,8 +1,8 @@
 """A mixture-aware loss law per skill metric: L(N, D, s) over size, data and own-data share.
 
-Every form is Approach 3 (Besiroglu et al. 2024) with the data term counting only effective
-data: L = E + A/N^alpha + B/D_eff^beta, where s is the share of the training tokens that are
-the skill's own data and
+Every form is Approach 3 (Besiroglu et al. 2024) with the size and data terms counting only
+what serves the skill: L = E + A/N_eff^alpha + B/D_eff^beta (N_eff = N but in "share"),
+where s is the share of the training tokens that are the skill's own data and
 - "deff": D_eff = D (s + tau (1 - s)); tau is the transfer coefficient, what a token of the
   other data is worth to this skill relative to its own (tau = 1: the mix does not matter,
   tau = 0: only own data counts);
@@ -13,11 +13,11 @@ the skill's own data and
   parameters spent on the other data serve this skill only as far as it transfers); with
   alpha close to beta the mix raises the loss but hardly moves N*;
 - "nomix": D_eff = D, the mix ignored: the null every mixture form must beat;
-- "add", "deff_add", "share_add": nomix, deff and share plus a mix offset K (1 - s) on the loss, the additive
-  domain term of Shukor et al. (2025): less own data raises the loss at every N and D
-  (with "add" alone the mix cannot move N*).
-Fitted in log space (ln L_hat = LSE(a - alpha ln N_eff, b - beta ln D_eff, e, ln K(1-s))) with a Huber
-loss on ln L_hat - ln L summed over cells, L-BFGS-B from the best starts of a grid; the
+- "add", "deff_add", "share_add": nomix, deff and share plus a mix offset K (1 - s) on the
+  loss, the additive domain term of Shukor et al. (2025): less own data raises the loss at
+  every N and D (with "add" alone the mix cannot move N*).
+Fitted in log space (ln L_hat = LSE(a - alpha ln N_eff, b - beta ln D_eff, e, ln K + ln(1 - s)))
+with a Huber loss on ln L_hat - ln L summed over cells, L-BFGS-B from the best starts of a grid; the
 bootstrap refits on resampled cells (counts as weights, shared across metrics so that a
 weighted objective's draws are paired) start from the full-data optimum.
 
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 FORMS = ("nomix", "add", "deff", "dexp", "share", "deff_add", "share_add")  # simplest first: a tie goes to the simpler
-LAW_PARAMS = ("E", "A", "B", "alpha", "beta", "mix", "K")  # mix: tau (deff), kappa (dexp); K: offset
+LAW_PARAMS = ("E", "A", "B", "alpha", "beta", "mix", "K")  # mix: tau (deff, share), kappa (dexp); K: offset
 # A cell's seed-to-seed spread is 1.5-5% of its loss on the default study: residuals up to
 # that size are noise to average (squared), larger ones are outliers to down-weight (linear).
 HUBER_DELTA = 0.05
