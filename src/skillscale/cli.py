@@ -209,17 +209,18 @@ def _doc(module: str) -> str:
     return text[3 : text.index('"""', 3)] if text.startswith('"""') else ""
 
 
+def _verb(sub, name: str, help: str, module: str, **kw) -> argparse.ArgumentParser:
+    """A verb whose --help description is its module's docstring (`module`: path under skillscale/)."""
+    raw = argparse.RawDescriptionHelpFormatter
+    return sub.add_parser(name, help=help, description=_doc(module), formatter_class=raw, **kw)
+
+
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def add_fit(sub) -> None:
-    p = sub.add_parser(
-        "fit",
-        help="fit Approach 2 (isoflop) or 3 (parametric) to a points CSV",
-        description=_doc("tools/fitpoints.py"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = _verb(sub, "fit", "fit Approach 2 (isoflop) or 3 (parametric) to a points CSV", "tools/fitpoints.py")
     p.add_argument("points", help="CSV with one row per trained model")
     p.add_argument("--approach", choices=("isoflop", "parametric"), required=True)
     p.add_argument("--group", nargs="+", default=[], metavar="COL", help="fit separately per value of these columns")
@@ -256,11 +257,11 @@ def add_fit(sub) -> None:
 
 
 def add_optimum(sub) -> None:
-    p = sub.add_parser(
+    p = _verb(
+        sub,
         "optimum",
-        help="N*, D* and each metric's loss at a budget and code fraction, from the mixture law",
-        description=_doc("analysis/optimum.py"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "N*, D* and each metric's loss at a budget and code fraction, from the mixture law",
+        "analysis/optimum.py",
     )
     p.add_argument("source", help="a study folder (results/<study>, analysed) or a CSV of points")
     p.add_argument("--budget", type=float, required=True, help="training compute in FLOPs")
@@ -276,11 +277,11 @@ def add_optimum(sub) -> None:
 
 
 def add_mixture_recovery(sub) -> None:
-    p = sub.add_parser(
+    p = _verb(
+        sub,
         "mixture-recovery",
-        help="synthetic cells from a known mixture law: N* error and interval coverage of the fit",
-        description=_doc("tools/mixrecovery.py"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "synthetic cells from a known mixture law: N* error and interval coverage of the fit",
+        "tools/mixrecovery.py",
     )
     p.add_argument("--cells", help="a study's cells.csv whose grid to draw on (default: the default study's design)")
     p.add_argument("--draws", type=int, default=40)
@@ -296,44 +297,29 @@ def add_mixture_recovery(sub) -> None:
 
 def add_studies(sub) -> None:
     """The studies of finished studies (skillscale.studies)."""
-    raw = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser(
-        "designs",
-        help="what other seeds x sizes-per-budget designs of a finished study buy",
-        description=_doc("studies/designs.py"),
-        formatter_class=raw,
+    p = _verb(
+        sub, "designs", "what other seeds x sizes-per-budget designs of a finished study buy", "studies/designs.py"
     )
     p.add_argument("study", type=Path, help="a finished study folder, e.g. results/default")
     p.add_argument("--designs", default="5x1,6x1,7x1,9x1,5x2,6x2,7x2,5x3", help="SIZESxSEEDS, comma-separated")
     p.add_argument("--reps", type=int, default=8, help="simulated studies per design")
     p.add_argument("--cores", type=int, default=_cores(), help="jobs side by side")
     p.set_defaults(func=_tool("skillscale.studies.designs"))
-    p = sub.add_parser(
-        "extrapolate",
-        help="fit on one study's budgets, predict another's larger ones",
-        description=_doc("studies/extrapolate.py"),
-        formatter_class=raw,
-    )
+    p = _verb(sub, "extrapolate", "fit on one study's budgets, predict another's larger ones", "studies/extrapolate.py")
     p.add_argument("small", type=Path, help="study folder whose budgets the power laws are fitted on")
     p.add_argument("large", type=Path, help="study folder with larger budgets to predict")
     p.add_argument("--out", type=Path, help="also write the report (Markdown) here")
     p.add_argument("--n-boot", type=int, default=200)
     p.set_defaults(func=_tool("skillscale.studies.extrapolate"))
-    p = sub.add_parser(
-        "sweepcompare",
-        help="compare two sweeps of one grid (WSD vs cosine): compute and N*",
-        description=_doc("studies/sweepcompare.py"),
-        formatter_class=raw,
+    p = _verb(
+        sub, "sweepcompare", "compare two sweeps of one grid (WSD vs cosine): compute and N*", "studies/sweepcompare.py"
     )
     p.add_argument("a", type=Path, help="study folder of the sweep under test (e.g. WSD)")
     p.add_argument("b", type=Path, help="study folder of the reference sweep (e.g. cosine per cell)")
     p.add_argument("--out", type=Path)
     p.set_defaults(func=_tool("skillscale.studies.sweepcompare"))
-    p = sub.add_parser(
-        "lrsweep",
-        help="train a budget's smallest and largest size at several learning rates",
-        description=_doc("studies/lrsweep.py"),
-        formatter_class=raw,
+    p = _verb(
+        sub, "lrsweep", "train a budget's smallest and largest size at several learning rates", "studies/lrsweep.py"
     )
     p.add_argument("--config", required=True)
     p.add_argument("--data", required=True, type=Path)
@@ -347,13 +333,7 @@ def add_studies(sub) -> None:
 
 def add_speed(sub) -> None:
     """`skillscale speed train|dag|prepare|gpu` (skillscale.tools.speed, speed_prep, speed_gpu)."""
-    raw = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser(
-        "speed",
-        help="benchmarks: training throughput and MFU, DAG scale, data preparation",
-        description=_doc("tools/speed.py"),
-        formatter_class=raw,
-    )
+    p = _verb(sub, "speed", "benchmarks: training throughput and MFU, DAG scale, data preparation", "tools/speed.py")
     p.set_defaults(func=_tool("skillscale.tools.speed"))
     bench = p.add_subparsers(dest="what", required=True)
     t = bench.add_parser("train", help="tokens/s and MFU of our trainer vs HF Llama vs matmul peak")
@@ -400,12 +380,12 @@ def add_speed(sub) -> None:
     g.add_argument("--budgets", type=int, default=20)
     g.add_argument("--seeds", type=int, default=5)
     g.add_argument("--json", action="store_true")
-    q = bench.add_parser(
+    q = _verb(
+        bench,
         "prepare",
+        "tokens/s and peak RSS of data preparation vs a naive one (speed_prep.py)",
+        "tools/speed_prep.py",
         aliases=["prep"],
-        description=_doc("tools/speed_prep.py"),
-        formatter_class=raw,
-        help="tokens/s and peak RSS of data preparation vs a naive one (speed_prep.py)",
     )
     q.add_argument("--sizes", default="10M,100M,1G", help="corpus sizes in bytes of text")
     q.add_argument("--threads", type=int, default=_cores())
@@ -418,11 +398,11 @@ def add_speed(sub) -> None:
         help="alternating runs of each contender per size, the fastest reported (a shared machine)",
     )
     q.add_argument("--json", action="store_true")
-    c = bench.add_parser(
+    c = _verb(
+        bench,
         "gpu",
-        description=_doc("tools/speed_gpu.py"),
-        formatter_class=raw,
-        help="MFU by size and packed small cells vs one per GPU (speed_gpu.py; = train --device cuda)",
+        "MFU by size and packed small cells vs one per GPU (speed_gpu.py; = train --device cuda)",
+        "tools/speed_gpu.py",
     )
     c.add_argument("--config", help="default: config/studies/gpu-paper.yaml")
     c.add_argument("--pack", type=int, default=8, help="small-cell jobs side by side")
@@ -487,11 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_mixture_recovery(sub)
     add_studies(sub)
     add_speed(sub)
-    sc = sub.add_parser(
-        "sample-corpora",
-        help="small corpora on disk in real shapes, from the embedded texts",
-        description=_doc("tools/samplecorpora.py"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    sc = _verb(
+        sub, "sample-corpora", "small corpora on disk in real shapes, from the embedded texts", "tools/samplecorpora.py"
     )
     sc.add_argument("out", nargs="?", default="corpora", help="folder to write them to (default: corpora)")
     sc.set_defaults(func=cmd_sample_corpora)
@@ -500,11 +477,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_status(sub) -> None:
-    p = sub.add_parser(
+    p = _verb(
+        sub,
         "status",
-        help="where a running (or finished) study stands: cells done/running/failed/waiting, time left",
-        description=_doc("tools/status.py"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "where a running (or finished) study stands: cells done/running/failed/waiting, time left",
+        "tools/status.py",
     )
     p.add_argument("study", type=Path, help="the study's results folder, e.g. results/default")
     p.add_argument("--json", action="store_true", help="print one JSON object (remaining_seconds, finish_utc, ...)")
