@@ -75,6 +75,28 @@ def test_fit_recovers_a_known_law_beyond_the_grid():
     )
 
 
+def test_a_fit_started_at_its_optimum_is_converged():
+    """Refitting from the law itself (a fold's or a bootstrap's start) stops at once, often
+    with L-BFGS-B's ABNORMAL_TERMINATION_IN_LNSRCH: convergence, not a failure `optimum`
+    would refuse. A point away from the optimum is not converged."""
+    from scipy.optimize import OptimizeResult
+
+    cells = small_grid(seeds=(0, 1))
+    n, d, s = cells["n_params"].to_numpy(), cells["tokens"].to_numpy(), cells["code_frac"].to_numpy()
+    loss = TRUE.predict(n, d, s) + np.random.default_rng(2).normal(0, 0.012, len(cells))
+    args = (np.log(n), np.log(d), s, np.log(loss), mx.HUBER_DELTA, np.ones(len(n)))
+    for form in ("share", "deff_add"):
+        law = mx.fit_mixture(n, d, s, loss, form)
+        x = mx._to_x(law)
+        x = mx._minimize(x, form, *args).x
+        # what L-BFGS-B returns from a start it cannot improve on (seen on the default study)
+        stuck = OptimizeResult(success=False, x=x, jac=mx._objective(x, form, *args)[1])
+        assert law.converged and mx._converged(stuck, form)
+        away = x + np.array([0.3, 0.3, 0.0, 0.05, 0.05, 0.0, 0.0])
+        r = OptimizeResult(success=False, x=away, jac=mx._objective(away, form, *args)[1])
+        assert not mx._converged(r, form)
+
+
 @pytest.mark.parametrize("form", mx.FORMS)
 def test_objective_gradient_matches_finite_differences(form):
     """L-BFGS-B trusts the analytic gradient; every form's, the mix parameter's included."""

@@ -130,9 +130,28 @@ def _objective(theta, form, lnN, lnD, s, lnL, delta, weights):
     return f, g
 
 
-def _minimize(theta0, form, lnN, lnD, s, lnL, delta, weights):
+def _bounds(form: str) -> list:
     kind, add = _kind(form)
-    bounds = [(None, None)] * 3 + [(0.0, 4.0), (0.0, 4.0), _MIX_BOUNDS[kind], (-20.0, 5.0) if add else (_NO_K, _NO_K)]
+    return [(None, None)] * 3 + [(0.0, 4.0), (0.0, 4.0), _MIX_BOUNDS[kind], (-20.0, 5.0) if add else (_NO_K, _NO_K)]
+
+
+def _converged(r, form: str) -> bool:
+    """L-BFGS-B's own verdict, or a projected gradient of zero (to 1e-6): a fit started at its
+    optimum (from the fit on all cells, or a bootstrap's parent) has nothing to improve and
+    stops at iteration 0 with ABNORMAL_TERMINATION_IN_LNSRCH, which is not a failure."""
+    if r.success:
+        return True
+    g = np.array(r.jac, float)
+    for i, (lo, hi) in enumerate(_bounds(form)):
+        fixed = lo is not None and lo == hi
+        at_lo = lo is not None and r.x[i] <= lo + 1e-12 and g[i] > 0
+        at_hi = hi is not None and r.x[i] >= hi - 1e-12 and g[i] < 0
+        g[i] = 0.0 if fixed or at_lo or at_hi else g[i]
+    return bool(np.all(np.isfinite(g)) and np.abs(g).max() <= 1e-6)
+
+
+def _minimize(theta0, form, lnN, lnD, s, lnL, delta, weights):
+    bounds = _bounds(form)
     return optimize.minimize(
         _objective,
         theta0,
@@ -284,8 +303,8 @@ def fit_mixture(
         for w in [] if C is None else C:
             r = _minimize(best.x, form, lnN, lnD, S, lnL, delta, w)
             draws.append(_to_params(r.x) if np.all(np.isfinite(r.x)) else np.full(7, np.nan))
-            conv.append(bool(r.success))
-    law = MixtureLaw(form, *_to_params(best.x), float(best.fun), 0.0, int(N.size), bool(best.success))
+            conv.append(_converged(r, form))
+    law = MixtureLaw(form, *_to_params(best.x), float(best.fun), 0.0, int(N.size), _converged(best, form))
     law.rms = float(np.sqrt(np.mean((np.log(law.predict(N, D, S)) - lnL) ** 2)))
     if draws:
         law.draws, law.boot_converged = np.array(draws), float(np.mean(conv))
