@@ -256,8 +256,10 @@ def _csv_cells(df: pd.DataFrame, path) -> pd.DataFrame:
     return c
 
 
-def laws_from_csv(path: Path, n_boot: int = 100, ci: float = 0.9, form: str = mixlaw.DEFAULT_FORM) -> mixlaw.StudyLaws:
-    """Fit the laws of a CSV's points (choosing the form held-out when the grid allows)."""
+def laws_from_csv(path: Path, n_boot: int = 100, ci: float = 0.9, form: str | None = None) -> mixlaw.StudyLaws:
+    """Fit the laws of a CSV's points (choosing the form held-out when the grid allows,
+    otherwise `form`, by default mixlaw.DEFAULT_FORM)."""
+    form = form or mixlaw.DEFAULT_FORM
     try:
         df = pd.read_csv(path)
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
@@ -290,7 +292,7 @@ def run(a) -> int:
         if src.is_dir():
             sl = load_laws(src)
         elif src.exists():
-            sl = laws_from_csv(src, a.n_boot, form=a.form or mixlaw.DEFAULT_FORM)
+            sl = laws_from_csv(src, a.n_boot, form=a.form)
         else:
             raise OptimumError(f"{src}: no such study folder or CSV")
         res = answer(sl, a.budget, a.code_fraction, parse_weights(a.weights, sl.laws), a.flops)

@@ -354,14 +354,14 @@ def mixture(t: dict, extra: dict) -> list[str]:
             if np.isfinite(cov) and np.isfinite(boot)
             else ""
         )
-        ins = r.get("in_sample_abs_loss_err", np.nan)
-        ins_s = f"; fitted on every fraction, {ins:.2%} on loss*" if np.isfinite(ins) else ""
         lo_in, lo_out = r.get("loo_median_abs_loss_err_interp", np.nan), r.get("loo_median_abs_loss_err_extrap", np.nan)
-        if np.isfinite(lo_in) and np.isfinite(lo_out):
-            ins_s = f" (interpolated fractions {lo_in:.2%}, extrapolated {lo_out:.2%}){ins_s}"
+        ins = r.get("in_sample_abs_loss_err", np.nan)
+        split_s = f" (interpolated fractions {lo_in:.2%}, extrapolated {lo_out:.2%})"
+        split_s = split_s if np.isfinite(lo_in + lo_out) else ""
+        ins_s = f"; fitted on every fraction, {ins:.2%} on loss*" if np.isfinite(ins) else ""
         L.append(
             f"- {r['form']}: median |N* error| {r['loo_median_abs_n_err']:.1%},"
-            f" median |loss* error| {r['loo_median_abs_loss_err']:.2%}{cov_s}{ins_s}"
+            f" median |loss* error| {r['loo_median_abs_loss_err']:.2%}{cov_s}{split_s}{ins_s}"
         )
     acc = t.get("mixture_accounting")
     if acc is not None and "exact_over_6nd" in acc.columns:

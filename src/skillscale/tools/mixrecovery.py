@@ -25,7 +25,7 @@ import pandas as pd
 from skillscale.analysis import fit, mixlaw
 from skillscale.analysis.fit import mixture as mx
 
-__all__ = ["TRUTH", "TRUTHS", "FORM", "default_grid", "synthetic_cells", "true_law", "recover", "run"]
+__all__ = ["TRUTHS", "FORM", "default_grid", "synthetic_cells", "true_law", "recover", "run"]
 
 FORM = mixlaw.DEFAULT_FORM
 # Laws in the range the default study's fits take (bits/byte; N ~ 1e4-1e5, D ~ 1e5-1e7).
@@ -35,7 +35,6 @@ TRUTHS = {
     "deff_add": dict(E=0.8, A=220.0, B=150.0, alpha=0.5, beta=0.35, mix=0.3, K=0.4),
     "share": dict(E=1.2, A=45.0, B=95.0, alpha=0.4, beta=0.35, mix=0.28, K=0.0),
 }
-TRUTH = TRUTHS[FORM]
 
 
 def true_law(form: str = FORM) -> mx.MixtureLaw:
